@@ -1,0 +1,55 @@
+# Quick start: `make run` (install, database, migrations, demo data, web + q2 cluster)
+# and `make test`. Everything installs into .venv from requirements.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_CLIENTS ?= 2000
+
+.PHONY: run test install db migrate demo lint format bench verify clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+db: install
+	$(PY) -m billing_site.ensure_db
+
+migrate: db
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py ensure_schedules
+
+demo: migrate
+	$(PY) manage.py seed_demo --clients $(DEMO_CLIENTS) --if-empty --seed 42
+
+run: demo
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	@echo "Staff UI and admin: http://$(HOST):$(PORT)/  (login: admin / admin)"
+	$(PY) manage.py qcluster & QPID=$$!; \
+	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+verify: install
+	$(PY) manage.py ledger_verify
+
+bench: install
+	$(PY) bench/posting.py
+
+clean:
+	rm -rf $(VENV) staticfiles

@@ -1,0 +1,42 @@
+"""Domain errors about accounts: status, currency, structure."""
+
+from billing_site.errors import DomainError
+
+
+class AccountBlocked(DomainError):
+    code = "account_blocked"
+    default_message = "The account is blocked."
+
+
+class AccountClosed(DomainError):
+    code = "account_closed"
+    default_message = "The account is closed."
+
+
+class CurrencyMismatch(DomainError):
+    code = "currency_mismatch"
+    default_message = "The accounts have different currencies."
+
+
+class InvalidStatusTransition(DomainError):
+    code = "invalid_status_transition"
+    status = 409
+    default_message = "The account cannot move to that status."
+
+
+class AccountHasFunds(DomainError):
+    code = "account_has_funds"
+    status = 409
+    default_message = "The account still has a balance, holds or open sub-accounts."
+
+
+class InvalidAccountStructure(DomainError):
+    code = "invalid_account_structure"
+    status = 400
+    default_message = "That parent account cannot be used."
+
+
+class PermissionDenied(DomainError):
+    code = "permission_denied"
+    status = 403
+    default_message = "You are not allowed to do this."

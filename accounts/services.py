@@ -1,0 +1,283 @@
+"""Writes for clients and accounts: creation, limits, sub-account links, status.
+
+Account rows are also locked by ledger postings; every service here that
+changes an account takes the same row lock (``select_for_update``) so that a
+status change or a limit change serialises with postings on that account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.exceptions import (
+    AccountHasFunds,
+    InvalidAccountStructure,
+    InvalidStatusTransition,
+    PermissionDenied,
+)
+from accounts.models import Account, Client
+from accounts.signals import account_status_changed
+from accounts.validators import account_number_from_sequence
+from brands.models import Brand
+
+NUMBER_SEQUENCE = "accounts_account_number_seq"
+
+# Allowed status moves: {from: {to, ...}}. Closed is final.
+STATUS_TRANSITIONS: dict[str, set[str]] = {
+    Account.Status.OPEN: {Account.Status.BLOCKED, Account.Status.CLOSED},
+    Account.Status.BLOCKED: {Account.Status.OPEN, Account.Status.CLOSED},
+    Account.Status.CLOSED: set(),
+}
+
+CLIENT_FIELDS = {
+    "kind",
+    "name",
+    "legal_name",
+    "tax_id",
+    "kpp",
+    "ogrn",
+    "email",
+    "phone",
+    "address",
+    "external_ref",
+    "status",
+}
+LIMIT_FIELDS = {
+    "credit_limit",
+    "credit_period_days",
+    "credit_expires_at",
+    "write_off_limit_transaction",
+    "write_off_limit_day",
+    "write_off_limit_month",
+}
+
+
+def account_numbers_allocate(count: int) -> list[str]:
+    """Take ``count`` fresh account numbers (with check digits) from the database sequence."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [NUMBER_SEQUENCE, count])
+        return [account_number_from_sequence(row[0]) for row in cursor.fetchall()]
+
+
+@transaction.atomic
+def client_create(**fields: Any) -> Client:
+    """Create a client after full model validation (INN checksum, kind/tax id match)."""
+    unknown = set(fields) - CLIENT_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown client fields: {sorted(unknown)}")
+    client = Client(**fields)
+    client.full_clean()
+    client.save()
+    return client
+
+
+@transaction.atomic
+def client_update(*, client: Client, **fields: Any) -> Client:
+    unknown = set(fields) - CLIENT_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown client fields: {sorted(unknown)}")
+    for name, value in fields.items():
+        setattr(client, name, value)
+    client.full_clean()
+    client.save(update_fields=[*fields, "updated_at"])
+    return client
+
+
+def _validate_limits(account: Account) -> None:
+    if account.parent_id is not None and (
+        account.credit_limit or account.credit_period_days is not None or account.credit_expires_at
+    ):
+        raise InvalidAccountStructure(
+            "A sub-account draws on its payer's funds and carries no credit terms of its own.",
+            field="credit_limit",
+        )
+
+
+def _check_parent(account: Account | None, parent: Account, currency: str) -> None:
+    """Refuse a parent that is a system account, of another currency, closed, or a cycle."""
+    if parent.is_system:
+        raise InvalidAccountStructure("A system account cannot be a payer.", field="parent")
+    if parent.currency != currency:
+        raise InvalidAccountStructure(
+            "A sub-account has the currency of its payer.", field="parent"
+        )
+    if parent.status == Account.Status.CLOSED:
+        raise InvalidAccountStructure("The payer account is closed.", field="parent")
+    depth = 1
+    node: Account | None = parent
+    while node is not None:
+        if account is not None and node.pk == account.pk:
+            raise InvalidAccountStructure("That link would make a cycle.", field="parent")
+        depth += 1
+        node = node.parent
+    if depth > settings.BILLING_MAX_ACCOUNT_DEPTH:
+        raise InvalidAccountStructure(
+            f"Sub-accounts nest at most {settings.BILLING_MAX_ACCOUNT_DEPTH} levels.",
+            field="parent",
+        )
+
+
+@transaction.atomic
+def account_create(
+    *,
+    client: Client,
+    currency: str | None = None,
+    brands: Iterable[Brand] = (),
+    parent: Account | None = None,
+    name: str = "",
+    credit_limit: Decimal = Decimal("0.00"),
+    credit_period_days: int | None = None,
+    credit_expires_at: date | None = None,
+    write_off_limit_transaction: Decimal | None = None,
+    write_off_limit_day: Decimal | None = None,
+    write_off_limit_month: Decimal | None = None,
+) -> Account:
+    """Open a client account with a fresh check-digit number (a sub-account under ``parent``)."""
+    currency = currency or (parent.currency if parent else settings.BILLING_DEFAULT_CURRENCY)
+    if parent is not None:
+        parent = Account.objects.select_for_update().get(pk=parent.pk)
+        _check_parent(None, parent, currency)
+    account = Account(
+        number=account_numbers_allocate(1)[0],
+        kind=Account.Kind.CLIENT,
+        client=client,
+        currency=currency,
+        parent=parent,
+        name=name,
+        credit_limit=credit_limit,
+        credit_period_days=credit_period_days,
+        credit_expires_at=credit_expires_at,
+        write_off_limit_transaction=write_off_limit_transaction,
+        write_off_limit_day=write_off_limit_day,
+        write_off_limit_month=write_off_limit_month,
+    )
+    _validate_limits(account)
+    account.full_clean(exclude=["number"])
+    account.save()
+    if brands:
+        account.brands.set(brands)
+    return account
+
+
+@transaction.atomic
+def account_update(
+    *, account: Account, brands: Iterable[Brand] | None = None, **fields: Any
+) -> Account:
+    """Change an account's limits, label or brand links under its row lock."""
+    unknown = set(fields) - LIMIT_FIELDS - {"name"}
+    if unknown:
+        raise TypeError(f"Unknown account fields: {sorted(unknown)}")
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    _validate_limits(locked)
+    locked.full_clean(exclude=["number"])
+    if fields:
+        locked.save(update_fields=[*fields, "updated_at"])
+    if brands is not None:
+        locked.brands.set(brands)
+    return locked
+
+
+@transaction.atomic
+def account_set_parent(*, account: Account, parent: Account | None) -> Account:
+    """Attach a funds-free account under a payer, or detach it to pay for itself.
+
+    Locks the account and the new parent in primary-key order.
+    """
+    ids = sorted({account.pk} | ({parent.pk} if parent else set()))
+    locked = {
+        a.pk: a for a in Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    }
+    acc = locked[account.pk]
+    if acc.is_system:
+        raise InvalidAccountStructure("System accounts have no payer.", field="parent")
+    if parent is not None:
+        new_parent = locked[parent.pk]
+        _check_parent(acc, new_parent, acc.currency)
+        if acc.balance or acc.held:
+            raise AccountHasFunds(
+                "Only an account with no balance and no holds can become a sub-account."
+            )
+    acc.parent = locked[parent.pk] if parent else None
+    _validate_limits(acc)
+    acc.save(update_fields=["parent", "updated_at"])
+    return acc
+
+
+def _can_change_status(user: Any) -> bool:
+    return user is None or user.has_perm("accounts.block_account")
+
+
+@transaction.atomic
+def account_set_status(
+    *, account: Account, status: str, reason: str = "", changed_by: Any = None
+) -> Account:
+    """Move an account along the status machine (open <-> blocked, either -> closed).
+
+    Closing needs a zero balance, no active holds and no open sub-accounts.
+    Locks the account row; postings waiting on it see the new status.
+    """
+    if not _can_change_status(changed_by):
+        raise PermissionDenied("You are not allowed to change account status.")
+    locked = Account.objects.select_for_update().get(pk=account.pk)
+    if locked.is_system:
+        raise InvalidStatusTransition("System accounts have no status to change.")
+    if status not in STATUS_TRANSITIONS.get(locked.status, set()):
+        raise InvalidStatusTransition(
+            f"An account cannot go from {locked.status} to {status}.",
+            current=locked.status,
+            requested=status,
+        )
+    if status == Account.Status.BLOCKED and not reason.strip():
+        raise InvalidStatusTransition("Blocking needs a reason.", field="reason")
+    if status == Account.Status.CLOSED:
+        open_children = locked.children.filter(~Q(status=Account.Status.CLOSED)).exists()
+        if locked.balance or locked.held or open_children:
+            raise AccountHasFunds(
+                balance=str(locked.balance), held=str(locked.held), open_children=open_children
+            )
+    previous = locked.status
+    locked.status = status
+    locked.status_reason = reason.strip()
+    locked.status_changed_at = timezone.now()
+    locked.status_changed_by = changed_by if getattr(changed_by, "pk", None) else None
+    locked.save(
+        update_fields=[
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "status_changed_by",
+            "updated_at",
+        ]
+    )
+    account_status_changed.send(
+        sender=Account, account=locked, previous_status=previous, changed_by=changed_by
+    )
+    return locked
+
+
+def account_block(*, account: Account, reason: str, blocked_by: Any = None) -> Account:
+    return account_set_status(
+        account=account, status=Account.Status.BLOCKED, reason=reason, changed_by=blocked_by
+    )
+
+
+def account_unblock(*, account: Account, unblocked_by: Any = None, reason: str = "") -> Account:
+    return account_set_status(
+        account=account, status=Account.Status.OPEN, reason=reason, changed_by=unblocked_by
+    )
+
+
+def account_close(*, account: Account, closed_by: Any = None, reason: str = "") -> Account:
+    return account_set_status(
+        account=account, status=Account.Status.CLOSED, reason=reason, changed_by=closed_by
+    )

@@ -1,0 +1,273 @@
+"""Design overview: the double-entry ledger.
+
+A ``Transaction`` is the header of one posting (kind, brand, service, subject,
+memo, who and from which request, idempotency key). Its ``Entry`` rows move
+money between accounts and always sum to zero. Client accounts are the
+operator's liabilities: a payment credits (+) the client and debits (-) a
+clearing account; a write-off debits (-) the client and credits (+) revenue.
+
+Entries land on the *balance-bearing* account: a client's root payer account
+or a system account. When the posting was made for a sub-account, the entry
+also names that sub-account (``subaccount``), so the sub-account's history and
+limits see it. Client-account entries carry ``balance_after`` (the payer's
+balance right after the entry), which makes history and "balance at a moment"
+single index lookups. System-account entries leave it empty: system accounts
+are hot and keep no running balance.
+
+Transactions and entries are append-only, enforced by database triggers; a
+mistake is undone by a reversal (a mirror transaction, at most one per
+original, guaranteed by a unique constraint). Holds reserve funds on the payer
+(``Account.held``) until they are captured, voided or expire.
+"""
+
+from decimal import Decimal
+
+import pgtrigger
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import MONEY, Account
+from brands.models import Brand, Service
+
+
+class TransactionKind(models.TextChoices):
+    PAYMENT = "payment", "Payment"
+    DEBIT = "debit", "Debit (write-off)"
+    ACCRUAL = "accrual", "Accrual (charge)"
+    TRANSFER = "transfer", "Transfer"
+    REFUND = "refund", "Refund"
+    HOLD_CAPTURE = "hold_capture", "Hold capture"
+    REVERSAL = "reversal", "Reversal"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class Transaction(models.Model):
+    kind = models.CharField(max_length=16, choices=TransactionKind.choices)
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        help_text="The client account the posting was made for (as named by the caller).",
+    )
+    counter_account = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="counter_transactions",
+        help_text="The receiving client account of a transfer.",
+    )
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, null=True, blank=True)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, null=True, blank=True)
+    channel = models.CharField(max_length=16, blank=True)
+    subject_type = models.CharField(max_length=50, blank=True)
+    subject_id = models.CharField(max_length=100, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    memo = models.CharField(max_length=500, blank=True)
+    external_id = models.CharField(max_length=100, blank=True)
+    reversal_of = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
+    )
+    hold = models.ForeignKey(
+        "Hold", on_delete=models.PROTECT, null=True, blank=True, related_name="transactions"
+    )
+    caller = models.CharField(
+        max_length=64, help_text="Who posted it: user:<id>, partner:<id>, system:<name>."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("post_adjustment", "Can post manual balance adjustments")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0),
+                name="%(app_label)s_%(class)s_amount_positive",
+                violation_error_message="A transaction amount is positive.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "id"], name="ledger_txn_account_idx"),
+            models.Index(
+                fields=["counter_account", "id"],
+                name="ledger_txn_counter_idx",
+                condition=Q(counter_account__isnull=False),
+            ),
+            models.Index(fields=["created_at"], name="ledger_txn_created_idx"),
+            models.Index(
+                fields=["subject_type", "subject_id"],
+                name="ledger_txn_subject_idx",
+                condition=~Q(subject_type=""),
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind} {self.amount} {self.currency}"
+
+
+class Entry(models.Model):
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
+    subaccount = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="subaccount_entries",
+        db_index=False,
+        help_text="The sub-account this entry was posted for, when the payer is its parent.",
+    )
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    balance_after = models.DecimalField(**MONEY, null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "entries"
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(amount=0),
+                name="%(app_label)s_%(class)s_amount_not_zero",
+                violation_error_message="An entry moves a non-zero amount.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "id"], name="ledger_entry_account_idx"),
+            models.Index(
+                fields=["account", "created_at"],
+                name="ledger_entry_account_time_idx",
+                condition=Q(balance_after__isnull=False),
+            ),
+            models.Index(
+                fields=["subaccount", "id"],
+                name="ledger_entry_subaccount_idx",
+                condition=Q(subaccount__isnull=False),
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.amount}"
+
+
+class Hold(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CAPTURED = "captured", "Captured"
+        VOIDED = "voided", "Voided"
+        EXPIRED = "expired", "Expired"
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
+    payer = models.ForeignKey(
+        Account,
+        on_delete=models.PROTECT,
+        related_name="payer_holds",
+        help_text="The root payer whose funds are reserved.",
+    )
+    amount = models.DecimalField(**MONEY)
+    captured_amount = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    brand = models.ForeignKey(Brand, on_delete=models.PROTECT)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, null=True, blank=True)
+    subject_type = models.CharField(max_length=50, blank=True)
+    subject_id = models.CharField(max_length=100, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    memo = models.CharField(max_length=500, blank=True)
+    expires_at = models.DateTimeField()
+    # The business date the reservation counted toward write-off limits.
+    reserved_on = models.DateField()
+    caller = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0),
+                name="%(app_label)s_%(class)s_amount_positive",
+                violation_error_message="A hold amount is positive.",
+            ),
+            models.CheckConstraint(
+                condition=Q(captured_amount__gte=0, captured_amount__lte=models.F("amount")),
+                name="%(app_label)s_%(class)s_captured_within_amount",
+                violation_error_message="A hold cannot capture more than it reserved.",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["payer"],
+                name="ledger_hold_active_payer_idx",
+                condition=Q(status="active"),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="ledger_hold_active_expiry_idx",
+                condition=Q(status="active"),
+            ),
+            models.Index(fields=["account", "id"], name="ledger_hold_account_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold #{self.pk} {self.amount} {self.currency} ({self.status})"
+
+    @property
+    def open_amount(self) -> Decimal:
+        return self.amount if self.status == self.Status.ACTIVE else Decimal("0.00")
+
+
+class IdempotencyKey(models.Model):
+    """One row per (caller, key): what the first request was and what it produced.
+
+    Written in the same database transaction as the posting it records, so a
+    key exists exactly when its effect does. The primary key on (caller, key)
+    unique (caller, key) index is what makes concurrent duplicates produce one posting.
+    """
+
+    caller = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    operation = models.CharField(max_length=32)
+    request_hash = models.CharField(max_length=64)
+    transaction = models.ForeignKey(
+        Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    hold = models.ForeignKey(
+        Hold, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "idempotency key"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["caller", "key"],
+                name="%(app_label)s_%(class)s_unique_per_caller",
+                violation_error_message="This idempotency key was already used by this caller.",
+            ),
+        ]
+        triggers = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller}/{self.key}"

@@ -1,0 +1,138 @@
+"""Reads of the ledger: balances, balance at a moment, history with keyset pagination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
+
+from accounts.models import Account
+from ledger.models import Entry, Hold, Transaction
+from ledger.services import ZERO, business_date, credit_refusal
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    """What an operator or a partner sees for an account (sub-accounts show the payer's funds)."""
+
+    account: Account
+    payer: Account
+    balance: Decimal
+    held: Decimal
+    available: Decimal
+    credit_limit: Decimal
+    credit_available: Decimal
+    currency: str
+    as_of: datetime
+    write_off_remaining: Decimal | None
+
+
+def account_chain(account: Account) -> list[Account]:
+    """The account, its parent, ... up to the root payer, freshly read (no locks)."""
+    chain = [Account.objects.get(pk=account.pk)]
+    while chain[-1].parent_id is not None:
+        chain.append(Account.objects.get(pk=chain[-1].parent_id))
+    return chain
+
+
+def balance_at(account: Account, at: datetime) -> Decimal:
+    """The payer's balance right after the last entry made at or before ``at``."""
+    value = (
+        Entry.objects.filter(account_id=account.pk, balance_after__isnull=False, created_at__lte=at)
+        .order_by("-created_at", "-id")
+        .values_list("balance_after", flat=True)
+        .first()
+    )
+    return value if value is not None else ZERO
+
+
+def held_at(account: Account, at: datetime) -> Decimal:
+    total = Hold.objects.filter(
+        Q(closed_at__isnull=True) | Q(closed_at__gt=at), payer_id=account.pk, created_at__lte=at
+    ).aggregate(total=Sum("amount"))["total"]
+    return total or ZERO
+
+
+def write_off_remaining(chain: list[Account], now: datetime) -> Decimal | None:
+    """How much the write-off limits of the whole chain still allow right now (None: no limit)."""
+    today = business_date(now)
+    month = today.replace(day=1)
+    remaining: list[Decimal] = []
+    for acc in chain:
+        if acc.write_off_limit_transaction is not None:
+            remaining.append(acc.write_off_limit_transaction)
+        if acc.write_off_limit_day is not None:
+            spent = acc.spent_day if acc.spent_day_on == today else ZERO
+            remaining.append(acc.write_off_limit_day - spent)
+        if acc.write_off_limit_month is not None:
+            spent = acc.spent_month if acc.spent_month_on == month else ZERO
+            remaining.append(acc.write_off_limit_month - spent)
+    return max(min(remaining), ZERO) if remaining else None
+
+
+def account_balance(account: Account, at: datetime | None = None) -> BalanceView:
+    """Balance, held and available funds now (or at a past moment ``at``)."""
+    chain = account_chain(account)
+    payer = chain[-1]
+    now = timezone.now()
+    moment = at or now
+    if at is None:
+        balance, held = payer.balance, payer.held
+    else:
+        balance, held = balance_at(payer, at), held_at(payer, at)
+    own = balance - held
+    usable = payer.credit_limit if credit_refusal(payer, moment) is None else ZERO
+    credit_used = max(-own, ZERO)
+    credit_available = max(usable - credit_used, ZERO)
+    return BalanceView(
+        account=account,
+        payer=payer,
+        balance=balance,
+        held=held,
+        available=max(own + usable, ZERO) if usable else own,
+        credit_limit=payer.credit_limit,
+        credit_available=credit_available,
+        currency=payer.currency,
+        as_of=moment,
+        write_off_remaining=write_off_remaining(chain, now) if at is None else None,
+    )
+
+
+def account_entries(account: Account) -> QuerySet[Entry]:
+    """An account's history, newest first: its own entries, or a sub-account's postings."""
+    qs = Entry.objects.select_related("transaction")
+    if account.parent_id is not None:
+        return qs.filter(subaccount_id=account.pk).order_by("-id")
+    return qs.filter(account_id=account.pk).order_by("-id")
+
+
+def account_history(
+    account: Account,
+    *,
+    before_id: int | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    limit: int = 50,
+) -> list[Entry]:
+    """One page of history, newest first; pass the last id seen as ``before_id`` for the next."""
+    qs = account_entries(account)
+    if before_id is not None:
+        qs = qs.filter(id__lt=before_id)
+    if created_from is not None:
+        qs = qs.filter(created_at__gte=created_from)
+    if created_to is not None:
+        qs = qs.filter(created_at__lt=created_to)
+    return list(qs[:limit])
+
+
+def system_account_balance(account: Account) -> Decimal:
+    """A system account keeps no running balance: it is the sum of its entries."""
+    total = Entry.objects.filter(account_id=account.pk).aggregate(total=Sum("amount"))["total"]
+    return total or ZERO
+
+
+def transactions_for_account(account: Account) -> QuerySet[Transaction]:
+    return Transaction.objects.filter(Q(account=account) | Q(counter_account=account))

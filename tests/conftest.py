@@ -1,0 +1,29 @@
+"""Shared fixtures: real PostgreSQL, and the ledger's invariants checked after every DB test."""
+
+import pytest
+
+from ledger.services import clear_system_account_cache
+from ledger.verify import verify_ledger
+
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+@pytest.fixture(autouse=True)
+def _ledger_invariants(request):
+    """After every test that used the database, every ``ledger_verify`` check must pass.
+
+    The database fixture is requested from here so that this check runs before
+    the test's transaction is rolled back (or its tables are flushed).
+    """
+    uses_db = request.node.get_closest_marker("django_db") or DB_FIXTURES & set(
+        request.fixturenames
+    )
+    clear_system_account_cache()
+    if not uses_db:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    yield
+    failures = verify_ledger()
+    clear_system_account_cache()
+    assert not failures, "ledger invariants broken:\n" + "\n".join(map(str, failures))
