@@ -101,8 +101,27 @@ def _validate_limits(account: Account) -> None:
         )
 
 
+def _subtree_levels(account: Account) -> int:
+    """How many levels of sub-accounts hang below ``account`` (0 for a leaf)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH RECURSIVE below(id, level) AS ("
+            " SELECT id, 0 FROM accounts_account WHERE id = %s"
+            " UNION ALL"
+            " SELECT a.id, b.level + 1 FROM accounts_account a JOIN below b ON a.parent_id = b.id"
+            " WHERE b.level < %s"
+            ") SELECT MAX(level) FROM below",
+            [account.pk, settings.BILLING_MAX_ACCOUNT_DEPTH],
+        )
+        return cursor.fetchone()[0] or 0
+
+
 def _check_parent(account: Account | None, parent: Account, currency: str) -> None:
-    """Refuse a parent that is a system account, of another currency, closed, or a cycle."""
+    """Refuse a parent that is a system account, of another currency, closed, or a cycle.
+
+    The depth limit counts the account's own sub-accounts too, so that moving a
+    payer with employees under another payer cannot push them past the limit.
+    """
     if parent.is_system:
         raise InvalidAccountStructure("A system account cannot be a payer.", field="parent")
     if parent.currency != currency:
@@ -118,6 +137,8 @@ def _check_parent(account: Account | None, parent: Account, currency: str) -> No
             raise InvalidAccountStructure("That link would make a cycle.", field="parent")
         depth += 1
         node = node.parent
+    if account is not None:
+        depth += _subtree_levels(account)
     if depth > settings.BILLING_MAX_ACCOUNT_DEPTH:
         raise InvalidAccountStructure(
             f"Sub-accounts nest at most {settings.BILLING_MAX_ACCOUNT_DEPTH} levels.",
@@ -241,9 +262,15 @@ def account_set_status(
         raise InvalidStatusTransition("Blocking needs a reason.", field="reason")
     if status == Account.Status.CLOSED:
         open_children = locked.children.filter(~Q(status=Account.Status.CLOSED)).exists()
-        if locked.balance or locked.held or open_children:
+        # A sub-account's holds reserve its payer's funds (``held`` stays 0 on the
+        # sub-account itself), so look for active holds placed for this account too.
+        active_holds = locked.holds.filter(status="active").exists()
+        if locked.balance or locked.held or open_children or active_holds:
             raise AccountHasFunds(
-                balance=str(locked.balance), held=str(locked.held), open_children=open_children
+                balance=str(locked.balance),
+                held=str(locked.held),
+                open_children=open_children,
+                active_holds=active_holds,
             )
     previous = locked.status
     locked.status = status
