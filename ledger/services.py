@@ -665,6 +665,16 @@ def idempotent(
             if existing is not None:
                 return existing  # type: ignore[return-value]
         raise
+    except DomainError:
+        # A concurrent duplicate may have committed while this one waited for
+        # its locks, and the state it left (funds spent, hold captured, already
+        # reversed) refused this one before it reached the key. The key decides:
+        # replay the winner for the same request, conflict for a different one.
+        if record is not None:
+            existing = _replay(caller, record.key, record.request_hash)
+            if existing is not None:
+                return existing  # type: ignore[return-value]
+        raise
     result.replayed = False
     return result
 
