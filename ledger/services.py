@@ -1060,7 +1060,10 @@ def adjustment_post(
     if not reason or not reason.strip():
         raise ValidationFailed("An adjustment needs a reason.", field="reason")
     account_id = _pk(account)
-    signed = Decimal(str(amount)) if not isinstance(amount, float | bool) else amount
+    try:
+        signed = Decimal(str(amount)) if not isinstance(amount, float | bool) else amount
+    except DecimalInvalidOperation:
+        raise InvalidAmount(amount=str(amount)) from None
     if isinstance(signed, Decimal) and signed.is_finite() and signed < 0:
         magnitude, sign = money(-signed), -1
     else:
