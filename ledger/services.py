@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Account
@@ -1436,15 +1437,19 @@ def holds_expire_due(*, now: datetime | None = None, batch_size: int = 500) -> i
     """Expire every active hold past its expiry, each in its own transaction. Returns how many."""
     now = now or timezone.now()
     expired = 0
+    # Keyset over (expires_at, id): a hold that ``hold_expire`` refuses (closed meanwhile,
+    # or not yet due by the clock when ``now`` is ahead of it) stays active and must not
+    # be fetched again, or the sweep would loop over the same batch forever.
+    after: Q = Q()
     while True:
         due = list(
-            Hold.objects.filter(status=Hold.Status.ACTIVE, expires_at__lte=now)
+            Hold.objects.filter(after, status=Hold.Status.ACTIVE, expires_at__lte=now)
             .order_by("expires_at", "id")
-            .values_list("pk", flat=True)[:batch_size]
+            .values_list("pk", "expires_at")[:batch_size]
         )
         if not due:
             return expired
-        for hold_id in due:
+        for hold_id, _ in due:
             try:
                 hold_expire(hold=hold_id)
                 expired += 1
@@ -1452,6 +1457,8 @@ def holds_expire_due(*, now: datetime | None = None, batch_size: int = 500) -> i
                 continue
         if len(due) < batch_size:
             return expired
+        last_id, last_expiry = due[-1]
+        after = Q(expires_at__gt=last_expiry) | Q(expires_at=last_expiry, pk__gt=last_id)
 
 
 # --------------------------------------------------------------------------- bulk accruals
