@@ -87,6 +87,13 @@ DATABASES = {
     ),
 }
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# Django's cursors bind client-side and never prepare; the ledger's posting path uses
+# server-side prepared statements explicitly (see BILLING_PREPARED_STATEMENTS). A
+# threshold of None would disable those too, so set one nothing else reaches.
+# Those statements are planned once (generic plan) rather than on every execution.
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    prepare_threshold=1_000_000_000, options="-c plan_cache_mode=force_generic_plan"
+)
 DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get(
     "TEST_DATABASE_NAME", f"test_{DATABASES['default']['NAME']}"
 )
@@ -164,3 +171,6 @@ BILLING_DEFAULT_CURRENCY = os.environ.get("BILLING_DEFAULT_CURRENCY", "RUB")
 BILLING_MAX_ACCOUNT_DEPTH = int(os.environ.get("BILLING_MAX_ACCOUNT_DEPTH", "5"))
 # Holds expire on their own after this many minutes unless the caller says otherwise.
 BILLING_HOLD_TTL_MINUTES = int(os.environ.get("BILLING_HOLD_TTL_MINUTES", str(7 * 24 * 60)))
+# Server-side prepared statements on the ledger's posting path (off behind pgbouncer
+# in transaction-pooling mode).
+BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)

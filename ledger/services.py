@@ -31,6 +31,8 @@ from decimal import Decimal
 from decimal import InvalidOperation as DecimalInvalidOperation
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg.types.numeric import Int8Dumper
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
@@ -213,6 +215,50 @@ def system_account_id(
     return created
 
 
+# --------------------------------------------------------------------------- hot path SQL
+
+# Server-side prepared statements for the posting path: the lock and write
+# statements are planned once per connection instead of once per posting.
+# Turn off (BILLING_PREPARED_STATEMENTS=0) behind a transaction-pooling proxy.
+PREPARE = settings.BILLING_PREPARED_STATEMENTS or None
+
+
+def hot_cursor() -> psycopg.Cursor:
+    """A cursor on Django's own connection (and so inside its transaction) for the posting path.
+
+    With prepared statements on, a server-side-binding psycopg cursor (Django's
+    default client-side cursor cannot prepare); otherwise Django's cursor.
+    """
+    if not PREPARE:
+        return _DjangoCursor(connection.cursor())
+    connection.ensure_connection()
+    cursor = psycopg.Cursor(connection.connection)
+    cursor.adapters.register_dumper(int, Int8Dumper)
+    return cursor
+
+
+class _DjangoCursor:
+    """Adapts Django's cursor to accept (and ignore) ``prepare=``."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def __enter__(self) -> _DjangoCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
+        self._cursor.execute(sql, params)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+
 # --------------------------------------------------------------------------- locked state
 
 
@@ -251,7 +297,7 @@ class LockedAccount:
 
 _LOCK_SQL = """
 WITH RECURSIVE chain(id, parent_id) AS (
-    SELECT id, parent_id FROM accounts_account WHERE id = ANY(%s)
+    SELECT id, parent_id FROM accounts_account WHERE id = ANY(%s::bigint[])
   UNION
     SELECT a.id, a.parent_id FROM accounts_account a JOIN chain c ON a.id = c.parent_id
 )
@@ -262,7 +308,7 @@ SELECT a.id, a.number, a.kind, a.currency, a.status, a.parent_id,
        a.balance, a.held, a.negative_since,
        a.spent_day, a.spent_day_on, a.spent_month, a.spent_month_on
 FROM accounts_account a
-WHERE a.id IN (SELECT id FROM chain)
+WHERE a.id = ANY(ARRAY(SELECT id FROM chain))
 ORDER BY a.id
 FOR NO KEY UPDATE OF a
 """
@@ -277,8 +323,8 @@ def lock_accounts(account_ids: Iterable[int]) -> dict[int, LockedAccount]:
     """
     wanted = sorted(set(account_ids))
     for _ in range(5):
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_SQL, [wanted])
+        with hot_cursor() as cursor:
+            cursor.execute(_LOCK_SQL, [wanted], prepare=PREPARE)
             locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
         missing = [pk for pk in wanted if pk not in locked]
         if missing:
@@ -507,8 +553,8 @@ def write_accounts(accounts: Iterable[LockedAccount], now: datetime) -> None:
     """Write the running state of the changed locked accounts (one UPDATE)."""
     update = _accounts_update_sql(accounts, now)
     if update is not None:
-        with connection.cursor() as cursor:
-            cursor.execute(*update)
+        with hot_cursor() as cursor:
+            cursor.execute(*update, prepare=PREPARE)
 
 
 def write_posting(
@@ -564,8 +610,8 @@ def write_posting(
         sql.append(f", u AS ({update[0]})")
         params += update[1]
     sql.append(" SELECT id FROM t")
-    with connection.cursor() as cursor:
-        cursor.execute("".join(sql), params)
+    with hot_cursor() as cursor:
+        cursor.execute("".join(sql), params, prepare=PREPARE)
         txn_id = cursor.fetchone()[0]
     txn = Transaction(id=txn_id, **{k: v for k, v in header.items() if k != "id"})
     txn._state.adding = False
