@@ -1,11 +1,19 @@
 """Shared fixtures: real PostgreSQL, and the ledger's invariants checked after every DB test."""
 
 import pytest
+from django.test.utils import override_settings
 
 from ledger.services import clear_system_account_cache
 from ledger.verify import verify_ledger
 
 DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """PBKDF2 costs most of a second per test user; tests need no strong hashes."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)
