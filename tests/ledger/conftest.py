@@ -114,6 +114,12 @@ def ledger_state() -> dict:
 
 
 @pytest.fixture
+def snapshot(db):
+    """``snapshot()`` returns ``ledger_state()``: compare two to prove nothing was written."""
+    return ledger_state
+
+
+@pytest.fixture
 def refused(db):
     """``with refused(InsufficientFunds, "insufficient_funds"): ...`` asserts the error, its
     stable code, and that the refused call left the whole ledger exactly as it was."""
