@@ -128,7 +128,8 @@ def money(amount: Any, currency: str | None = None) -> Decimal:
         raise InvalidAmount(amount=str(amount)) from None
     if not value.is_finite() or value <= 0 or value > MAX_AMOUNT:
         raise InvalidAmount(amount=str(amount))
-    places = CURRENCY_DECIMALS.get(currency or "", 2)
+    # Amounts are stored as NUMERIC(18,2): a third decimal is refused, never rounded away.
+    places = min(CURRENCY_DECIMALS.get(currency or "", 2), 2)
     quantum = Decimal(1).scaleb(-places)
     if value != value.quantize(quantum):
         raise InvalidAmount(
@@ -360,7 +361,11 @@ def check_status(chain: list[LockedAccount], *, allow_blocked: bool) -> None:
                 raise AccountBlocked(f"Account {acc.number} is blocked.", account=acc.number)
 
 
-def check_currency(account: LockedAccount, currency: str | None) -> None:
+def check_currency(
+    account: LockedAccount, currency: str | None, amount: Decimal | None = None
+) -> None:
+    """Refuse another currency than the account's, and fractions the account's currency does
+    not have (1.50 JPY) even when the caller named no currency."""
     if currency is not None and currency != account.currency:
         raise CurrencyMismatch(
             f"Account {account.number} is in {account.currency}, not {currency}.",
@@ -368,6 +373,8 @@ def check_currency(account: LockedAccount, currency: str | None) -> None:
             account_currency=account.currency,
             currency=currency,
         )
+    if amount is not None and CURRENCY_DECIMALS.get(account.currency, 2) < 2:
+        money(amount, account.currency)
 
 
 def check_write_off_limits(chain: list[LockedAccount], amount: Decimal, today: date) -> None:
@@ -767,7 +774,7 @@ def payment_post(
         now = timezone.now()
         chain = chain_of(locked, account_id)
         named, payer = chain[0], chain[-1]
-        check_currency(named, currency)
+        check_currency(named, currency, amount)
         check_status(chain, allow_blocked=True)
         clearing = system_account_id(Account.Kind.CLEARING, named.currency, channel=channel)
         after = apply_to_balance(payer, amount, now)
@@ -845,7 +852,7 @@ def _charge(
         today = business_date(now)
         chain = chain_of(locked, account_id)
         named, payer = chain[0], chain[-1]
-        check_currency(named, currency)
+        check_currency(named, currency, amount)
         check_status(chain, allow_blocked=not discretionary)
         check_brand(named, brand_id, service_obj)
         if discretionary:
@@ -985,7 +992,7 @@ def transfer_post(
                 from_account=source[0].number,
                 to_account=target[0].number,
             )
-        check_currency(source[0], currency)
+        check_currency(source[0], currency, amount)
         if source[0].currency != target[0].currency:
             raise CurrencyMismatch(from_currency=source[0].currency, to_currency=target[0].currency)
         check_status(source, allow_blocked=False)
@@ -1053,7 +1060,7 @@ def refund_post(
                 account=chain[0].number,
                 payer=payer.number,
             )
-        check_currency(payer, currency)
+        check_currency(payer, currency, amount)
         check_status(chain, allow_blocked=True)
         own = payer.balance - payer.held
         if amount > own:
@@ -1123,6 +1130,7 @@ def adjustment_post(
         chain = chain_of(locked, account_id)
         named, payer = chain[0], chain[-1]
         check_status(chain, allow_blocked=True)
+        check_currency(payer, None, magnitude)
         adjustments = system_account_id(Account.Kind.ADJUSTMENTS, payer.currency)
         delta = magnitude * sign
         after = apply_to_balance(payer, delta, now)
@@ -1286,7 +1294,7 @@ def hold_create(
         today = business_date(now)
         chain = chain_of(locked, account_id)
         named, payer = chain[0], chain[-1]
-        check_currency(named, currency)
+        check_currency(named, currency, amount)
         check_status(chain, allow_blocked=False)
         check_brand(named, brand_id, service_obj)
         check_write_off_limits(chain, amount, today)
@@ -1376,7 +1384,9 @@ def hold_capture(
         locked, hold_obj, now = _lock_hold(hold_id)
         if hold_obj.status != Hold.Status.ACTIVE or hold_obj.expires_at <= now:
             raise HoldNotActive(hold=hold_obj.pk, status=hold_obj.status)
-        captured = hold_obj.amount if capture_amount is None else capture_amount
+        captured = (
+            hold_obj.amount if capture_amount is None else money(capture_amount, hold_obj.currency)
+        )
         if captured > hold_obj.amount:
             raise InvalidAmount(
                 "A capture cannot exceed the held amount.",
