@@ -7,7 +7,9 @@ import pytest
 from ledger.exceptions import InvalidAmount
 from ledger.services import (
     MAX_AMOUNT,
+    Caller,
     accrual_post,
+    adjustment_post,
     debit_post,
     hold_capture,
     hold_create,
@@ -94,3 +96,41 @@ def test_payment_post_largest_storable_amount(make_account, refused):
     assert account.balance == Decimal("9999999999999999.99")
     with refused(InvalidAmount, "invalid_amount"):
         payment_post(account=other.pk, amount=MAX_AMOUNT + Decimal("0.01"))
+
+
+@pytest.fixture
+def post_yen(make_account, brand, fund, staff_user):
+    """The services again, on yen accounts, the caller naming no currency."""
+    account, other = make_account(currency="JPY"), make_account(currency="JPY")
+    fund(account, "1000")
+    hold = hold_create(account=account, amount="100", brand=brand)
+    return {
+        "payment": lambda amount: payment_post(account=account, amount=amount),
+        "debit": lambda amount: debit_post(account=account, amount=amount, brand=brand),
+        "accrual": lambda amount: accrual_post(account=account, amount=amount, brand=brand),
+        "transfer": lambda amount: transfer_post(
+            from_account=account, to_account=other, amount=amount
+        ),
+        "refund": lambda amount: refund_post(account=account, amount=amount),
+        "hold_create": lambda amount: hold_create(account=account, amount=amount, brand=brand),
+        "hold_capture": lambda amount: hold_capture(hold=hold, amount=amount),
+        "adjustment": lambda amount: adjustment_post(
+            account=account, amount=amount, reason="fix", caller=Caller.for_user(staff_user)
+        ),
+    }
+
+
+@pytest.mark.parametrize("service", [*SERVICES, "adjustment"])
+def test_posting_fraction_of_a_currency_without_minor_units_is_refused(post_yen, refused, service):
+    with refused(InvalidAmount, "invalid_amount") as info:
+        post_yen[service]("1.50")
+    assert info.value.details["places"] == 0
+    assert post_yen[service]("15").amount == Decimal("15.00")
+
+
+def test_posting_never_rounds_away_a_third_decimal(make_account, refused):
+    """Amounts are stored with two places: a dinar's third decimal is refused, not rounded."""
+    dinars = make_account(currency="BHD")
+    with refused(InvalidAmount, "invalid_amount"):
+        payment_post(account=dinars, amount="1.005", currency="BHD")
+    assert payment_post(account=dinars, amount="1.25", currency="BHD").amount == Decimal("1.25")
