@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "ledger",
     "invoicing",
     "reports",
+    "partners",
 ]
 
 MIDDLEWARE = [
@@ -171,6 +172,65 @@ BILLING_DEFAULT_CURRENCY = os.environ.get("BILLING_DEFAULT_CURRENCY", "RUB")
 BILLING_MAX_ACCOUNT_DEPTH = int(os.environ.get("BILLING_MAX_ACCOUNT_DEPTH", "5"))
 # Holds expire on their own after this many minutes unless the caller says otherwise.
 BILLING_HOLD_TTL_MINUTES = int(os.environ.get("BILLING_HOLD_TTL_MINUTES", str(7 * 24 * 60)))
+
+# REST API for partners (billing_site/api, <app>/api).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "billing_site.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["billing_site.api.permissions.IsPartnerOrStaff"],
+    "DEFAULT_PARSER_CLASSES": ["billing_site.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "billing_site.api.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": ["billing_site.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "billing_site.api.schema.BillingAutoSchema",
+    "EXCEPTION_HANDLER": "billing_site.api.exceptions.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
+    "UNAUTHENTICATED_USER": None,
+}
+# Requests per API key (staff: per user): "<n>/<second|minute|hour|day>", fixed windows.
+BILLING_API_THROTTLE_RATES = {
+    "api_key": os.environ.get("API_THROTTLE_RATE", "6000/minute"),
+    "staff": os.environ.get("API_THROTTLE_RATE_STAFF", "6000/minute"),
+}
+# A bare JsonResponse view at /api/_bench/ping/ for bench/api.py (the framework's ceiling).
+BILLING_API_BENCH_VIEWS = env_bool("BILLING_API_BENCH_VIEWS", False)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Billing back-office API",
+    "DESCRIPTION": (
+        "REST API for partners. Authenticate with `Authorization: Api-Key <key>`. "
+        "Amounts are decimal strings. Money POSTs accept `Idempotency-Key`. "
+        'Errors are `{"code", "message", "details"}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "AccountStatusEnum": "accounts.models.Account.Status",
+        "ClientStatusEnum": "accounts.models.Client.Status",
+        "ChannelEnum": "accounts.models.Account.Channel",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Outbound webhooks (partners.webhooks): backoff base * 2^(n-1) seconds, capped.
+BILLING_WEBHOOK_TIMEOUT = float(os.environ.get("BILLING_WEBHOOK_TIMEOUT", "10"))
+BILLING_WEBHOOK_BACKOFF_BASE = int(os.environ.get("BILLING_WEBHOOK_BACKOFF_BASE", "30"))
+BILLING_WEBHOOK_BACKOFF_MAX = int(os.environ.get("BILLING_WEBHOOK_BACKOFF_MAX", str(6 * 3600)))
+BILLING_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("BILLING_WEBHOOK_MAX_ATTEMPTS", "15"))
+# How long a process trusts its snapshot of who subscribes to what (seconds).
+BILLING_WEBHOOK_SUBSCRIPTION_TTL = float(os.environ.get("BILLING_WEBHOOK_SUBSCRIPTION_TTL", "5"))
+BILLING_WEBHOOK_ENQUEUE = env_bool("BILLING_WEBHOOK_ENQUEUE", True)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)

@@ -1,0 +1,141 @@
+"""Serializer fields with the API's strict rules for money, ids and metadata."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from billing_site.api.parsers import is_json_float
+
+MAX_AMOUNT = Decimal("9999999999999999.99")  # NUMERIC(18,2)
+MAX_ID = 2**63 - 1
+AMOUNT_RE = re.compile(r"^\d{1,16}(\.\d{1,2})?$")
+LIMIT_RE = AMOUNT_RE
+AMOUNT_SCHEMA = {
+    "type": "string",
+    "format": "decimal",
+    "pattern": r"^\d{1,16}(\.\d{1,2})?$",
+    "example": "1250.00",
+    "description": "A positive decimal string (never a JSON number).",
+}
+
+
+@extend_schema_field(AMOUNT_SCHEMA)
+class MoneyField(serializers.Field):
+    """A positive amount given as a decimal string: ``"1250.00"``.
+
+    JSON numbers (floats especially) are refused, as are zero, negative,
+    non-finite amounts and more than two decimals. The currency's own minor
+    unit (0 for JPY) is checked by the view, which knows the account.
+    """
+
+    default_error_messages = {
+        "not_string": 'Amounts are decimal strings such as "1250.00", not JSON numbers.',
+        "invalid": "Enter a positive decimal amount with at most two decimal places.",
+        "not_positive": "The amount must be greater than zero.",
+        "too_large": "The amount is too large.",
+    }
+
+    def __init__(self, *, allow_zero: bool = False, **kwargs: Any) -> None:
+        self.allow_zero = allow_zero
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if is_json_float(data) or not isinstance(data, str):
+            self.fail("not_string")
+        text = data.strip()
+        if text.startswith("-"):
+            self.fail("not_positive")
+        if not AMOUNT_RE.match(text):
+            try:
+                if len(text) > 40:
+                    raise InvalidOperation
+                value = Decimal(text)
+            except InvalidOperation:
+                self.fail("invalid")
+            if value.is_finite() and value > MAX_AMOUNT:
+                self.fail("too_large")
+            self.fail("invalid")
+        value = Decimal(text)
+        if value == 0 and not self.allow_zero:
+            self.fail("not_positive")
+        return value.quantize(Decimal("0.01"))
+
+    def to_representation(self, value: Any) -> str:
+        return f"{Decimal(value):.2f}" if value is not None else None
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "decimal",
+        "pattern": r"^\d{1,16}(\.\d{1,2})?$",
+        "nullable": True,
+        "example": "5000.00",
+    }
+)
+class LimitField(MoneyField):
+    """A limit: a positive decimal string, or null for no limit."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+
+class IdField(serializers.IntegerField):
+    """An integer id (JSON number or digit string) in the range of a BIGINT."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or is_json_float(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _clean_json(value: Any, depth: int = 0) -> Any:
+    """A copy of parsed JSON fit for JSONB: no NUL characters, finite numbers, bounded depth."""
+    if depth > 10:
+        raise serializers.ValidationError("Metadata nests at most 10 levels.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("Metadata strings cannot contain NUL characters.")
+        return value
+    if isinstance(value, dict):
+        return {_clean_json(k, depth + 1): _clean_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(item, depth + 1) for item in value]
+    if isinstance(value, Decimal):
+        number = float(value)
+        if not math.isfinite(number):
+            raise serializers.ValidationError("Metadata numbers must be finite.")
+        return number
+    return value
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "example": {"order": "81"}})
+class MetadataField(serializers.JSONField):
+    """Free-form JSON object (at most 16 KB), stored with the transaction."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Metadata is a JSON object.")
+        value = super().to_internal_value(_clean_json(data))
+        if len(repr(value)) > 16384:
+            raise serializers.ValidationError("Metadata is limited to 16 KB.")
+        return value
+
+
+def text_field(max_length: int, **kwargs: Any) -> serializers.CharField:
+    kwargs.setdefault("required", False)
+    kwargs.setdefault("allow_blank", True)
+    kwargs.setdefault("default", "")
+    return serializers.CharField(max_length=max_length, **kwargs)

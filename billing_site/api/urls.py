@@ -1,0 +1,40 @@
+"""The API under /api/v1/: every installed app with an ``api/urls.py`` adds its routes.
+
+An app registers endpoints by shipping ``<app>/api/urls.py`` with a
+``urlpatterns`` list (usually a DRF ``SimpleRouter``'s urls); nothing here has
+to change for a new app. The schema and the locally served docs live under /api/.
+"""
+
+from importlib import import_module
+
+from django.apps import apps
+from django.conf import settings
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from billing_site.api.views import bench_ping
+
+
+def _app_api_urls() -> list:
+    patterns = []
+    for config in apps.get_app_configs():
+        try:
+            module = import_module(f"{config.name}.api.urls")
+        except ModuleNotFoundError as exc:
+            if exc.name not in {f"{config.name}.api", f"{config.name}.api.urls"}:
+                raise
+            continue
+        patterns.append(path("", include(module)))
+    return patterns
+
+
+v1_patterns = _app_api_urls()
+
+urlpatterns = [
+    path("v1/", include((v1_patterns, "api"), namespace="v1")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+if settings.BILLING_API_BENCH_VIEWS:
+    urlpatterns.append(path("_bench/ping/", bench_ping, name="api-bench-ping"))

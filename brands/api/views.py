@@ -1,0 +1,32 @@
+from rest_framework import mixins
+
+from billing_site.api.views import ScopedViewSet
+from brands.api.serializers import BrandSerializer, ServiceSerializer
+from brands.filtersets import BrandFilterSet, ServiceFilterSet
+from brands.models import Brand, Service
+
+
+class BrandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """The operator's brands; a partner sees only the brands of its API key."""
+
+    queryset = Brand.objects.none()  # for the schema; get_queryset() scopes
+    serializer_class = BrandSerializer
+    filterset_class = BrandFilterSet
+    ordering_fields = ["id", "code", "name"]
+    ordering = ["id"]
+
+    def get_queryset(self):
+        return self.scope.brands()
+
+
+class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """The service catalogue of the caller's brands (filter with ``?brand=<id>``)."""
+
+    queryset = Service.objects.none()
+    serializer_class = ServiceSerializer
+    filterset_class = ServiceFilterSet
+    ordering_fields = ["id", "code", "name"]
+    ordering = ["id"]
+
+    def get_queryset(self):
+        return self.scope.services()

@@ -1,0 +1,148 @@
+"""Serializers of the money endpoints. Input serializers validate; views call ledger.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import Account
+from billing_site.api.fields import IdField, MetadataField, MoneyField, text_field
+from ledger.models import Entry, Hold, Transaction
+
+# --------------------------------------------------------------------------- output
+
+
+class TransactionEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Entry
+        fields = ["id", "account", "subaccount", "amount", "balance_after"]
+        read_only_fields = fields
+
+
+class TransactionSerializer(serializers.ModelSerializer):
+    reversed_by = serializers.SerializerMethodField()
+    entries = TransactionEntrySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Transaction
+        fields = [
+            "id",
+            "kind",
+            "amount",
+            "currency",
+            "account",
+            "counter_account",
+            "brand",
+            "service",
+            "channel",
+            "subject_type",
+            "subject_id",
+            "external_id",
+            "metadata",
+            "memo",
+            "hold",
+            "created_at",
+            "reversal_of",
+            "reversed_by",
+            "entries",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_reversed_by(self, txn: Transaction) -> int | None:
+        return getattr(txn, "reversed_by_id", None)
+
+
+class HoldSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Hold
+        fields = [
+            "id",
+            "account",
+            "amount",
+            "captured_amount",
+            "currency",
+            "status",
+            "brand",
+            "service",
+            "subject_type",
+            "subject_id",
+            "metadata",
+            "memo",
+            "expires_at",
+            "created_at",
+            "closed_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=Hold.Status.choices))
+    def get_status(self, hold: Hold) -> str:
+        """An active hold past its expiry is reported as expired (released by the next sweep)."""
+        if hold.status == Hold.Status.ACTIVE and hold.expires_at <= timezone.now():
+            return Hold.Status.EXPIRED
+        return hold.status
+
+
+# --------------------------------------------------------------------------- input
+
+
+class PaymentCreateSerializer(serializers.Serializer):
+    account = IdField()
+    amount = MoneyField()
+    channel = serializers.ChoiceField(choices=Account.Channel.choices)
+    external_id = text_field(100, help_text="The payer's or agent's own payment id.")
+    memo = text_field(500)
+
+
+class ChargeCreateSerializer(serializers.Serializer):
+    account = IdField()
+    amount = MoneyField()
+    brand = IdField(help_text="The brand that earns the revenue (one of the caller's).")
+    service = IdField(required=False, allow_null=True)
+    subject_type = text_field(50, help_text='What was bought, e.g. "order".')
+    subject_id = text_field(100, help_text='Its id in your system, e.g. "81723".')
+    metadata = MetadataField(required=False, default=dict)
+    memo = text_field(500)
+
+
+class TransferCreateSerializer(serializers.Serializer):
+    from_account = IdField()
+    to_account = IdField()
+    amount = MoneyField()
+    memo = text_field(500)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["from_account"] == attrs["to_account"]:
+            raise serializers.ValidationError({"to_account": ["Choose a different account."]})
+        return attrs
+
+
+class RefundCreateSerializer(serializers.Serializer):
+    account = IdField()
+    amount = MoneyField()
+    channel = serializers.ChoiceField(choices=Account.Channel.choices)
+    memo = text_field(500)
+
+
+class HoldCreateSerializer(ChargeCreateSerializer):
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Default: the operator's hold lifetime."
+    )
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("A hold must expire in the future.")
+        return value
+
+
+class HoldCaptureSerializer(serializers.Serializer):
+    amount = MoneyField(required=False, help_text="Capture part of the hold; default: all.")
+
+
+class ReverseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)

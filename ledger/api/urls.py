@@ -1,0 +1,14 @@
+from rest_framework.routers import SimpleRouter
+
+from ledger.api import views
+
+router = SimpleRouter()
+router.register("payments", views.PaymentViewSet, basename="payment")
+router.register("debits", views.DebitViewSet, basename="debit")
+router.register("accruals", views.AccrualViewSet, basename="accrual")
+router.register("transfers", views.TransferViewSet, basename="transfer")
+router.register("refunds", views.RefundViewSet, basename="refund")
+router.register("transactions", views.TransactionViewSet, basename="transaction")
+router.register("holds", views.HoldViewSet, basename="hold")
+
+urlpatterns = router.urls

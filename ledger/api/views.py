@@ -1,0 +1,351 @@
+"""Money endpoints and the transaction and hold reads.
+
+Every write calls a ledger service with the caller's ``Caller`` and the
+request's ``Idempotency-Key`` (``billing_site.api.views.money_post``). The
+view resolves every referenced id within the caller's scope first (404 when
+outside it) and passes the account's currency, so the ledger checks the
+currency's minor unit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from billing_site.api.schema import ERRORS, IDEMPOTENCY_KEY
+from billing_site.api.scope import Scope
+from billing_site.api.views import NotFoundInScope, ScopedViewSet, in_scope, money_post
+from brands.models import Brand
+from ledger import services
+from ledger.api.serializers import (
+    ChargeCreateSerializer,
+    HoldCaptureSerializer,
+    HoldCreateSerializer,
+    HoldSerializer,
+    PaymentCreateSerializer,
+    RefundCreateSerializer,
+    ReverseSerializer,
+    TransactionSerializer,
+    TransferCreateSerializer,
+)
+from ledger.filtersets import HoldFilterSet, TransactionFilterSet
+from ledger.models import Entry, Hold, Transaction
+
+POST_ERRORS = {409: ERRORS[409], 422: ERRORS[422]}
+
+
+def transactions_with_details(qs: QuerySet[Transaction]) -> QuerySet[Transaction]:
+    reversal = Transaction.objects.filter(reversal_of_id=OuterRef("pk")).values("id")[:1]
+    return qs.annotate(reversed_by_id=Subquery(reversal)).prefetch_related(
+        Prefetch("entries", queryset=Entry.objects.order_by("id"))
+    )
+
+
+def serialize_transaction(txn: Transaction) -> dict[str, Any]:
+    fresh = transactions_with_details(Transaction.objects.filter(pk=txn.pk)).get()
+    return TransactionSerializer(fresh).data
+
+
+def serialize_hold(hold: Hold) -> dict[str, Any]:
+    return HoldSerializer(Hold.objects.get(pk=hold.pk)).data
+
+
+def _account(scope: Scope, account_id: int, field: str = "account") -> Any:
+    return in_scope(scope.accounts().only("id", "currency"), account_id, field)
+
+
+def _brand_id(scope: Scope, brand_id: int) -> int:
+    if not scope.allows_brand(brand_id) or (
+        not scope.is_partner and not Brand.objects.filter(pk=brand_id).exists()
+    ):
+        raise NotFoundInScope("brand: not found.", brand=["Not found."])
+    return brand_id
+
+
+def _service(scope: Scope, service_id: int | None) -> Any:
+    if service_id is None:
+        return None
+    return in_scope(scope.services().only("id", "brand_id"), service_id, "service")
+
+
+class _MoneyView(ScopedViewSet):
+    """A POST-only endpoint that moves money."""
+
+    pagination_class = None
+    filter_backends: list = []
+
+    def _valid(self, serializer_class: type, request: Any) -> dict[str, Any]:
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class PaymentViewSet(_MoneyView):
+    @extend_schema(
+        request=PaymentCreateSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def create(self, request: Any) -> Response:
+        """Money received for an account (a top-up, a bank payment): credits the account.
+
+        Accepted for blocked accounts, refused for closed ones.
+        """
+        data = self._valid(PaymentCreateSerializer, request)
+        account = _account(self.scope, data["account"])
+        return money_post(
+            request,
+            post=lambda key: services.payment_post(
+                account=account.pk,
+                amount=data["amount"],
+                channel=data["channel"],
+                external_id=data["external_id"],
+                memo=data["memo"],
+                currency=account.currency,
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=serialize_transaction,
+        )
+
+
+class _ChargeViewSet(_MoneyView):
+    service_function: Any = None
+
+    def create(self, request: Any) -> Response:
+        data = self._valid(ChargeCreateSerializer, request)
+        account = _account(self.scope, data["account"])
+        brand_id = _brand_id(self.scope, data["brand"])
+        service = _service(self.scope, data.get("service"))
+        post = type(self).service_function
+        return money_post(
+            request,
+            post=lambda key: post(
+                account=account.pk,
+                amount=data["amount"],
+                brand=brand_id,
+                service=service,
+                subject_type=data["subject_type"],
+                subject_id=data["subject_id"],
+                metadata=data["metadata"],
+                memo=data["memo"],
+                currency=account.currency,
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=serialize_transaction,
+        )
+
+
+class DebitViewSet(_ChargeViewSet):
+    service_function = staticmethod(services.debit_post)
+
+    @extend_schema(
+        request=ChargeCreateSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def create(self, request: Any) -> Response:
+        """A discretionary write-off for one of the caller's brands (a food order, a fee).
+
+        Refused with 422 when the account or a payer above it is blocked or
+        closed, a write-off limit would be exceeded, the credit period or
+        credit limit has expired, or the available funds do not cover it.
+        """
+        return super().create(request)
+
+
+class AccrualViewSet(_ChargeViewSet):
+    service_function = staticmethod(services.accrual_post)
+
+    @extend_schema(
+        request=ChargeCreateSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def create(self, request: Any) -> Response:
+        """A charge that creates debt: never refused for funds or limits, allowed on
+        blocked accounts, refused only for closed ones."""
+        return super().create(request)
+
+
+class TransferViewSet(_MoneyView):
+    @extend_schema(
+        request=TransferCreateSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def create(self, request: Any) -> Response:
+        """Move funds between two accounts of the same currency (checked like a debit)."""
+        data = self._valid(TransferCreateSerializer, request)
+        source = _account(self.scope, data["from_account"], "from_account")
+        target = _account(self.scope, data["to_account"], "to_account")
+        return money_post(
+            request,
+            post=lambda key: services.transfer_post(
+                from_account=source.pk,
+                to_account=target.pk,
+                amount=data["amount"],
+                memo=data["memo"],
+                currency=source.currency,
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=serialize_transaction,
+        )
+
+
+class RefundViewSet(_MoneyView):
+    @extend_schema(
+        request=RefundCreateSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def create(self, request: Any) -> Response:
+        """Pay back the client's own funds (never credit) from a payer account."""
+        data = self._valid(RefundCreateSerializer, request)
+        account = _account(self.scope, data["account"])
+        return money_post(
+            request,
+            post=lambda key: services.refund_post(
+                account=account.pk,
+                amount=data["amount"],
+                channel=data["channel"],
+                memo=data["memo"],
+                currency=account.currency,
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=serialize_transaction,
+        )
+
+
+class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Transactions on the caller's accounts, newest first by default."""
+
+    queryset = Transaction.objects.none()  # for the schema; get_queryset() scopes
+    serializer_class = TransactionSerializer
+    filterset_class = TransactionFilterSet
+    ordering_fields = ["id", "created_at", "amount"]
+    ordering = ["-id"]
+
+    def get_queryset(self):
+        return transactions_with_details(self.scope.transactions())
+
+    @extend_schema(
+        request=ReverseSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def reverse(self, request: Any, pk: Any = None) -> Response:
+        """Undo a transaction with its mirror image; a transaction is reversed at most once
+        (409 ``already_reversed``)."""
+        serializer = ReverseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        original = self.get_object()
+        return money_post(
+            request,
+            post=lambda key: services.transaction_reverse(
+                transaction_obj=original.pk,
+                reason=serializer.validated_data["reason"],
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=serialize_transaction,
+        )
+
+
+class HoldViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, ScopedViewSet
+):
+    """Two-phase debits: reserve funds, then capture (fully or partly) or void."""
+
+    queryset = Hold.objects.none()
+    serializer_class = HoldSerializer
+    filterset_class = HoldFilterSet
+    ordering_fields = ["id", "created_at", "expires_at"]
+    ordering = ["-id"]
+
+    def get_queryset(self):
+        return self.scope.holds()
+
+    @extend_schema(
+        request=HoldCreateSerializer,
+        responses={201: HoldSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        """Reserve funds, checked exactly like a debit."""
+        serializer = HoldCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        account = _account(self.scope, data["account"])
+        brand_id = _brand_id(self.scope, data["brand"])
+        service = _service(self.scope, data.get("service"))
+        return money_post(
+            request,
+            post=lambda key: services.hold_create(
+                account=account.pk,
+                amount=data["amount"],
+                brand=brand_id,
+                service=service,
+                subject_type=data["subject_type"],
+                subject_id=data["subject_id"],
+                metadata=data["metadata"],
+                memo=data["memo"],
+                expires_at=data.get("expires_at"),
+                currency=account.currency,
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=serialize_hold,
+        )
+
+    @extend_schema(
+        request=HoldCaptureSerializer,
+        responses={201: TransactionSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def capture(self, request: Any, pk: Any = None) -> Response:
+        """Charge the hold, fully or partly (``amount``); the rest is released.
+
+        409 ``hold_not_active`` once it is captured, voided or expired.
+        """
+        serializer = HoldCaptureSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        hold = self.get_object()
+        amount = serializer.validated_data.get("amount")
+        if amount is not None:
+            services.money(amount, hold.currency)  # the currency's minor unit
+        return money_post(
+            request,
+            post=lambda key: services.hold_capture(
+                hold=hold.pk, amount=amount, caller=self.scope.caller, idempotency_key=key
+            ),
+            serialize=serialize_transaction,
+        )
+
+    @extend_schema(
+        request=None,
+        responses={200: HoldSerializer, **POST_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def void(self, request: Any, pk: Any = None) -> Response:
+        """Release the hold without charging anything (409 ``hold_not_active`` if it is not)."""
+        hold = self.get_object()
+        return money_post(
+            request,
+            post=lambda key: services.hold_void(
+                hold=hold.pk, caller=self.scope.caller, idempotency_key=key
+            ),
+            serialize=serialize_hold,
+            status=200,
+        )

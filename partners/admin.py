@@ -1,0 +1,197 @@
+"""Admin for partners, API keys and webhooks. Keys are created and revoked through services;
+a new key is shown once, in the confirmation message."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from partners.models import (
+    ApiKey,
+    Partner,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookEventType,
+)
+from partners.services import api_key_create, api_key_revoke, webhook_redeliver
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class WebhookEndpointInline(admin.TabularInline):
+    model = WebhookEndpoint
+    fields = ["url", "event_types", "is_active"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Partner)
+class PartnerAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name"]
+    filter_horizontal = ["brands"]
+    inlines = [ApiKeyInline, WebhookEndpointInline]
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["partner", "name", "brands"]
+
+    def clean(self):
+        data = super().clean()
+        partner, brands = data.get("partner"), data.get("brands")
+        if partner and brands:
+            allowed = set(partner.brands.values_list("pk", flat=True))
+            outside = [b.code for b in brands if b.pk not in allowed]
+            if outside:
+                raise forms.ValidationError(
+                    f"The partner does not act for: {', '.join(outside)}. Add the brands to the "
+                    "partner first."
+                )
+        return data
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["prefix", "partner", "name", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["partner", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "name", "partner__name"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    filter_horizontal = ["brands"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An existing key's scope is fixed: revoke it and create a new one instead.
+        if obj is not None:
+            return [*self.readonly_fields, "partner", "brands"]
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        key, raw_key = api_key_create(
+            partner=form.cleaned_data["partner"],
+            brands=form.cleaned_data["brands"],
+            name=form.cleaned_data.get("name", ""),
+        )
+        obj.pk = key.pk
+        obj._state.adding = False
+        self._raw_key = raw_key
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+        # A new key's brands were set by the service.
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw_key = getattr(self, "_raw_key", None)
+        if raw_key:
+            messages.warning(
+                request,
+                f"The new API key is {raw_key} — copy it now, it will not be shown again.",
+            )
+            self._raw_key = None
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            api_key_revoke(api_key=key)
+        messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=WebhookEventType.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["partner", "url", "secret", "event_types", "is_active"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "partner", "is_active", "created_at"]
+    list_filter = ["is_active", "partner"]
+    search_fields = ["url", "partner__name"]
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ["number", "attempted_at", "response_status", "error", "duration_ms", "succeeded"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["id", "event", "endpoint", "status", "attempts", "next_attempt_at"]
+    list_filter = ["status", "event__type"]
+    readonly_fields = [
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_attempt_at",
+        "delivered_at",
+        "created_at",
+    ]
+    inlines = [WebhookAttemptInline]
+    actions = ["redeliver"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Redeliver now")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        for delivery in queryset:
+            webhook_redeliver(delivery=delivery)
+        messages.success(request, f"Queued {queryset.count()} deliveries again.")
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ["endpoint", "status", "attempts", "next_attempt_at", "delivered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "type", "created_at"]
+    list_filter = ["type"]
+    search_fields = ["public_id"]
+    readonly_fields = ["public_id", "type", "data", "brand_ids", "created_at"]
+    inlines = [WebhookDeliveryInline]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from brands.models import Brand
+from partners.services import api_key_create, partner_get_or_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API key for a partner (created if needed) scoped to the given brands. "
+        "The key is printed once, alone on the last line; only its hash is stored."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--partner", required=True, help="Partner name.")
+        parser.add_argument("--brands", required=True, help="Brand codes, comma-separated.")
+        parser.add_argument("--name", default="", help="A label for the key.")
+
+    def handle(self, *args, partner: str, brands: str, name: str, **options):
+        codes = sorted({code.strip() for code in brands.split(",") if code.strip()})
+        if not partner.strip() or not codes:
+            raise CommandError("Give a partner name and at least one brand code.")
+        found = list(Brand.objects.filter(code__in=codes))
+        missing = sorted(set(codes) - {brand.code for brand in found})
+        if missing:
+            raise CommandError(f"Unknown brand code(s): {', '.join(missing)}")
+        partner_obj = partner_get_or_create(name=partner, brands=found)
+        key, raw_key = api_key_create(partner=partner_obj, brands=found, name=name)
+        self.stdout.write(
+            f"API key {key.prefix} for partner {partner_obj.name!r}, brands {', '.join(codes)}."
+            " Store it now: it cannot be shown again."
+        )
+        self.stdout.write(raw_key)

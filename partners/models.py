@@ -1,0 +1,208 @@
+"""Partners of the REST API: who they are, their API keys, webhooks and replayable responses.
+
+A ``Partner`` (a delivery app, a management company, a payment agent) may act
+for some of the operator's brands. Each ``ApiKey`` is scoped to some of those
+brands; a request sees only the clients and accounts linked to the key's
+brands. Keys are stored as a public ``prefix`` (for lookup) and the SHA-256 of
+the secret part: the full key is shown once, when it is created.
+
+Webhooks use a transactional outbox: ``WebhookEvent`` and one
+``WebhookDelivery`` per subscribed endpoint are written in the same database
+transaction as the change they describe, then delivered by django-q2 with
+exponential backoff; every HTTP attempt is a ``WebhookAttempt``.
+"""
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import Client
+from brands.models import Brand
+
+
+class Partner(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    brands = models.ManyToManyField(Brand, blank=True, related_name="partners")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """An API key: ``<prefix>.<secret>``; only the prefix and sha256(secret) are stored."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    brands = models.ManyToManyField(Brand, related_name="api_keys")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.partner})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class PartnerClient(models.Model):
+    """A client created through the API by a partner, visible to it before it has accounts."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="client_links")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="partner_links")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "client"],
+                name="%(app_label)s_%(class)s_unique_link",
+                violation_error_message="This client is already linked to the partner.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id} -> {self.client_id}"
+
+
+class ApiIdempotencyRecord(models.Model):
+    """The first response to a money POST with an ``Idempotency-Key``, replayed verbatim.
+
+    Written in the same database transaction as the posting, keyed like the
+    ledger's own idempotency record (caller ref + key).
+    """
+
+    caller = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    status_code = models.PositiveSmallIntegerField()
+    body = models.BinaryField(help_text="The response body exactly as first sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "API idempotency record"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["caller", "key"],
+                name="%(app_label)s_%(class)s_unique_per_caller",
+                violation_error_message="This idempotency key already has a response.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.caller}/{self.key}"
+
+
+class WebhookEventType(models.TextChoices):
+    TRANSACTION_POSTED = "transaction.posted", "Transaction posted"
+    PAYMENT_RECEIVED = "payment.received", "Payment received"
+    ACCOUNT_BLOCKED = "account.blocked", "Account blocked"
+    ACCOUNT_UNBLOCKED = "account.unblocked", "Account unblocked"
+    HOLD_CREATED = "hold.created", "Hold created"
+    HOLD_CAPTURED = "hold.captured", "Hold captured"
+    HOLD_VOIDED = "hold.voided", "Hold voided"
+    HOLD_EXPIRED = "hold.expired", "Hold expired"
+
+
+class WebhookEndpoint(models.Model):
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(
+        max_length=128, help_text="Shared secret for the X-Billing-Signature HMAC."
+    )
+    event_types = ArrayField(
+        models.CharField(max_length=64, choices=WebhookEventType.choices),
+        help_text="Event types this endpoint receives.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.partner}: {self.url}"
+
+
+class WebhookEvent(models.Model):
+    """Something that happened, as sent to partners: ``{"id", "type", "created_at", "data"}``."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=64, choices=WebhookEventType.choices)
+    data = models.JSONField()
+    brand_ids = ArrayField(models.BigIntegerField(), default=list)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.public_id}"
+
+
+class WebhookDelivery(models.Model):
+    """The outbox row: one event to one endpoint, retried with backoff until a 2xx."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed (gave up)"
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="partners_delivery_due_idx",
+                condition=Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery #{self.pk} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    number = models.PositiveIntegerField()
+    attempted_at = models.DateTimeField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    succeeded = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery #{self.delivery_id}"
