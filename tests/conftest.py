@@ -6,7 +6,12 @@ from django.test.utils import override_settings
 from ledger.services import clear_system_account_cache
 from ledger.verify import verify_ledger
 
-DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+DB_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+}
 
 
 @pytest.fixture(autouse=True, scope="session")
