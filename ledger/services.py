@@ -32,12 +32,12 @@ from decimal import InvalidOperation as DecimalInvalidOperation
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.types.numeric import Int8Dumper
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from psycopg.types.numeric import Int8Dumper
 
 from accounts.models import Account
 from accounts.services import account_numbers_allocate
@@ -224,7 +224,7 @@ def system_account_id(
 PREPARE = settings.BILLING_PREPARED_STATEMENTS or None
 
 
-def hot_cursor() -> psycopg.Cursor:
+def hot_cursor() -> _ReusedCursor | _DjangoCursor:
     """A cursor on Django's own connection (and so inside its transaction) for the posting path.
 
     With prepared statements on, a server-side-binding psycopg cursor (Django's
@@ -233,9 +233,44 @@ def hot_cursor() -> psycopg.Cursor:
     if not PREPARE:
         return _DjangoCursor(connection.cursor())
     connection.ensure_connection()
-    cursor = psycopg.Cursor(connection.connection)
-    cursor.adapters.register_dumper(int, Int8Dumper)
-    return cursor
+    raw = connection.connection
+    cursor = getattr(connection, "_ledger_hot_cursor", None)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        # One cursor per connection, reused: building one (and its adapters) per
+        # statement costs more than the statement's own client-side work.
+        cursor = psycopg.Cursor(raw)
+        cursor.adapters.register_dumper(int, Int8Dumper)
+        connection._ledger_hot_cursor = cursor
+    return _ReusedCursor(cursor)
+
+
+class _ReusedCursor:
+    """The connection's long-lived cursor; leaving the block does not close it.
+
+    Errors surface as Django's database exceptions (``IntegrityError``, ...), as
+    they would through Django's own cursor.
+    """
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: psycopg.Cursor) -> None:
+        self._cursor = cursor
+
+    def __enter__(self) -> _ReusedCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
+        with connection.wrap_database_errors:
+            self._cursor.execute(sql, params, prepare=prepare)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
 
 
 class _DjangoCursor:
@@ -620,11 +655,23 @@ def write_posting(
     with hot_cursor() as cursor:
         cursor.execute("".join(sql), params, prepare=PREPARE)
         txn_id = cursor.fetchone()[0]
-    txn = Transaction(id=txn_id, **{k: v for k, v in header.items() if k != "id"})
-    txn._state.adding = False
-    txn._state.db = "default"
+    txn = _transaction_from_row(txn_id, header)
     transaction_posted.send(sender=Transaction, transaction=txn)
     return txn
+
+
+_TXN_FIELD_NAMES = [f.attname for f in Transaction._meta.concrete_fields]
+_TXN_STRING_DEFAULTS = {
+    f.attname: f.get_default() for f in Transaction._meta.concrete_fields if f.has_default()
+}
+
+
+def _transaction_from_row(txn_id: int, header: dict[str, Any]) -> Transaction:
+    """The model instance of a row just inserted, built like a fetched row (no query)."""
+    values = {**_TXN_STRING_DEFAULTS, **header, "id": txn_id}
+    return Transaction.from_db(
+        "default", _TXN_FIELD_NAMES, [values.get(n) for n in _TXN_FIELD_NAMES]
+    )
 
 
 _STRING_COLUMNS = {"channel", "subject_type", "subject_id", "memo", "external_id", "request_id"}
@@ -1200,11 +1247,15 @@ def transaction_reverse(
             else:
                 legs.append(Leg(entry.account_id, -entry.amount))
         if original.kind in KIND_DISCRETIONARY:
+            # A capture counts against the limits of the day its hold reserved the
+            # funds, not the day it was captured: give the room back to that day.
+            spent_on = (
+                Hold.objects.values_list("reserved_on", flat=True).get(pk=original.hold_id)
+                if original.kind == TransactionKind.HOLD_CAPTURE
+                else business_date(original.created_at)
+            )
             unspend(
-                chain_of(locked, original.account_id),
-                original.amount,
-                business_date(original.created_at),
-                business_date(now),
+                chain_of(locked, original.account_id), original.amount, spent_on, business_date(now)
             )
         try:
             with transaction.atomic():
@@ -1701,9 +1752,7 @@ def accruals_post_bulk(
                     strict=True,
                 ):
                     key_rows[name].append(value)
-            txn = Transaction(id=txn_id, **header)
-            txn._state.adding = False
-            txn._state.db = "default"
+            txn = _transaction_from_row(txn_id, header)
             txn.replayed = False
             results[index] = txn
         with connection.cursor() as cursor:
