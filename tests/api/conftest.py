@@ -55,6 +55,7 @@ def side_b(db):
 @pytest.fixture
 def staff_api(db):
     user = UserFactory(is_staff=True, is_superuser=True)
+    user.save()  # the factory sets the password without saving; sessions check its hash
     client = APIClient()
     client.force_login(user)
     client.user = user
