@@ -193,7 +193,9 @@ def system_account_id(
         return cached
     found = Account.objects.filter(system_key=key).values_list("pk", flat=True).first()
     if found is not None:
-        _system_account_ids[key] = found
+        # The row may have been created earlier in a transaction that can still
+        # roll back: cache it only on commit (at once outside a transaction).
+        transaction.on_commit(lambda: _system_account_ids.__setitem__(key, found))
         return found
     label = f"{Account.Kind(kind).label} {currency}" + (f" / {channel}" if channel else "")
     Account.objects.bulk_create(
