@@ -22,6 +22,7 @@ a hold or reversing a write-off on the same day / month gives the room back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -272,7 +273,11 @@ class _ReusedCursor:
         return self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+        with connection.wrap_database_errors:
+            return self._cursor.fetchall()
+
+    def pipelined(self) -> Any:
+        return self._cursor.connection.pipeline()
 
 
 class _DjangoCursor:
@@ -295,6 +300,9 @@ class _DjangoCursor:
 
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()
+
+    def pipelined(self) -> Any:
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- locked state
@@ -361,7 +369,9 @@ def lock_accounts(account_ids: Iterable[int]) -> dict[int, LockedAccount]:
     """
     wanted = sorted(set(account_ids))
     for _ in range(5):
-        with hot_cursor() as cursor:
+        with hot_cursor() as cursor, cursor.pipelined():
+            # Pipelined: psycopg's implicit BEGIN travels with this statement
+            # instead of costing a round trip of its own.
             cursor.execute(_LOCK_SQL, [wanted], prepare=PREPARE)
             locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
         missing = [pk for pk in wanted if pk not in locked]
