@@ -853,12 +853,23 @@ class Simulation:
 
     # ----- orders: a debit, or a hold captured (fully or partly), voided or left to expire
 
-    def order(self, named: AccountRow, moment: datetime, amount: Decimal, service: str) -> None:
+    def order(
+        self,
+        named: AccountRow,
+        moment: datetime,
+        amount: Decimal,
+        service: str,
+        pending: bool = False,
+    ) -> None:
+        """An order: a debit, or a hold later captured, voided or left to expire.
+
+        A ``pending`` order is a pre-order placed shortly before now: its hold stays active.
+        """
         if not self._may_write_off(named, amount, moment):
             return
         self.order_no += 1
         subject = f"{self.order_no:08d}"
-        roll = self.rng.random()
+        roll = 0.99 if pending else self.rng.random()
         if roll < 0.55:
             txn = self.charge(
                 TransactionKind.DEBIT,
@@ -898,6 +909,8 @@ class Simulation:
             reserved_on=moment.date(),
         )
         self.holds.append(hold)
+        if pending:
+            return
         if roll < 0.92:
             captured = amount
             if self.rng.random() < 0.15:  # something was out of stock
@@ -1155,8 +1168,20 @@ def _plan_food(sim: Simulation, account: AccountRow) -> None:
             sim.at(sim.moment_in(month, 28), _food_topup, account, False)
         for _ in range(rng.randint(2, 6)):
             sim.at(sim.moment_in(month, 28, 11, 23), _food_order, account)
-    if rng.random() < 0.03:
+    if rng.random() < 0.05:
         sim.at(sim.moment_in(first, HISTORY_DAYS - 7), _food_refund, account)
+    _plan_preorder(sim, account)
+
+
+def _plan_preorder(sim: Simulation, account: AccountRow) -> None:
+    if sim.rng.random() < 0.15:
+        placed = sim.now - timedelta(minutes=sim.rng.randint(30, 1200))
+        sim.at(max(placed, sim.first_moment(account)), _preorder, account)
+
+
+def _preorder(sim: Simulation, moment: datetime, account: AccountRow) -> None:
+    amount = _money(Decimal(sim.rng.randint(30000, 150000)) / 100)
+    sim.order(account, moment, amount, "meals", pending=True)
 
 
 def _food_topup(sim: Simulation, moment: datetime, account: AccountRow, first: bool) -> None:
@@ -1203,6 +1228,7 @@ def _plan_employee(sim: Simulation, account: AccountRow) -> None:
         if day.weekday() < 5 and rng.random() < 0.2:
             sim.at(sim.moment_in(day, 0, 11, 15), _employee_lunch, account)
         day += timedelta(days=1)
+    _plan_preorder(sim, account)
 
 
 def _employee_lunch(sim: Simulation, moment: datetime, account: AccountRow) -> None:
@@ -1476,61 +1502,111 @@ def _idempotency_rows(txns: list[TxnRow]) -> Iterator[tuple]:
 
 
 def live_postings(rng: random.Random, population: Population, operator: Any, count: int) -> int:
-    """A few postings through the real services, now: they must agree with the bulk state."""
+    """Postings through the real services, now: they must agree with the bulk-written state.
+
+    First a tour of every operation on one consumer account (payment, transfer,
+    refund, adjustment and its reversal, holds captured partly, voided and left
+    active, a sub-account debit), then ``count`` random ones. A refusal is a
+    realistic outcome: it changes nothing and is simply not counted.
+    """
     caller = ledger_services.Caller.for_user(operator)
     food = [a for a in population.payers if a.profile == "food" and a.status == "open"]
-    employees = [a for a in population.accounts if a.profile == "employee"]
+    employees = [
+        a
+        for a in population.accounts
+        if a.profile == "employee" and a.status == "open" and a.parent.status == "open"
+    ]
     payers = [a for a in population.payers if a.status != Account.Status.CLOSED]
     food_brand = Brand.objects.get(code="food")
     meals = Service.objects.get(brand=food_brand, code="meals")
+    order = {"brand": food_brand, "service": meals, "subject_type": "order", "caller": caller}
     done = 0
+
+    def attempt(operation: Callable[[], Any]) -> Any:
+        nonlocal done
+        try:
+            result = operation()
+        except DomainError:
+            return None
+        done += 1
+        return result
+
+    if len(food) >= 2:
+        main, other = food[0], food[1]
+        tour: list[Callable[[], Any]] = [
+            lambda: ledger_services.payment_post(
+                account=main.id, amount="5000.00", channel="card", memo="Пополнение", caller=caller
+            ),
+            lambda: ledger_services.transfer_post(
+                from_account=main.id, to_account=other.id, amount="500.00", caller=caller,
+                memo="Перевод между счетами клиентов",
+            ),
+            lambda: ledger_services.refund_post(
+                account=main.id, amount="300.00", channel="card", caller=caller,
+                memo="Возврат переплаты по заявлению клиента",
+            ),
+        ]  # fmt: skip
+        for operation in tour:
+            attempt(operation)
+        adjustment = attempt(
+            lambda: ledger_services.adjustment_post(
+                account=main.id, amount="150.00", reason=ADJUSTMENT_REASONS[0], caller=caller
+            )
+        )
+        if adjustment is not None:
+            attempt(
+                lambda: ledger_services.transaction_reverse(
+                    transaction_obj=adjustment, reason="Компенсация начислена дважды", caller=caller
+                )
+            )
+        for amount, settle in (("400.00", "capture"), ("200.00", "void"), ("350.00", None)):
+            hold = attempt(
+                lambda amount=amount: ledger_services.hold_create(
+                    account=main.id, amount=amount, subject_id=f"live-{amount}", **order
+                )
+            )
+            if hold is not None and settle == "capture":
+                attempt(
+                    lambda h=hold: ledger_services.hold_capture(
+                        hold=h, amount="320.00", caller=caller
+                    )
+                )
+            elif hold is not None and settle == "void":
+                attempt(lambda h=hold: ledger_services.hold_void(hold=h, caller=caller))
     for _ in range(count):
         roll = rng.random()
-        try:
-            if roll < 0.3 and len(food) >= 2:
-                source, target = rng.sample(food, 2)
-                ledger_services.transfer_post(
-                    from_account=source.id,
-                    to_account=target.id,
-                    amount=Decimal(rng.choice([100, 200, 500])),
+        if roll < 0.3 and len(food) >= 2:
+            source, target = rng.sample(food, 2)
+            amount = Decimal(rng.choice([100, 200, 500]))
+            attempt(
+                lambda s=source, t=target, a=amount: ledger_services.transfer_post(
+                    from_account=s.id, to_account=t.id, amount=a, caller=caller,
                     memo="Перевод между счетами клиентов",
-                    caller=caller,
                 )
-            elif roll < 0.6 and payers:
-                ledger_services.payment_post(
-                    account=rng.choice(payers).id,
-                    amount=Decimal(rng.choice([500, 1000, 1500])),
-                    channel=Account.Channel.CASH,
-                    memo="Оплата в кассе",
-                    caller=caller,
+            )  # fmt: skip
+        elif roll < 0.6 and payers:
+            payer, amount = rng.choice(payers), Decimal(rng.choice([500, 1000, 1500]))
+            attempt(
+                lambda p=payer, a=amount: ledger_services.payment_post(
+                    account=p.id, amount=a, channel="cash", memo="Оплата в кассе", caller=caller
                 )
-            elif roll < 0.85 and employees:
-                ledger_services.debit_post(
-                    account=rng.choice(employees).id,
-                    amount=Decimal(rng.randint(300, 900)),
-                    brand=food_brand,
-                    service=meals,
-                    subject_type="order",
-                    subject_id=f"live-{rng.randrange(10**8):08d}",
-                    memo="Обед",
-                    caller=caller,
+            )
+        elif roll < 0.85 and employees:
+            employee, amount = rng.choice(employees), Decimal(rng.randint(300, 900))
+            subject = f"live-{rng.randrange(10**8):08d}"
+            attempt(
+                lambda e=employee, a=amount, s=subject: ledger_services.debit_post(
+                    account=e.id, amount=a, subject_id=s, memo="Обед", **order
                 )
-            elif food:
-                ledger_services.hold_create(
-                    account=rng.choice(food).id,
-                    amount=Decimal(rng.randint(300, 1500)),
-                    brand=food_brand,
-                    service=meals,
-                    subject_type="order",
-                    subject_id=f"live-{rng.randrange(10**8):08d}",
-                    memo="Предзаказ",
-                    caller=caller,
+            )
+        elif food:
+            account, amount = rng.choice(food), Decimal(rng.randint(300, 1500))
+            subject = f"live-{rng.randrange(10**8):08d}"
+            attempt(
+                lambda c=account, a=amount, s=subject: ledger_services.hold_create(
+                    account=c.id, amount=a, subject_id=s, memo="Предзаказ", **order
                 )
-            else:
-                continue
-        except DomainError:
-            continue  # a refusal is a realistic outcome; it changed nothing
-        done += 1
+            )
     return done
 
 
@@ -1553,11 +1629,20 @@ def demo_data_exists() -> bool:
 
 
 def seed_demo(
-    *, clients: int, seed: int = 42, log: Callable[[str], None] | None = None
+    *,
+    clients: int,
+    seed: int = 42,
+    log: Callable[[str], None] | None = None,
+    now: datetime | None = None,
+    rebuild_indexes: bool | None = None,
 ) -> SeedResult:
     """Load demo data: users, brands, catalogue, ``clients`` clients and their history.
 
     Runs in one database transaction: it either loads everything or nothing.
+    The history ends at ``now`` (default: the current time); the same ``seed``
+    and ``now`` give the same data. ``rebuild_indexes`` forces (True) or
+    forbids (False) loading the ledger tables pg_restore-style; by default
+    that happens when the new history outweighs what the tables hold.
     """
     log = log or (lambda message: None)
     result = SeedResult()
@@ -1577,7 +1662,7 @@ def seed_demo(
         rng = random.Random(seed)
         faker = Faker("ru_RU")
         faker.seed_instance(seed)
-        now = timezone.localtime(timezone.now(), ZoneInfo(settings.TIME_ZONE))
+        now = timezone.localtime(now or timezone.now(), ZoneInfo(settings.TIME_ZONE))
         people = People(rng, faker, clients)
         population = build_population(
             rng=rng, people=people, size=clients, now=now, brands=brands, operator_id=operator.pk
@@ -1612,7 +1697,9 @@ def seed_demo(
         )
         result.subaccounts = sum(1 for a in population.accounts if a.parent is not None)
         lap("clients and accounts written")
-        bulk = _bulk_load(LEDGER_TABLES) if _rebuild_pays_off(entry_count) else nullcontext()
+        if rebuild_indexes is None:
+            rebuild_indexes = _rebuild_pays_off(entry_count)
+        bulk = _bulk_load(LEDGER_TABLES) if rebuild_indexes else nullcontext()
         with bulk:
             result.holds = _copy("ledger_hold", HOLD_COLUMNS, _hold_rows(sim.holds))
             result.transactions = _copy("ledger_transaction", TXN_COLUMNS, _txn_rows(sim.txns))
