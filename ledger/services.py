@@ -496,6 +496,10 @@ def check_brand(account: LockedAccount, brand_id: int | None, service: Service |
 def apply_to_balance(payer: LockedAccount, amount: Decimal, now: datetime) -> Decimal:
     """Move the payer's running balance, tracking since when it is negative; return it."""
     payer.balance += amount
+    if abs(payer.balance) > MAX_AMOUNT:
+        raise InvalidAmount(
+            "The balance would leave the range the ledger stores.", account=payer.number
+        )
     if payer.balance < 0:
         if payer.negative_since is None:
             payer.negative_since = now

@@ -83,8 +83,9 @@ def test_account_balance_credit_period_over_hides_the_credit(make_account, brand
     )
     clock.advance(days=5)
     view = account_balance(account)
-    # balance - held, no usable credit: nothing may be spent until the debt is repaid.
-    assert figures(view) == (D("-40.00"), D("0.00"), D("-40.00"), D("100.00"), D("0.00"))
+    # No usable credit: nothing may be spent until the debt is repaid (available is
+    # never shown below zero; the debt is in the balance).
+    assert figures(view) == (D("-40.00"), D("0.00"), D("0.00"), D("100.00"), D("0.00"))
 
 
 def test_account_balance_of_a_subaccount_shows_payer_funds_and_chain_limit_room(

@@ -7,7 +7,7 @@ from ledger.verify import CHECKS, verify_ledger
 
 
 class Command(BaseCommand):
-    help = "Check the ledger's invariants over the whole database; exit 1 with a report if any fail."
+    help = "Check the ledger's invariants over the whole database; exit 1 with a report on failure."
 
     def add_arguments(self, parser):
         parser.add_argument("--database", default="default")
