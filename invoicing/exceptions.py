@@ -1,0 +1,45 @@
+"""Domain errors of invoicing; each carries a stable ``code`` (see ``billing_site.errors``)."""
+
+from billing_site.errors import DomainError
+
+
+class InvoicingValidationError(DomainError):
+    code = "validation_error"
+    status = 400
+    default_message = "The request is not valid."
+
+
+class PeriodClosed(DomainError):
+    code = "period_closed"
+    status = 409
+    default_message = "The billing period is closed; billed days cannot be re-priced."
+
+
+class InvalidInvoiceTransition(DomainError):
+    code = "invalid_status_transition"
+    status = 409
+    default_message = "The invoice cannot move to that status."
+
+
+class RunNotApprovable(DomainError):
+    code = "run_not_draft_ready"
+    status = 409
+    default_message = "Only a run whose drafts are ready can be approved."
+
+
+class PeriodNotBilled(DomainError):
+    code = "period_not_billed"
+    status = 409
+    default_message = "The account has no issued invoice for this period."
+
+
+class TooManyRecords(DomainError):
+    code = "too_many_records"
+    status = 400
+    default_message = "Too many records in one request."
+
+
+class MalformedFile(DomainError):
+    code = "malformed_file"
+    status = 400
+    default_message = "The file cannot be read."
