@@ -40,6 +40,7 @@ class TransactionKind(models.TextChoices):
     HOLD_CAPTURE = "hold_capture", "Hold capture"
     REVERSAL = "reversal", "Reversal"
     ADJUSTMENT = "adjustment", "Adjustment"
+    CREDIT_NOTE = "credit_note", "Credit note (a charge corrected down)"
 
 
 class Transaction(models.Model):

@@ -928,7 +928,9 @@ def _charge(
             brand_id=brand_id,
             service_id=_pk(service_obj),
         )
-        after = apply_to_balance(payer, -amount, now)
+        # A credit note is an accrual's mirror: it gives the client back part of a charge.
+        delta = amount if kind == TransactionKind.CREDIT_NOTE else -amount
+        after = apply_to_balance(payer, delta, now)
         return write_posting(
             header=_header(
                 kind=kind,
@@ -943,7 +945,7 @@ def _charge(
                 metadata=metadata or {},
                 memo=memo,
             ),
-            legs=[Leg(payer.id, -amount, _sub(named, payer), after), Leg(revenue, amount)],
+            legs=[Leg(payer.id, delta, _sub(named, payer), after), Leg(revenue, -delta)],
             accounts=chain,
             now=now,
             idempotency=record,
@@ -1009,6 +1011,44 @@ def accrual_post(
     """
     return _charge(
         kind=TransactionKind.ACCRUAL,
+        account=account,
+        amount=amount,
+        brand=brand,
+        service=service,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        metadata=metadata,
+        memo=memo,
+        currency=currency,
+        caller=caller,
+        idempotency_key=idempotency_key,
+    )
+
+
+def credit_note_post(
+    *,
+    account: Account | int,
+    amount: Any,
+    brand: Brand | int,
+    service: Service | int | None = None,
+    subject_type: str = "",
+    subject_id: str = "",
+    metadata: dict[str, Any] | None = None,
+    memo: str = "",
+    currency: str | None = None,
+    caller: Caller = SYSTEM,
+    idempotency_key: str | None = None,
+) -> Transaction:
+    """Give a client back part of what an accrual charged (an invoice's credit note).
+
+    The mirror of ``accrual_post``: credits the client (+) and debits the
+    brand's revenue account for the service (-), so revenue shows what was
+    finally billed. Never refused for funds or limits; allowed on blocked
+    accounts, refused on closed ones and for a brand the account is not linked
+    to. Locks the account's chain.
+    """
+    return _charge(
+        kind=TransactionKind.CREDIT_NOTE,
         account=account,
         amount=amount,
         brand=brand,
