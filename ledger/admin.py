@@ -22,6 +22,7 @@ from django.utils.html import format_html
 
 from accounts.admin import AccountAdmin, action_with_reason, admin_link, error_text
 from accounts.models import Account
+from accounts.validators import account_number_is_valid
 from billing_site.errors import DomainError
 from ledger import selectors, services
 from ledger.forms import PostingForm
@@ -33,6 +34,13 @@ POST_PERMISSION = "ledger.add_transaction"
 def _digits(term: str) -> str | None:
     compact = term.strip().replace(" ", "")
     return compact if compact.isdigit() else None
+
+
+def _account_id(number: str) -> int | None:
+    """The id of the account with this number: searches then use the indexed account columns."""
+    if not account_number_is_valid(number):
+        return None
+    return Account.objects.filter(number=number).values_list("pk", flat=True).first()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -129,7 +137,10 @@ class TransactionAdmin(ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         digits = _digits(search_term)
         if digits:
-            condition = Q(account__number=digits) | Q(external_id=digits) | Q(subject_id=digits)
+            account_id = _account_id(digits)
+            if account_id is not None:
+                return queryset.filter(account_id=account_id), False
+            condition = Q(external_id=digits) | Q(subject_id=digits)
             if len(digits) <= 18:
                 condition |= Q(pk=int(digits))
             return queryset.filter(condition), False
@@ -221,10 +232,14 @@ class EntryAdmin(ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         digits = _digits(search_term)
         if digits:
-            condition = Q(account__number=digits) | Q(subaccount__number=digits)
+            account_id = _account_id(digits)
+            if account_id is not None:
+                return queryset.filter(
+                    Q(account_id=account_id) | Q(subaccount_id=account_id)
+                ), False
             if len(digits) <= 18:
-                condition |= Q(transaction_id=int(digits))
-            return queryset.filter(condition), False
+                return queryset.filter(transaction_id=int(digits)), False
+            return queryset.none(), False
         return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="transaction", ordering="transaction_id")
@@ -291,7 +306,10 @@ class HoldAdmin(ReadOnlyAdmin):
     def get_search_results(self, request, queryset, search_term):
         digits = _digits(search_term)
         if digits:
-            condition = Q(account__number=digits) | Q(subject_id=digits)
+            account_id = _account_id(digits)
+            if account_id is not None:
+                return queryset.filter(account_id=account_id), False
+            condition = Q(subject_id=digits)
             if len(digits) <= 18:
                 condition |= Q(pk=int(digits))
             return queryset.filter(condition), False

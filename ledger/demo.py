@@ -989,12 +989,14 @@ class Simulation:
     def moment_in(
         self, first: datetime, days: float, hour_from: int = 8, hour_to: int = 22
     ) -> datetime:
+        """A moment on a random day within ``days`` after ``first``, between the given hours."""
         day = first + timedelta(days=self.rng.uniform(0, days))
+        offset = int(self.rng.random() * (hour_to - hour_from) * 3_600_000_000)
+        seconds, microsecond = divmod(offset, 1_000_000)
+        minutes, second = divmod(seconds, 60)
+        hours, minute = divmod(minutes, 60)
         return day.replace(
-            hour=self.rng.randint(hour_from, hour_to - 1),
-            minute=self.rng.randint(0, 59),
-            second=self.rng.randint(0, 59),
-            microsecond=self.rng.randint(0, 999_999),
+            hour=hour_from + hours, minute=minute, second=second, microsecond=microsecond
         )
 
     def active_months(self, account: AccountRow) -> list[datetime]:
