@@ -9,12 +9,10 @@ from billing_site.filters import IdFilter
 
 class ClientFilterSet(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=Client.Kind.choices)
-    tax_id = django_filters.CharFilter(max_length=12)
-    external_ref = django_filters.CharFilter(max_length=100)
+    tax_id = django_filters.CharFilter()
+    external_ref = django_filters.CharFilter()
     status = django_filters.ChoiceFilter(choices=Client.Status.choices)
-    q = django_filters.CharFilter(
-        method="search", max_length=100, label="Search by name, phone or e-mail"
-    )
+    q = django_filters.CharFilter(method="search", label="Search by name, phone or e-mail")
 
     class Meta:
         model = Client
@@ -31,12 +29,12 @@ class ClientFilterSet(django_filters.FilterSet):
 
 class AccountFilterSet(django_filters.FilterSet):
     client = IdFilter(field_name="client_id")
-    number = django_filters.CharFilter(max_length=20)
+    number = django_filters.CharFilter()
     status = django_filters.ChoiceFilter(choices=Account.Status.choices)
     parent = IdFilter(field_name="parent_id")
-    currency = django_filters.CharFilter(max_length=3)
+    currency = django_filters.CharFilter()
     brand = IdFilter(method="filter_brand", label="Brand id")
-    brand_code = django_filters.CharFilter(method="filter_brand_code", max_length=32)
+    brand_code = django_filters.CharFilter(method="filter_brand_code")
 
     class Meta:
         model = Account

@@ -6,17 +6,17 @@ from brands.models import Brand, Service
 
 
 class BrandFilterSet(django_filters.FilterSet):
-    code = django_filters.CharFilter(max_length=32)
+    code = django_filters.CharFilter()
 
     class Meta:
         model = Brand
-        fields = ["code", "is_active"]
+        fields = ["code"]
 
 
 class ServiceFilterSet(django_filters.FilterSet):
     brand = django_filters.NumberFilter(field_name="brand_id", min_value=1, max_value=2**63 - 1)
-    code = django_filters.CharFilter(max_length=64)
+    code = django_filters.CharFilter()
 
     class Meta:
         model = Service
-        fields = ["brand", "code", "is_active"]
+        fields = ["brand", "code"]

@@ -12,8 +12,8 @@ class TransactionFilterSet(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=TransactionKind.choices)
     brand = IdFilter(field_name="brand_id")
     service = IdFilter(field_name="service_id")
-    subject_type = django_filters.CharFilter(max_length=50)
-    subject_id = django_filters.CharFilter(max_length=100)
+    subject_type = django_filters.CharFilter()
+    subject_id = django_filters.CharFilter()
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     amount_min = AmountFilter(field_name="amount", lookup_expr="gte")
@@ -42,8 +42,8 @@ class HoldFilterSet(django_filters.FilterSet):
     account = IdFilter(field_name="account_id")
     status = django_filters.ChoiceFilter(choices=Hold.Status.choices)
     brand = IdFilter(field_name="brand_id")
-    subject_type = django_filters.CharFilter(max_length=50)
-    subject_id = django_filters.CharFilter(max_length=100)
+    subject_type = django_filters.CharFilter()
+    subject_id = django_filters.CharFilter()
 
     class Meta:
         model = Hold

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import Account, Client
-from billing_site.api.fields import IdField, LimitField, MoneyField, text_field
+from billing_site.api.fields import (
+    IdField,
+    LimitField,
+    NonNegativeMoneyField,
+    StrictCharField,
+    StrictEmailField,
+    text_field,
+)
 
 
 class ClientSerializer(serializers.ModelSerializer):
     """A client as partners see it; ``kind`` and ``name`` are required to create one."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.EmailField: StrictEmailField,
+    }
 
     class Meta:
         model = Client
@@ -43,7 +57,7 @@ class AccountSerializer(serializers.ModelSerializer):
     """An account with its limits (null = no limit); ``brands`` lists brand codes."""
 
     brands = serializers.SerializerMethodField()
-    credit_limit = MoneyField(allow_zero=True, read_only=True)
+    credit_limit = NonNegativeMoneyField(read_only=True)
     write_off_limit_transaction = LimitField(read_only=True)
     write_off_limit_day = LimitField(read_only=True)
     write_off_limit_month = LimitField(read_only=True)
@@ -80,7 +94,7 @@ class AccountSerializer(serializers.ModelSerializer):
 
 class _LimitsMixin(serializers.Serializer):
     name = text_field(200)
-    credit_limit = MoneyField(allow_zero=True, required=False)
+    credit_limit = NonNegativeMoneyField(required=False)
     credit_period_days = serializers.IntegerField(
         min_value=0, max_value=36500, required=False, allow_null=True
     )
@@ -89,7 +103,7 @@ class _LimitsMixin(serializers.Serializer):
     write_off_limit_day = LimitField(required=False)
     write_off_limit_month = LimitField(required=False)
     brands = serializers.ListField(
-        child=serializers.CharField(max_length=32),
+        child=StrictCharField(max_length=32),
         required=False,
         max_length=100,
         help_text="Brand codes the account is linked to.",
@@ -105,16 +119,16 @@ class AccountCreateSerializer(_LimitsMixin):
 
 
 class AccountUpdateSerializer(_LimitsMixin):
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    name = StrictCharField(max_length=200, required=False, allow_blank=True)
     parent = IdField(required=False, allow_null=True, help_text="Payer account id, or null.")
 
 
 class AccountBlockSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500)
+    reason = StrictCharField(max_length=500)
 
 
 class AccountUnblockSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    reason = text_field(500)
 
 
 class BalanceQuerySerializer(serializers.Serializer):

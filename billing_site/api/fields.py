@@ -14,18 +14,23 @@ from billing_site.api.parsers import is_json_float
 
 MAX_AMOUNT = Decimal("9999999999999999.99")  # NUMERIC(18,2)
 MAX_ID = 2**63 - 1
-AMOUNT_RE = re.compile(r"^\d{1,16}(\.\d{1,2})?$")
-LIMIT_RE = AMOUNT_RE
-AMOUNT_SCHEMA = {
-    "type": "string",
-    "format": "decimal",
-    "pattern": r"^\d{1,16}(\.\d{1,2})?$",
-    "example": "1250.00",
-    "description": "A positive decimal string (never a JSON number).",
-}
+# Greater than zero, at most 16 integer digits and 2 decimals, no sign, no exponent.
+POSITIVE_PATTERN = r"^(?:[1-9]\d{0,15}(?:\.\d{1,2})?|0?\.(?:0[1-9]|[1-9]\d?))$"
+ZERO_OK_PATTERN = r"^(?:0|[1-9]\d{0,15})(?:\.\d{1,2})?$"
 
 
-@extend_schema_field(AMOUNT_SCHEMA)
+def amount_schema(pattern: str = POSITIVE_PATTERN, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "format": "decimal",
+        "pattern": pattern,
+        "example": "1250.00",
+        "description": 'A decimal string such as "1250.00" (never a JSON number).',
+        **extra,
+    }
+
+
+@extend_schema_field(amount_schema())
 class MoneyField(serializers.Field):
     """A positive amount given as a decimal string: ``"1250.00"``.
 
@@ -36,7 +41,7 @@ class MoneyField(serializers.Field):
 
     default_error_messages = {
         "not_string": 'Amounts are decimal strings such as "1250.00", not JSON numbers.',
-        "invalid": "Enter a positive decimal amount with at most two decimal places.",
+        "invalid": 'Enter a decimal amount with at most two decimal places, e.g. "1250.00".',
         "not_positive": "The amount must be greater than zero.",
         "too_large": "The amount is too large.",
     }
@@ -48,37 +53,33 @@ class MoneyField(serializers.Field):
     def to_internal_value(self, data: Any) -> Decimal:
         if is_json_float(data) or not isinstance(data, str):
             self.fail("not_string")
-        text = data.strip()
-        if text.startswith("-"):
-            self.fail("not_positive")
-        if not AMOUNT_RE.match(text):
-            try:
-                if len(text) > 40:
-                    raise InvalidOperation
-                value = Decimal(text)
-            except InvalidOperation:
-                self.fail("invalid")
-            if value.is_finite() and value > MAX_AMOUNT:
+        pattern = ZERO_OK_PATTERN if self.allow_zero else POSITIVE_PATTERN
+        if re.match(pattern, data):
+            return Decimal(data).quantize(Decimal("0.01"))
+        try:
+            value = Decimal(data.strip()) if len(data) <= 40 else None
+        except InvalidOperation:
+            value = None
+        if value is not None and value.is_finite():
+            if value < 0 or (value == 0 and not self.allow_zero):
+                self.fail("not_positive")
+            if value > MAX_AMOUNT:
                 self.fail("too_large")
-            self.fail("invalid")
-        value = Decimal(text)
-        if value == 0 and not self.allow_zero:
-            self.fail("not_positive")
-        return value.quantize(Decimal("0.01"))
+        self.fail("invalid")
 
     def to_representation(self, value: Any) -> str:
         return f"{Decimal(value):.2f}" if value is not None else None
 
 
-@extend_schema_field(
-    {
-        "type": "string",
-        "format": "decimal",
-        "pattern": r"^\d{1,16}(\.\d{1,2})?$",
-        "nullable": True,
-        "example": "5000.00",
-    }
-)
+@extend_schema_field(amount_schema(ZERO_OK_PATTERN))
+class NonNegativeMoneyField(MoneyField):
+    """A money setting where zero means none (a credit limit)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_zero=True, **kwargs)
+
+
+@extend_schema_field(amount_schema(nullable=True))
 class LimitField(MoneyField):
     """A limit: a positive decimal string, or null for no limit."""
 
@@ -96,9 +97,22 @@ class IdField(serializers.IntegerField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or is_json_float(data):
+        if not isinstance(data, int) or isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """Text that must be a JSON string (DRF would turn a number into text)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(serializers.EmailField, StrictCharField):
+    pass
 
 
 def _clean_json(value: Any, depth: int = 0) -> Any:
@@ -138,4 +152,4 @@ def text_field(max_length: int, **kwargs: Any) -> serializers.CharField:
     kwargs.setdefault("required", False)
     kwargs.setdefault("allow_blank", True)
     kwargs.setdefault("default", "")
-    return serializers.CharField(max_length=max_length, **kwargs)
+    return StrictCharField(max_length=max_length, **kwargs)

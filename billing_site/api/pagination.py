@@ -30,7 +30,22 @@ class CursorPagination(pagination.CursorPagination):
             raise ValidationError({"cursor": [self.invalid_cursor_message]}) from None
 
     def get_page_size(self, request: Any) -> int:
-        try:
-            return super().get_page_size(request)
-        except (OverflowError, ValueError):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
             return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationError(
+                {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": self.max_page_size,
+                }
+        return parameters

@@ -9,10 +9,10 @@ from importlib import import_module
 
 from django.apps import apps
 from django.conf import settings
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from billing_site.api.views import bench_ping
+from billing_site.api.views import api_not_found, bench_ping
 
 
 def _app_api_urls() -> list:
@@ -38,3 +38,4 @@ urlpatterns = [
 ]
 if settings.BILLING_API_BENCH_VIEWS:
     urlpatterns.append(path("_bench/ping/", bench_ping, name="api-bench-ping"))
+urlpatterns.append(re_path(r"^(?P<path>[\s\S]*)$", api_not_found))

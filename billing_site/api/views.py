@@ -8,8 +8,16 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpResponse, JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 
 from billing_site.api.scope import Scope, request_id_of, request_scope
@@ -32,6 +40,7 @@ class ScopedViewMixin:
     """Gives views ``self.scope`` and echoes the request id in ``X-Request-ID``."""
 
     request: Any
+    metadata_class = None  # OPTIONS answers 405: the OpenAPI schema describes the API
 
     @property
     def scope(self) -> Scope:
@@ -115,6 +124,16 @@ def _render(data: Any) -> bytes:
 
 def _json(body: bytes, status: int) -> HttpResponse:
     return HttpResponse(body, status=status, content_type="application/json")
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def api_not_found(request: Any, path: str = "") -> HttpResponse:
+    """Unknown paths under /api/ answer the API's JSON 404, not the site's HTML page."""
+    raise NotFound()
 
 
 def bench_ping(request: Any) -> JsonResponse:

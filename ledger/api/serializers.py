@@ -9,7 +9,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import Account
-from billing_site.api.fields import IdField, MetadataField, MoneyField, text_field
+from billing_site.api.fields import (
+    IdField,
+    MetadataField,
+    MoneyField,
+    StrictCharField,
+    text_field,
+)
 from ledger.models import Entry, Hold, Transaction
 
 # --------------------------------------------------------------------------- output
@@ -145,4 +151,4 @@ class HoldCaptureSerializer(serializers.Serializer):
 
 
 class ReverseSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500)
+    reason = StrictCharField(max_length=500)
