@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class InvoicingConfig(AppConfig):
     name = "invoicing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from invoicing.receivers import allocate_on_posting
+        from ledger.signals import transaction_posted
+
+        transaction_posted.connect(allocate_on_posting, dispatch_uid="invoicing.allocate_payments")

@@ -43,3 +43,18 @@ class MalformedFile(DomainError):
     code = "malformed_file"
     status = 400
     default_message = "The file cannot be read."
+
+
+class TariffOverlap(InvoicingValidationError):
+    code = "tariff_overlap"
+    default_message = "Another version of this tariff plan covers these days."
+
+
+class SubscriptionOverlap(InvoicingValidationError):
+    code = "subscription_overlap"
+    default_message = "The account already takes this service on these days."
+
+
+class ReadingBackwards(InvoicingValidationError):
+    code = "reading_backwards"
+    default_message = "A meter reading is below the previous one."
