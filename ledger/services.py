@@ -1293,6 +1293,17 @@ def transaction_reverse(
         }
         locked = lock_accounts(client_ids | {original.account_id})
         now = timezone.now()
+        for entry in entries:
+            moved = locked.get(entry.account_id) if entry.balance_after is not None else None
+            if moved is not None and moved.parent_id is not None:
+                # It paid for itself then and is a funds-free sub-account now: the mirror
+                # entry has no balance to land on (and must not hit the new payer's).
+                raise InvalidOperation(
+                    f"Account {moved.number} has since become a sub-account; correct this"
+                    " posting with an adjustment instead.",
+                    transaction=original.pk,
+                    account=moved.number,
+                )
         for acc_id in client_ids:
             check_status(chain_of(locked, acc_id), allow_blocked=True)
         legs = []
