@@ -15,6 +15,13 @@ transfers out by their date, holds by the day they were reserved (the
 reserved amount while active, the captured amount once captured), less
 whatever was voided, expired or reversed.
 
+Accounts are also moved between payers (``account_set_parent``), but never
+while write-offs counted in the current month went through them: releasing
+or reversing such a write-off after the move gives the room back to the new
+chain (whose counters never held it) and leaves it on the old one. That is a
+known gap of the counters (they do not record the chain they were counted
+on), left to a product decision rather than modelled here.
+
 Each example runs inside a savepoint that is rolled back at the end, so every
 example starts from an empty ledger.
 """
@@ -48,7 +55,13 @@ from hypothesis.stateful import (
 )
 
 from accounts.models import Account
-from accounts.services import account_block, account_create, account_unblock, account_update
+from accounts.services import (
+    account_block,
+    account_create,
+    account_set_parent,
+    account_unblock,
+    account_update,
+)
 from ledger.exceptions import DomainError
 from ledger.models import Hold, Transaction
 from ledger.services import (
@@ -229,6 +242,33 @@ class Model:
         ):
             return "credit_period_expired"
         return None if amount <= own + payer.credit_limit else "insufficient_funds"
+
+    def subtree_levels(self, account_id: int) -> int:
+        children = [a.id for a in self.accounts.values() if a.parent == account_id]
+        return max((1 + self.subtree_levels(c) for c in children), default=0)
+
+    def counted_this_month(self, account_id: int) -> bool:
+        """Whether write-offs counted in the current month went through this account."""
+        today = self.clock.today
+        return any(
+            account_id in chain and amount and (on.year, on.month) == (today.year, today.month)
+            for chain, on, amount in self.write_offs()
+        )
+
+    def move_refusal(self, account_id: int, parent_id: int | None) -> str | None:
+        if parent_id is None:
+            return None
+        path = self.chain(parent_id)
+        if account_id in path:
+            return "invalid_account_structure"  # a cycle
+        if 1 + len(path) + self.subtree_levels(account_id) > settings.BILLING_MAX_ACCOUNT_DEPTH:
+            return "invalid_account_structure"  # too deep
+        acc = self.accounts[account_id]
+        if acc.balance or acc.held:
+            return "account_has_funds"
+        if acc.credit_limit or acc.credit_period_days is not None or acc.credit_expires_at:
+            return "invalid_account_structure"  # a sub-account has no credit terms
+        return None
 
     def write_off_refusal(self, account_id: int, amount: Decimal) -> str | None:
         chain = self.chain(account_id)
@@ -434,6 +474,24 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         acc.status = wanted
 
+    @rule(account=accounts, parent=accounts, detach=st.booleans())
+    def move_account(self, account, parent, detach):
+        """Attach an account under another payer, or detach it to pay for itself."""
+        if self.model.counted_this_month(account):
+            # Moving a chain with write-offs counted this month leaves the old
+            # ancestors' counters behind (see the module docstring): not modelled.
+            return
+        new_parent = None if detach else parent
+        moved = self.attempt(
+            self.model.move_refusal(account, new_parent),
+            lambda: account_set_parent(
+                account=Account.objects.get(pk=account),
+                parent=None if new_parent is None else Account.objects.get(pk=new_parent),
+            ),
+        )
+        if moved is not None:
+            self.model.accounts[account].parent = new_parent
+
     @rule(hours=st.sampled_from([1, 5, 23, 24 * 3, 24 * 8]), sweep=st.booleans())
     def advance_clock(self, hours, sweep):
         """Time passes; the scheduled job may then expire the holds that are due."""
@@ -636,6 +694,8 @@ class LedgerMachine(RuleBasedStateMachine):
             predicted = "invalid_operation"
         elif txn.reversed:
             predicted = "already_reversed"
+        elif any(self.model.accounts[payer].parent is not None for payer, _ in txn.legs):
+            predicted = "invalid_operation"  # it paid for itself then, it is a sub-account now
         else:
             predicted = OK
         reversal = self.attempt(
@@ -719,6 +779,26 @@ def test_reversing_a_capture_gives_limit_room_back_to_the_day_the_hold_reserved(
         state.accounts_match_the_model()
         assert Account.objects.get(pk=payer).spent_day == D("30.00")
         state.debit(account=payer, amount=D("20.00"), key=None)  # 30 + 20 > 40: refused
+        state.accounts_match_the_model()
+        state.ledger_verifies()
+    finally:
+        state.teardown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reversing_a_posting_of_an_account_that_became_a_sub_account_is_refused():
+    """A sequence the model caught: an account paid, spent its money, then became a
+    sub-account; reversing its old payment put a balance on a sub-account, which the
+    database refused with a raw integrity error instead of a domain error."""
+    state = LedgerMachine()
+    try:
+        company, employee, _ = state.open_accounts(
+            credit=ZERO, payer_limit=None, sub_limit=None, funds=(D("500.00"), ZERO)
+        ).values
+        payment = state.pay(account=employee, amount=D("100.00"), key=None)
+        state.refund(account=employee, amount=D("100.00"))
+        state.move_account(account=employee, parent=company, detach=False)
+        state.reverse(original=payment)  # predicted: invalid_operation, nothing changes
         state.accounts_match_the_model()
         state.ledger_verifies()
     finally:
