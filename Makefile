@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db migrate demo lint format bench verify clean
+.PHONY: run test install db migrate demo lint format bench bench-api verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ verify: install
 
 bench: install
 	$(PY) bench/posting.py
+
+# REST API under gunicorn (DEBUG=0) on its own database billing_api; Python load generator.
+bench-api: install
+	$(PY) bench/api.py
 
 clean:
 	rm -rf $(VENV) staticfiles

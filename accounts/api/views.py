@@ -121,13 +121,16 @@ class AccountViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        return self.scope.accounts().prefetch_related("brands")
+        accounts = self.scope.accounts()
+        if self.action in {"balance", "entries", "block", "unblock", "partial_update"}:
+            return accounts  # no brand codes to show (block/unblock/patch re-read in _out)
+        return accounts.prefetch_related("brands")
 
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "brand_ids": self.scope.brand_ids}
 
     def _out(self, account: Account, status: int = 200) -> Response:
-        fresh = self.get_queryset().get(pk=account.pk)
+        fresh = self.scope.accounts().prefetch_related("brands").get(pk=account.pk)
         return Response(self.get_serializer(fresh).data, status=status)
 
     def _brands(self, codes: list[str] | None) -> list[Brand] | None:
