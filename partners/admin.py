@@ -7,8 +7,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from partners.models import (
+    ApiIdempotencyRecord,
     ApiKey,
     Partner,
+    PartnerClient,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -194,4 +196,35 @@ class WebhookEventAdmin(admin.ModelAdmin):
     inlines = [WebhookDeliveryInline]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(admin.ModelAdmin):
+    list_display = ["delivery", "number", "attempted_at", "response_status", "succeeded"]
+    list_filter = ["succeeded"]
+    readonly_fields = [f.name for f in WebhookAttempt._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(PartnerClient)
+class PartnerClientAdmin(admin.ModelAdmin):
+    list_display = ["partner", "client", "created_at"]
+    list_filter = ["partner"]
+    raw_id_fields = ["client"]
+
+
+@admin.register(ApiIdempotencyRecord)
+class ApiIdempotencyRecordAdmin(admin.ModelAdmin):
+    list_display = ["caller", "key", "method", "path", "status_code", "created_at"]
+    search_fields = ["key", "caller"]
+    readonly_fields = ["caller", "key", "method", "path", "status_code", "created_at"]
+    exclude = ["body"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -34,7 +34,7 @@ KEY_PREFIX = "bk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-class InvalidBrandScope(DomainError):
+class InvalidPartnerSetting(DomainError):
     code = "validation_error"
     status = 400
     default_message = "An API key is scoped to one or more of its partner's brands."
@@ -69,7 +69,7 @@ def api_key_create(
     brands = list(brands)
     allowed = set(partner.brands.values_list("pk", flat=True))
     if not brands or any(brand.pk not in allowed for brand in brands):
-        raise InvalidBrandScope(field="brands")
+        raise InvalidPartnerSetting(field="brands")
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
@@ -191,7 +191,7 @@ def webhook_endpoint_create(
     event_types = sorted(set(event_types))
     unknown = set(event_types) - set(WebhookEventType.values)
     if unknown or not event_types:
-        raise InvalidBrandScope(
+        raise InvalidPartnerSetting(
             "Choose one or more known event types.", field="event_types", unknown=sorted(unknown)
         )
     endpoint = WebhookEndpoint(

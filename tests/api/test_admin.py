@@ -1,0 +1,69 @@
+"""The partners admin: a key created there is shown once; revoke and redeliver actions."""
+
+import re
+
+from partners.models import ApiKey, WebhookDelivery
+from partners.services import api_key_authenticate, webhook_endpoint_create
+from tests.factories import UserFactory
+
+
+def admin_client(client):
+    user = UserFactory(is_staff=True, is_superuser=True)
+    user.save()
+    client.force_login(user)
+    return client
+
+
+def test_admin_creates_a_key_and_shows_it_once(client, side_a):
+    admin = admin_client(client)
+    response = admin.post(
+        "/admin/partners/apikey/add/",
+        {"partner": side_a.partner.pk, "name": "from admin", "brands": [side_a.brand.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = re.findall(r"bk_[0-9a-f]+\.[A-Za-z0-9_-]+", response.content.decode())
+    assert len(set(shown)) == 1
+    principal = api_key_authenticate(shown[0])
+    assert principal is not None and principal.brand_ids == {side_a.brand.pk}
+    key = ApiKey.objects.get(name="from admin")
+    page = admin.get(f"/admin/partners/apikey/{key.pk}/change/").content.decode()
+    assert shown[0].split(".", 1)[1] not in page
+
+
+def test_admin_revoke_action(client, side_a):
+    admin = admin_client(client)
+    key = ApiKey.objects.get(partner=side_a.partner)
+    admin.post(
+        "/admin/partners/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True
+    )
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert side_a.api.get("/api/v1/brands/").status_code == 401
+
+
+def test_admin_redeliver_action(client, side_a):
+    from ledger.services import debit_post
+
+    admin = admin_client(client)
+    webhook_endpoint_create(
+        partner=side_a.partner, url="http://127.0.0.1:9/x", event_types=["transaction.posted"]
+    )
+    debit_post(account=side_a.account, amount="1.00", brand=side_a.brand)
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="failed")
+    admin.post(
+        "/admin/partners/webhookdelivery/",
+        {"action": "redeliver", "_selected_action": [delivery.pk]},
+        follow=True,
+    )
+    delivery.refresh_from_db()
+    assert delivery.status == "pending"
+    for url in (
+        "/admin/partners/webhookdelivery/",
+        f"/admin/partners/webhookdelivery/{delivery.pk}/change/",
+        "/admin/partners/webhookevent/",
+        "/admin/partners/partner/",
+        "/admin/partners/webhookendpoint/add/",
+    ):
+        assert admin.get(url).status_code == 200, url
