@@ -16,6 +16,7 @@ from accounts.admin import AccountAdmin, AccountResource, ClientAdmin
 from accounts.models import Account, Client
 from accounts.validators import account_number_is_valid, inn_complete
 from ledger import services
+from ledger.demo import ensure_users
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
 from tests.factories import (
     AccountFactory,
@@ -529,3 +530,23 @@ def test_admin_hold_page_shows_expiry(admin_client, account, brand):
     response = admin_client.get(_change(hold))
     assert response.status_code == 200
     assert account.number in response.content.decode()
+
+
+def test_admin_demo_operator_can_view_post_and_block_but_not_edit_ledger(client, account):
+    _, operator = ensure_users()
+    client.force_login(operator)
+    page = client.get(_change(account))
+    assert page.status_code == 200
+    assert "Post payment" in page.content.decode()
+    assert client.get(_changelist(Transaction)).status_code == 200
+    _post_form(client, account, operation="payment", amount="10.00")
+    account.refresh_from_db()
+    assert account.balance == Decimal("110.00")
+    client.post(
+        _changelist(Account),
+        {"action": "block_accounts", "_selected_action": [account.pk], "apply": "1", "reason": "x"},
+    )
+    account.refresh_from_db()
+    assert account.status == Account.Status.BLOCKED
+    txn = Transaction.objects.latest("id")
+    assert client.post(_change(txn), {"memo": "edited"}).status_code == 403
