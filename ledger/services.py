@@ -77,6 +77,18 @@ class ValidationFailed(DomainError):
     default_message = "The request is not valid."
 
 
+class AccountStructureChanged(DomainError):
+    """A parent link changed between reading an account chain and locking it.
+
+    Services roll back and start again (``run_locked``); only a caller that
+    keeps retrying into a structure that keeps changing ever sees it.
+    """
+
+    code = "account_structure_changed"
+    status = 409
+    default_message = "The account structure changed while posting; try again."
+
+
 class BrandNotLinked(DomainError):
     code = "brand_not_linked"
     default_message = "The account is not linked to this brand."
@@ -364,27 +376,45 @@ def lock_accounts(account_ids: Iterable[int]) -> dict[int, LockedAccount]:
     """Lock the given client accounts and every ancestor up to their root payers.
 
     One statement, rows locked in primary-key order. If a parent link changed
-    between reading the chain and locking it, the lock is simply taken again
-    (we are then holding locks in id order, so retrying cannot deadlock).
+    between reading the chain and locking it (an account was just attached
+    under a payer), raise ``AccountStructureChanged``: locking the new payer now
+    would wait for a lower id while holding a higher one, and deadlock against
+    a posting that read the new chain. ``run_locked`` rolls back, releasing
+    these locks, and starts again.
     """
     wanted = sorted(set(account_ids))
-    for _ in range(5):
-        with hot_cursor() as cursor, cursor.pipelined():
-            # Pipelined: psycopg's implicit BEGIN travels with this statement
-            # instead of costing a round trip of its own.
-            cursor.execute(_LOCK_SQL, [wanted], prepare=PREPARE)
-            locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
-        missing = [pk for pk in wanted if pk not in locked]
-        if missing:
-            raise Account.DoesNotExist(f"No account with id {missing[0]}.")
-        if all(acc.parent_id is None or acc.parent_id in locked for acc in locked.values()):
-            for pk in wanted:
-                if locked[pk].kind != Account.Kind.CLIENT:
-                    raise InvalidOperation(
-                        "System accounts are not posted to directly.", account=locked[pk].number
-                    )
-            return locked
-    raise InvalidOperation("The account structure is changing; try again.")
+    with hot_cursor() as cursor, cursor.pipelined():
+        # Pipelined: psycopg's implicit BEGIN travels with this statement
+        # instead of costing a round trip of its own.
+        cursor.execute(_LOCK_SQL, [wanted], prepare=PREPARE)
+        locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
+    missing = [pk for pk in wanted if pk not in locked]
+    if missing:
+        raise Account.DoesNotExist(f"No account with id {missing[0]}.")
+    if not all(acc.parent_id is None or acc.parent_id in locked for acc in locked.values()):
+        raise AccountStructureChanged(accounts=wanted)
+    for pk in wanted:
+        if locked[pk].kind != Account.Kind.CLIENT:
+            raise InvalidOperation(
+                "System accounts are not posted to directly.", account=locked[pk].number
+            )
+    return locked
+
+
+def run_locked(work: Callable[[], T], attempts: int = 5) -> T:
+    """Run ``work`` in an atomic block, again from the start if the account structure changed.
+
+    Rolling the block back releases every row it locked, so the next attempt
+    takes all its locks in primary-key order from a fresh view of the chains.
+    """
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic():
+                return work()
+        except AccountStructureChanged:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def chain_of(locked: dict[int, LockedAccount], account_id: int) -> list[LockedAccount]:
@@ -774,8 +804,7 @@ def idempotent(
         if existing is not None:
             return existing  # type: ignore[return-value]
     try:
-        with transaction.atomic():
-            result = run(record)
+        result = run_locked(lambda: run(record))
     except IntegrityError as exc:
         if record is not None and _constraint_name(exc) == IDEMPOTENCY_CONSTRAINT:
             existing = _replay(caller, record.key, record.request_hash)
@@ -1603,8 +1632,7 @@ def hold_void(
 def hold_expire(*, hold: Hold | int) -> Hold:
     """Release a hold whose expiry has passed."""
     hold_id = _pk(hold)
-    with transaction.atomic():
-        return _hold_close(hold_id, Hold.Status.EXPIRED, None)
+    return run_locked(lambda: _hold_close(hold_id, Hold.Status.EXPIRED, None))
 
 
 def holds_expire_due(*, now: datetime | None = None, batch_size: int = 500) -> int:
