@@ -16,11 +16,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Account
-from accounts.services import account_block, account_create
+from accounts.services import account_block, account_create, account_set_parent, account_update
 from ledger.exceptions import DomainError
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction, TransactionKind
 from ledger.services import (
@@ -614,4 +615,142 @@ def test_account_block_vs_concurrent_debits_nothing_posted_after_the_block(brand
     assert Entry.objects.filter(account=payer).aggregate(total=Sum("amount"))["total"] == (
         payer.balance
     )
+    _assert_ledger_consistent()
+
+
+# ------------------------------------------------------------------- 8. structure and limits
+
+
+def _debit_stream(account: Account, brand, stop_code: str, started: threading.Event, cap=400):
+    """Debit 1.00 again and again; stop at the first refusal with ``stop_code``."""
+
+    def run():
+        attempts: list[int | str] = []
+        for _ in range(cap):
+            try:
+                txn = debit_post(account=account.pk, amount="1.00", brand=brand.pk)
+            except DomainError as exc:
+                attempts.append(exc.code)
+                started.set()
+                if exc.code == stop_code:
+                    break
+            else:
+                attempts.append(txn.pk)
+                started.set()
+        return attempts
+
+    return run
+
+
+def test_detaching_a_sub_account_during_its_debits_switches_payer_atomically(brand):
+    payer = AccountFactory(brands=[brand])
+    payment_post(account=payer, amount="5000.00", channel="bank")
+    sub = _sub_account(payer, brand)
+    started = threading.Event()
+
+    def detach():
+        started.wait(timeout=10)
+        return account_set_parent(account=sub, parent=None)
+
+    outcomes = run_in_threads(
+        [detach] + [_debit_stream(sub, brand, "insufficient_funds", started) for _ in range(8)]
+    )
+
+    assert codes(outcomes) == {None: 9}
+    detached = _fresh(sub)
+    assert detached.parent_id is None
+    posted = []
+    for outcome in outcomes[1:]:
+        # Drawn on the payer until the detach, then on its own empty balance.
+        assert outcome.value[-1] == "insufficient_funds"
+        assert all(isinstance(a, int) for a in outcome.value[:-1])
+        posted += outcome.value[:-1]
+    assert posted
+    entries = Entry.objects.filter(transaction_id__in=posted, balance_after__isnull=False)
+    assert set(entries.values_list("account_id", "subaccount_id")) == {(payer.pk, sub.pk)}
+    assert not Transaction.objects.filter(pk__in=posted, created_at__gte=detached.updated_at)
+    assert _fresh(payer).balance == D("5000.00") - len(posted)
+    assert detached.balance == 0
+    _assert_ledger_consistent()
+
+
+def test_attaching_an_account_during_its_debits_switches_payer_atomically(brand):
+    payer = AccountFactory(brands=[brand])
+    payment_post(account=payer, amount="5000.00", channel="bank")
+    newcomer = AccountFactory(brands=[brand])  # no money of its own: refused until attached
+    refused_once = threading.Event()
+
+    def attach():
+        refused_once.wait(timeout=10)
+        with transaction.atomic():
+            account_set_parent(account=newcomer, parent=payer)
+            return timezone.now()  # still under the row lock: between the two kinds of debit
+
+    def stream():
+        attempts: list[int | str] = []
+        for _ in range(400):
+            try:
+                attempts.append(debit_post(account=newcomer.pk, amount="1.00", brand=brand.pk).pk)
+            except DomainError as exc:
+                attempts.append(exc.code)
+                refused_once.set()
+                continue
+            if len([a for a in attempts if isinstance(a, int)]) == 5:
+                break
+        return attempts
+
+    outcomes = run_in_threads([attach] + [stream for _ in range(8)])
+
+    assert codes(outcomes) == {None: 9}
+    attached, attached_at = _fresh(newcomer), outcomes[0].value
+    assert attached.parent_id == payer.pk
+    posted = []
+    for outcome in outcomes[1:]:
+        attempts = outcome.value
+        first_success = next(i for i, a in enumerate(attempts) if isinstance(a, int))
+        # Refused while it paid for itself, then drawn on the payer, never back.
+        assert set(attempts[:first_success]) <= {"insufficient_funds"}
+        assert all(isinstance(a, int) for a in attempts[first_success:])
+        posted += attempts[first_success:]
+    assert len(posted) == 8 * 5
+    entries = Entry.objects.filter(transaction_id__in=posted, balance_after__isnull=False)
+    assert set(entries.values_list("account_id", "subaccount_id")) == {(payer.pk, newcomer.pk)}
+    assert not Transaction.objects.filter(pk__in=posted, created_at__lte=attached_at)
+    assert _fresh(payer).balance == D("5000.00") - 40
+    assert attached.balance == 0
+    _assert_ledger_consistent()
+
+
+def test_lowering_a_day_limit_during_debits_is_respected_from_its_commit_on(brand):
+    payer = AccountFactory(brands=[brand])
+    payment_post(account=payer, amount="5000.00", channel="bank")
+    sub = _sub_account(payer, brand, write_off_limit_day=D("1000.00"))
+    started = threading.Event()
+    new_limit = D("60.00")
+
+    def lower_limit():
+        started.wait(timeout=10)
+        with transaction.atomic():
+            account_update(account=sub, write_off_limit_day=new_limit)
+            return timezone.now()  # still under the row lock: between the two kinds of debit
+
+    outcomes = run_in_threads(
+        [lower_limit]
+        + [_debit_stream(sub, brand, "write_off_limit_exceeded", started) for _ in range(8)]
+    )
+
+    assert codes(outcomes) == {None: 9}
+    changed_at = outcomes[0].value
+    posted = []
+    for outcome in outcomes[1:]:
+        assert outcome.value[-1] == "write_off_limit_exceeded"
+        assert all(isinstance(a, int) for a in outcome.value[:-1])
+        posted += outcome.value[:-1]
+    debits = Transaction.objects.filter(pk__in=posted)
+    before = debits.filter(created_at__lt=changed_at).count()
+    after = debits.filter(created_at__gt=changed_at).count()
+    assert before + after == len(posted) > 0
+    # Whatever went through before the change stays; after it, only up to the new limit.
+    assert before + after == max(before, int(new_limit))
+    assert _spent_today(sub)[0] == len(posted)
     _assert_ledger_consistent()
