@@ -142,6 +142,12 @@ CASE WHEN s.moment ~ '{_TS_FORMAT}' THEN
         ELSE 31 END
 ELSE false END
 """
+# Offset-less timestamps are business time. (Not via the session's TimeZone: Django
+# reads timestamptz values back assuming the connection stays in UTC.)
+_MOMENT = (
+    "(CASE WHEN s.moment ~ '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN s.moment::timestamptz"
+    " ELSE s.moment::timestamp AT TIME ZONE %(tz)s END)"
+)
 _ID = "'^[0-9]{1,18}$'"
 _DECIMAL = r"'^[0-9]{1,14}(\.[0-9]{1,6})?$'"
 
@@ -160,11 +166,12 @@ def _checked_sql(value_name: str) -> str:
             WHEN s.value ~ '^ *-' THEN 'negative_{value_name}'
             WHEN s.value IS NULL OR s.value !~ {_DECIMAL} THEN 'invalid_{value_name}'
             WHEN s.moment IS NULL OR NOT ({_TS_VALID}) THEN 'invalid_timestamp'
-            WHEN s.moment::timestamptz > now() + interval '1 day' THEN 'future_timestamp'
+            WHEN {_MOMENT} > now() + interval '1 day' THEN 'future_timestamp'
             WHEN s.external_id IS NULL OR s.external_id = '' OR length(s.external_id) > 100
                 THEN 'invalid_external_id'
         END AS error,
-        a.id AS account_id, sv.id AS service_id, s.value, s.moment, s.external_id, s.meter,
+        a.id AS account_id, sv.id AS service_id, s.value,
+        CASE WHEN {_TS_VALID} THEN {_MOMENT} END AS moment, s.external_id, s.meter,
         COALESCE(NULLIF(s.source, ''), %(source)s) AS source
     FROM {STAGE} s
     LEFT JOIN accounts_account a
@@ -181,7 +188,7 @@ WITH checked AS MATERIALIZED ({_checked_sql("quantity")}),
 ins AS (
     INSERT INTO invoicing_usagerecord
         (account_id, service_id, quantity, occurred_at, external_id, source)
-    SELECT account_id, service_id, value::numeric, moment::timestamptz, external_id,
+    SELECT account_id, service_id, value::numeric, moment, external_id,
            left(source, 100)
     FROM checked WHERE error IS NULL
     ON CONFLICT (service_id, external_id) DO NOTHING
@@ -194,7 +201,8 @@ UNION ALL
 """
 
 _READINGS_CHECK_SQL = f"""
-SELECT idx, error, account_id, service_id, value::numeric, moment::timestamptz, external_id,
+SELECT idx, error, account_id, service_id,
+       CASE WHEN error IS NULL THEN value::numeric END, moment, external_id,
        COALESCE(meter, ''), left(source, 100)
 FROM ({_checked_sql("reading")}) c
 ORDER BY idx
@@ -202,11 +210,10 @@ ORDER BY idx
 
 
 def _begin(cursor: Any) -> None:
-    # Offset-less timestamps are business time; a big sort/materialise buffer keeps a
-    # million-row batch in memory. Both last until the batch's transaction ends.
+    # A big sort/materialise buffer keeps a million-row batch in memory (until commit).
     cursor.execute(
-        "SELECT set_config('TimeZone', %s, true), set_config('work_mem', %s, true)",
-        [settings.TIME_ZONE, getattr(settings, "INVOICING_INGEST_WORK_MEM", "512MB")],
+        "SELECT set_config('work_mem', %s, true)",
+        [getattr(settings, "INVOICING_INGEST_WORK_MEM", "512MB")],
     )
     # Inside an outer transaction (a test, a caller's atomic block) the table of an
     # earlier batch may still exist: ON COMMIT DROP only fires at the real commit.
@@ -227,6 +234,7 @@ def _scope_params(brand_ids: Iterable[int] | None, source: str) -> dict[str, Any
         # Outside a partner's brands, an account's existence is not revealed.
         "not_linked": "brand_not_linked" if scope is None else "unknown_account",
         "source": source,
+        "tz": settings.TIME_ZONE,
     }
 
 

@@ -16,7 +16,8 @@ of the readings taken in that month is attributed as follows:
   consumption covers the whole gap and is spread over the gap's months by days
   (cumulative rounding to six places, so the parts add up exactly);
 * a month after the last anchor is *estimated* as the average of the three
-  months before it (which may themselves be estimates), zero without history.
+  months before it (which may themselves be estimates; the month of the very
+  first reading counts only when there is nothing else), zero without history.
 
 So when a reading finally arrives, the months that were billed on an estimate
 get their interpolated actual value instead, and recalculation bills the
@@ -96,10 +97,17 @@ def _attributed(
 ) -> PeriodConsumption:
     position = bisect.bisect_left(months, month)
     if position == len(months):
-        # After the last reading: the average of the three months before.
+        # After the last reading: the average of the three months before. The month of
+        # the first reading only counts when there is nothing else: a meter's first
+        # reading is a baseline, so that month's consumption is mostly unknown.
+        first = months[0]
         back = [
-            earlier[m].quantity for m in (month_add(month, -k) for k in (1, 2, 3)) if m in earlier
+            earlier[m].quantity
+            for m in (month_add(month, -k) for k in (1, 2, 3))
+            if m in earlier and m > first
         ]
+        if not back:
+            back = [earlier[first].quantity] if first in earlier else []
         if not back:
             return PeriodConsumption(ZERO, True)
         return PeriodConsumption(round6(sum(back, ZERO) / len(back)), True)

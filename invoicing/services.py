@@ -372,10 +372,11 @@ def tariff_create(
     with transaction.atomic():
         check_days_open(valid_from)
         previous = (
-            Tariff.objects.select_for_update()
+            Tariff.objects.select_for_update(of=("self",))
             .filter(
                 service=service_obj, plan=plan, valid_to__isnull=True, valid_from__lt=valid_from
             )
+            .order_by("pk")
             .first()
         )
         if previous is not None:
@@ -640,13 +641,18 @@ def invoice_number_format(prefix: str, year: int, number: int) -> str:
 # --------------------------------------------------------------------------- status machine
 
 
-def derived_status(total: Decimal, paid: Decimal, due_date: date | None, on: date) -> str:
-    """Where an issued invoice stands: paid, overdue, partly paid or just issued."""
+def derived_status(
+    total: Decimal, paid: Decimal, due_date: date | None, on: date, current: str = ""
+) -> str:
+    """Where an issued invoice stands: paid, overdue, partly paid or just issued.
+
+    Once overdue (the daily job decides), an invoice stays overdue until it is paid.
+    """
     if total <= 0:
         return S.ISSUED
     if paid >= total:
         return S.PAID
-    if due_date is not None and on > due_date:
+    if current == S.OVERDUE or (due_date is not None and on > due_date):
         return S.OVERDUE
     if paid > 0:
         return S.PARTLY_PAID
@@ -944,7 +950,9 @@ def _allocate(
         remaining -= take
         invoice_status_set(
             invoice=invoice,
-            status=derived_status(invoice.total, invoice.paid_amount, invoice.due_date, on),
+            status=derived_status(
+                invoice.total, invoice.paid_amount, invoice.due_date, on, invoice.status
+            ),
             save=False,
         )
         allocations.append(
@@ -1030,7 +1038,9 @@ def payment_reversal_unallocate(reversal: Transaction) -> None:
         invoice.paid_amount -= take
         invoice_status_set(
             invoice=invoice,
-            status=derived_status(invoice.total, invoice.paid_amount, invoice.due_date, on),
+            status=derived_status(
+                invoice.total, invoice.paid_amount, invoice.due_date, on, invoice.status
+            ),
             save=False,
         )
         allocations.append(
@@ -1188,7 +1198,11 @@ def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
 def invoice_run_plan(*, run_id: int) -> InvoiceRun:
     """Split the run's accounts into chunks and enqueue one task per chunk."""
     with transaction.atomic(durable=True):
-        run = InvoiceRun.objects.select_for_update().select_related("period").get(pk=run_id)
+        run = (
+            InvoiceRun.objects.select_for_update(of=("self",))
+            .select_related("period")
+            .get(pk=run_id)
+        )
         if run.status != InvoiceRun.Status.PENDING:
             return run
         with connection.cursor() as cursor:
@@ -1239,8 +1253,11 @@ def invoice_run_chunk_process(*, chunk_id: int) -> InvoiceRunChunk | None:
     """Do one chunk exactly once (see the design overview); returns None when nothing to do."""
     with transaction.atomic(durable=True):
         chunk = (
-            InvoiceRunChunk.objects.select_for_update(skip_locked=True)
+            # of=self and no default ordering: a join to the run would lock (and so skip
+            # on) the run row, which every finishing chunk updates.
+            InvoiceRunChunk.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=chunk_id, status=InvoiceRunChunk.Status.PENDING)
+            .order_by("pk")
             .first()
         )
         if chunk is None:
@@ -1499,7 +1516,9 @@ def _recalculate_original(original_id: int) -> Invoice | None:
     """
     account_id = Invoice.objects.values_list("account_id", flat=True).get(pk=original_id)
     ledger.lock_accounts([account_id])
-    original = Invoice.objects.select_for_update().select_related("period").get(pk=original_id)
+    original = (
+        Invoice.objects.select_for_update(of=("self",)).select_related("period").get(pk=original_id)
+    )
     checked_at = timezone.now()
     rate_accounts([original.account_id], original.period, original.brand_id)
     with connection.cursor() as cursor:

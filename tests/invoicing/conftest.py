@@ -84,3 +84,45 @@ def pay():
         return payment_post(account=account, amount=Decimal(amount), channel="bank")
 
     return _pay
+
+
+@pytest.fixture
+def bill():
+    """Run a period's invoice run to the end in this process (plan + every chunk),
+    calling the services the q2 tasks call."""
+
+    def _bill(period="2026-01", **kwargs):
+        run = services.invoice_run_start(period=period, **kwargs)
+        services.invoice_run_plan(run_id=run.pk)
+        for chunk in run.chunks.filter(status="pending").order_by("index"):
+            services.invoice_run_chunk_process(chunk_id=chunk.pk)
+        run.refresh_from_db()
+        return run
+
+    return _bill
+
+
+@pytest.fixture
+def readings():
+    """``readings(account, service, ("1000", "2025-10-31"), ...)``: ingest cumulative readings
+    taken at noon (Moscow) on those days; asserts they were all accepted."""
+    from invoicing.ingest import meter_readings_ingest_records
+
+    counter = iter(range(10**6))
+
+    def _readings(account, service, *values_and_days):
+        records = [
+            {
+                "account": account.pk,
+                "service": service.pk,
+                "reading": value,
+                "taken_at": f"{day}T12:00:00+03:00",
+                "external_id": f"rd-{account.pk}-{next(counter)}",
+            }
+            for value, day in values_and_days
+        ]
+        result = meter_readings_ingest_records(records=records)
+        assert result.errors == [] and result.accepted == len(records), result.errors
+        return result
+
+    return _readings
