@@ -44,46 +44,52 @@ def _places_sql(column: str) -> str:
     return f"(CASE {column} {cases} ELSE 2 END)"
 
 
-_RATE_SQL = f"""
-CREATE TEMP TABLE {RATED_TABLE} ON COMMIT DROP AS
-WITH params AS (
-    SELECT %(ps)s::date AS ps, %(pe)s::date AS pe, %(pdays)s::numeric AS pdays
-),
-seg AS (
+SEGMENTS_TABLE = "invoicing_segments"
+
+# Step 1: segments, materialised and analysed so the planner sees real row counts
+# (a CTE here would be estimated at one row and nested-loop joined quadratically).
+_SEGMENTS_SQL = f"""
+CREATE TEMP TABLE {SEGMENTS_TABLE} ON COMMIT DROP AS
+WITH seg AS (
     SELECT s.id AS subscription_id, s.account_id, s.service_id, sv.brand_id, sv.vat_rate,
            sv.name AS service_name, a.currency, t.id AS tariff_id, t.kind, t.price,
            t.minimum_charge,
-           GREATEST(p.ps, s.starts_on, t.valid_from) AS starts_on,
-           LEAST(p.pe, COALESCE(s.ends_on, p.pe), COALESCE(t.valid_to, p.pe)) AS ends_on
-    FROM params p
-    JOIN invoicing_subscription s
-      ON s.starts_on <= p.pe AND (s.ends_on IS NULL OR s.ends_on >= p.ps)
+           GREATEST(%(ps)s::date, s.starts_on, t.valid_from) AS starts_on,
+           LEAST(%(pe)s::date, COALESCE(s.ends_on, %(pe)s::date),
+                 COALESCE(t.valid_to, %(pe)s::date)) AS ends_on
+    FROM invoicing_subscription s
     JOIN invoicing_tariff t0 ON t0.id = s.tariff_id
     JOIN invoicing_tariff t
       ON t.service_id = t0.service_id AND t.plan = t0.plan
-     AND t.valid_from <= LEAST(p.pe, COALESCE(s.ends_on, p.pe))
-     AND (t.valid_to IS NULL OR t.valid_to >= GREATEST(p.ps, s.starts_on))
+     AND t.valid_from <= LEAST(%(pe)s::date, COALESCE(s.ends_on, %(pe)s::date))
+     AND (t.valid_to IS NULL OR t.valid_to >= GREATEST(%(ps)s::date, s.starts_on))
     JOIN brands_service sv ON sv.id = s.service_id
     JOIN accounts_account a ON a.id = s.account_id
     WHERE s.account_id = ANY(%(accounts)s::bigint[])
+      AND s.starts_on <= %(pe)s::date AND (s.ends_on IS NULL OR s.ends_on >= %(ps)s::date)
       AND (%(brand)s::bigint IS NULL OR sv.brand_id = %(brand)s::bigint)
-),
-seg_days AS (
-    SELECT seg.*, (seg.ends_on - seg.starts_on + 1) AS days,
-           (seg.starts_on::timestamp AT TIME ZONE %(tz)s) AS t_from,
-           ((seg.ends_on + 1)::timestamp AT TIME ZONE %(tz)s) AS t_to,
-           SUM(seg.ends_on - seg.starts_on + 1) OVER (
-               PARTITION BY seg.account_id, seg.service_id
-               ORDER BY seg.starts_on, seg.subscription_id, seg.tariff_id
-           ) AS cum_days,
-           SUM(seg.ends_on - seg.starts_on + 1) OVER (
-               PARTITION BY seg.account_id, seg.service_id
-           ) AS all_days
-    FROM seg
+)
+SELECT seg.*, (seg.ends_on - seg.starts_on + 1) AS days,
+       (seg.starts_on::timestamp AT TIME ZONE %(tz)s) AS t_from,
+       ((seg.ends_on + 1)::timestamp AT TIME ZONE %(tz)s) AS t_to,
+       SUM(seg.ends_on - seg.starts_on + 1) OVER (
+           PARTITION BY seg.account_id, seg.service_id
+           ORDER BY seg.starts_on, seg.subscription_id, seg.tariff_id
+       ) AS cum_days,
+       SUM(seg.ends_on - seg.starts_on + 1) OVER (
+           PARTITION BY seg.account_id, seg.service_id
+       ) AS all_days
+FROM seg
+"""
+
+_RATE_SQL = f"""
+CREATE TEMP TABLE {RATED_TABLE} ON COMMIT DROP AS
+WITH params AS (
+    SELECT %(pdays)s::numeric AS pdays
 ),
 usage AS (
     SELECT g.subscription_id, g.tariff_id, SUM(u.quantity) AS quantity
-    FROM seg_days g
+    FROM {SEGMENTS_TABLE} g
     JOIN invoicing_usagerecord u
       ON u.account_id = g.account_id AND u.service_id = g.service_id
      AND u.occurred_at >= g.t_from AND u.occurred_at < g.t_to
@@ -93,7 +99,7 @@ meter AS (
     SELECT g.subscription_id, g.tariff_id, m.estimated,
            ROUND(m.quantity * g.cum_days / g.all_days, 6)
              - ROUND(m.quantity * (g.cum_days - g.days) / g.all_days, 6) AS quantity
-    FROM seg_days g
+    FROM {SEGMENTS_TABLE} g
     JOIN unnest(%(m_account)s::bigint[], %(m_service)s::bigint[], %(m_quantity)s::numeric[],
                 %(m_estimated)s::boolean[]) AS m(account_id, service_id, quantity, estimated)
       ON m.account_id = g.account_id AND m.service_id = g.service_id
@@ -101,7 +107,7 @@ meter AS (
 qty AS (
     SELECT g.*, COALESCE(u.quantity, 0) + COALESCE(m.quantity, 0) AS quantity,
            COALESCE(m.estimated, false) AS estimated, {_places_sql("g.currency")} AS places
-    FROM seg_days g
+    FROM {SEGMENTS_TABLE} g
     LEFT JOIN usage u ON u.subscription_id = g.subscription_id AND u.tariff_id = g.tariff_id
     LEFT JOIN meter m ON m.subscription_id = g.subscription_id AND m.tariff_id = g.tariff_id
 ),
@@ -230,7 +236,9 @@ def rate_accounts(
         "m_estimated": meters.estimated,
     }
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RATED_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RATED_TABLE}, pg_temp.{SEGMENTS_TABLE}")
+        cursor.execute(_SEGMENTS_SQL, params)
+        cursor.execute(f"ANALYZE {SEGMENTS_TABLE}")
         cursor.execute(_RATE_SQL, params)
 
 
