@@ -228,10 +228,35 @@ def account_set_parent(*, account: Account, parent: Account | None) -> Account:
             raise AccountHasFunds(
                 "Only an account with no balance and no holds can become a sub-account."
             )
+    if acc.parent_id != (parent.pk if parent else None) and _subtree_has_active_holds(acc):
+        # Their reservations sit on the current payer and count against the
+        # current chain's write-off limits; moving now would strand both.
+        raise AccountHasFunds(
+            "Capture or void the active holds of this account (and its sub-accounts) first.",
+            field="parent",
+        )
     acc.parent = locked[parent.pk] if parent else None
     _validate_limits(acc)
     acc.save(update_fields=["parent", "updated_at"])
     return acc
+
+
+def _subtree_has_active_holds(account: Account) -> bool:
+    """Whether the account or any account below it has an active hold."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE subtree(id) AS (
+                SELECT %s::bigint
+              UNION
+                SELECT a.id FROM accounts_account a JOIN subtree s ON a.parent_id = s.id
+            )
+            SELECT id FROM subtree
+            """,
+            [account.pk],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    return Account.objects.filter(pk__in=ids, holds__status="active").exists()
 
 
 def _can_change_status(user: Any) -> bool:

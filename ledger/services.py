@@ -1721,150 +1721,159 @@ def accruals_post_bulk(
     statements in all, whatever the batch size. Runs inside the caller's
     transaction when there is one.
     """
-    results: list[Transaction | DomainError | None] = [None] * len(items)
+    validated: list[DomainError | None] = [None] * len(items)
     hashes: dict[int, str] = {}
     for index, item in enumerate(items):
         try:
             item.amount = money(item.amount)
         except DomainError as exc:
-            results[index] = exc
+            validated[index] = exc
             continue
         if item.idempotency_key is not None:
             hashes[index] = _request_hash(item.request())
-    with transaction.atomic():
-        if hashes:
-            keys = {items[i].idempotency_key for i in hashes}
-            seen = {
-                rec.key: rec
-                for rec in IdempotencyKey.objects.filter(caller=caller.ref, key__in=keys).only(
-                    "key", "request_hash", "transaction_id"
-                )
-            }
-            replayed_ids: dict[int, int] = {}
-            for index, request_hash in hashes.items():
-                record = seen.get(items[index].idempotency_key)
-                if record is None:
-                    continue
-                if record.request_hash != request_hash:
-                    results[index] = IdempotencyConflict(key=record.key, operation="accrual")
-                else:
-                    replayed_ids[index] = record.transaction_id
-            if replayed_ids:
-                found = Transaction.objects.in_bulk(set(replayed_ids.values()))
-                for index, txn_id in replayed_ids.items():
-                    txn = found[txn_id]
-                    txn.replayed = True
-                    results[index] = txn
-        pending = [i for i, r in enumerate(results) if r is None]
-        if not pending:
-            return results  # type: ignore[return-value]
-        locked = lock_accounts({items[i].account_id for i in pending})
-        now = timezone.now()
-        services = {
-            s.pk: s
-            for s in Service.objects.filter(
-                pk__in={items[i].service_id for i in pending if items[i].service_id}
-            ).only("id", "brand_id")
+    # Started again from scratch if an account chain changes under it (run_locked).
+    return run_locked(lambda: _accruals_post_bulk(items, caller, list(validated), hashes))
+
+
+def _accruals_post_bulk(
+    items: list[AccrualItem],
+    caller: Caller,
+    results: list[Transaction | DomainError | None],
+    hashes: dict[int, str],
+) -> list[Transaction | DomainError]:
+    if hashes:
+        keys = {items[i].idempotency_key for i in hashes}
+        seen = {
+            rec.key: rec
+            for rec in IdempotencyKey.objects.filter(caller=caller.ref, key__in=keys).only(
+                "key", "request_hash", "transaction_id"
+            )
         }
-        accepted: list[tuple[int, LockedAccount, LockedAccount, int]] = []
-        for index in pending:
-            item = items[index]
-            chain = chain_of(locked, item.account_id)
-            try:
-                check_status(chain, allow_blocked=True)
-                check_brand(chain[0], item.brand_id, services.get(item.service_id))
-            except DomainError as exc:
-                results[index] = exc
+        replayed_ids: dict[int, int] = {}
+        for index, request_hash in hashes.items():
+            record = seen.get(items[index].idempotency_key)
+            if record is None:
                 continue
-            revenue = system_account_id(
-                Account.Kind.REVENUE,
-                chain[0].currency,
-                brand_id=item.brand_id,
-                service_id=item.service_id,
+            if record.request_hash != request_hash:
+                results[index] = IdempotencyConflict(key=record.key, operation="accrual")
+            else:
+                replayed_ids[index] = record.transaction_id
+        if replayed_ids:
+            found = Transaction.objects.in_bulk(set(replayed_ids.values()))
+            for index, txn_id in replayed_ids.items():
+                txn = found[txn_id]
+                txn.replayed = True
+                results[index] = txn
+    pending = [i for i, r in enumerate(results) if r is None]
+    if not pending:
+        return results  # type: ignore[return-value]
+    locked = lock_accounts({items[i].account_id for i in pending})
+    now = timezone.now()
+    services = {
+        s.pk: s
+        for s in Service.objects.filter(
+            pk__in={items[i].service_id for i in pending if items[i].service_id}
+        ).only("id", "brand_id")
+    }
+    accepted: list[tuple[int, LockedAccount, LockedAccount, int]] = []
+    for index in pending:
+        item = items[index]
+        chain = chain_of(locked, item.account_id)
+        try:
+            check_status(chain, allow_blocked=True)
+            check_brand(chain[0], item.brand_id, services.get(item.service_id))
+        except DomainError as exc:
+            results[index] = exc
+            continue
+        revenue = system_account_id(
+            Account.Kind.REVENUE,
+            chain[0].currency,
+            brand_id=item.brand_id,
+            service_id=item.service_id,
+        )
+        accepted.append((index, chain[0], chain[-1], revenue))
+    if not accepted:
+        return results  # type: ignore[return-value]
+    txn_ids = _take_ids("ledger_transaction", len(accepted))
+    entry_ids = _take_ids("ledger_entry", 2 * len(accepted))
+    txn_rows: dict[str, list[Any]] = {name: [] for name in _BULK_TXN_COLUMNS}
+    entry_rows: dict[str, list[Any]] = {name: [] for name in _BULK_ENTRY_COLUMNS}
+    key_rows: dict[str, list[Any]] = {name: [] for name in _BULK_KEY_COLUMNS}
+    for position, (index, named, payer, revenue) in enumerate(accepted):
+        item, txn_id = items[index], txn_ids[position]
+        after = apply_to_balance(payer, -item.amount, now)
+        header = _header(
+            kind=TransactionKind.ACCRUAL,
+            caller=caller,
+            account_id=item.account_id,
+            amount=item.amount,
+            currency=named.currency,
+            brand_id=item.brand_id,
+            service_id=item.service_id,
+            subject_type=item.subject_type,
+            subject_id=item.subject_id,
+            metadata=item.metadata or {},
+            memo=item.memo,
+            created_at=now,
+        )
+        for name in _BULK_TXN_COLUMNS:
+            value = txn_id if name == "id" else header.get(name, "")
+            if name == "metadata":
+                value = json.dumps(value, cls=DjangoJSONEncoder)
+            txn_rows[name].append(value)
+        for offset, (account_id, sub_id, amount, balance_after) in enumerate(
+            (
+                (payer.id, _sub(named, payer), -item.amount, after),
+                (revenue, None, item.amount, None),
             )
-            accepted.append((index, chain[0], chain[-1], revenue))
-        if not accepted:
-            return results  # type: ignore[return-value]
-        txn_ids = _take_ids("ledger_transaction", len(accepted))
-        entry_ids = _take_ids("ledger_entry", 2 * len(accepted))
-        txn_rows: dict[str, list[Any]] = {name: [] for name in _BULK_TXN_COLUMNS}
-        entry_rows: dict[str, list[Any]] = {name: [] for name in _BULK_ENTRY_COLUMNS}
-        key_rows: dict[str, list[Any]] = {name: [] for name in _BULK_KEY_COLUMNS}
-        for position, (index, named, payer, revenue) in enumerate(accepted):
-            item, txn_id = items[index], txn_ids[position]
-            after = apply_to_balance(payer, -item.amount, now)
-            header = _header(
-                kind=TransactionKind.ACCRUAL,
-                caller=caller,
-                account_id=item.account_id,
-                amount=item.amount,
-                currency=named.currency,
-                brand_id=item.brand_id,
-                service_id=item.service_id,
-                subject_type=item.subject_type,
-                subject_id=item.subject_id,
-                metadata=item.metadata or {},
-                memo=item.memo,
-                created_at=now,
-            )
-            for name in _BULK_TXN_COLUMNS:
-                value = txn_id if name == "id" else header.get(name, "")
-                if name == "metadata":
-                    value = json.dumps(value, cls=DjangoJSONEncoder)
-                txn_rows[name].append(value)
-            for offset, (account_id, sub_id, amount, balance_after) in enumerate(
+        ):
+            for name, value in zip(
+                _BULK_ENTRY_COLUMNS,
                 (
-                    (payer.id, _sub(named, payer), -item.amount, after),
-                    (revenue, None, item.amount, None),
-                )
+                    entry_ids[2 * position + offset],
+                    txn_id,
+                    account_id,
+                    sub_id,
+                    amount,
+                    balance_after,
+                    named.currency,
+                    now,
+                ),
+                strict=True,
             ):
-                for name, value in zip(
-                    _BULK_ENTRY_COLUMNS,
-                    (
-                        entry_ids[2 * position + offset],
-                        txn_id,
-                        account_id,
-                        sub_id,
-                        amount,
-                        balance_after,
-                        named.currency,
-                        now,
-                    ),
-                    strict=True,
-                ):
-                    entry_rows[name].append(value)
-            if index in hashes:
-                for name, value in zip(
-                    _BULK_KEY_COLUMNS,
-                    (
-                        caller.ref,
-                        item.idempotency_key,
-                        TransactionKind.ACCRUAL,
-                        hashes[index],
-                        txn_id,
-                        now,
-                    ),
-                    strict=True,
-                ):
-                    key_rows[name].append(value)
-            txn = _transaction_from_row(txn_id, header)
-            txn.replayed = False
-            results[index] = txn
-        with connection.cursor() as cursor:
+                entry_rows[name].append(value)
+        if index in hashes:
+            for name, value in zip(
+                _BULK_KEY_COLUMNS,
+                (
+                    caller.ref,
+                    item.idempotency_key,
+                    TransactionKind.ACCRUAL,
+                    hashes[index],
+                    txn_id,
+                    now,
+                ),
+                strict=True,
+            ):
+                key_rows[name].append(value)
+        txn = _transaction_from_row(txn_id, header)
+        txn.replayed = False
+        results[index] = txn
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _bulk_insert_sql("ledger_transaction", _BULK_TXN_COLUMNS), list(txn_rows.values())
+        )
+        cursor.execute(
+            _bulk_insert_sql("ledger_entry", _BULK_ENTRY_COLUMNS), list(entry_rows.values())
+        )
+        if key_rows["key"]:
             cursor.execute(
-                _bulk_insert_sql("ledger_transaction", _BULK_TXN_COLUMNS), list(txn_rows.values())
+                _bulk_insert_sql("ledger_idempotencykey", _BULK_KEY_COLUMNS),
+                list(key_rows.values()),
             )
-            cursor.execute(
-                _bulk_insert_sql("ledger_entry", _BULK_ENTRY_COLUMNS), list(entry_rows.values())
-            )
-            if key_rows["key"]:
-                cursor.execute(
-                    _bulk_insert_sql("ledger_idempotencykey", _BULK_KEY_COLUMNS),
-                    list(key_rows.values()),
-                )
-        write_accounts(locked.values(), now)
-        for index, *_ in accepted:
-            transaction_posted.send(sender=Transaction, transaction=results[index])
+    write_accounts(locked.values(), now)
+    for index, *_ in accepted:
+        transaction_posted.send(sender=Transaction, transaction=results[index])
     return results  # type: ignore[return-value]
 
 

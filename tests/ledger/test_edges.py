@@ -1,5 +1,7 @@
 from decimal import Decimal
 
+import pytest
+
 from ledger.exceptions import InvalidAmount
 from ledger.selectors import account_balance
 from ledger.services import MAX_AMOUNT, accrual_post, payment_post
@@ -25,3 +27,19 @@ def test_account_balance_available_is_never_negative_without_credit(account, bra
         Decimal("0.00"),
         Decimal("0.00"),
     )
+
+
+def test_account_set_parent_refused_while_the_account_has_active_holds(account, brand, fund):
+    from accounts.exceptions import AccountHasFunds
+    from accounts.services import account_create, account_set_parent
+    from ledger.services import hold_create, hold_void
+
+    fund(account, "100.00")
+    sub = account_create(client=account.client, parent=account, brands=[brand])
+    hold = hold_create(account=sub, amount="30.00", brand=brand)
+    with pytest.raises(AccountHasFunds):
+        account_set_parent(account=sub, parent=None)
+    sub.refresh_from_db()
+    assert sub.parent_id == account.pk
+    hold_void(hold=hold)
+    assert account_set_parent(account=sub, parent=None).parent_id is None
