@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "invoicing",
     "reports",
     "partners",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +159,18 @@ CACHES = {
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.com")
+# SMTP in production: EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+# Email outbox (notifications): retry after base * 2^(n-1) seconds, capped; give up after N.
+BILLING_EMAIL_BACKOFF_BASE = int(os.environ.get("BILLING_EMAIL_BACKOFF_BASE", "60"))
+BILLING_EMAIL_BACKOFF_MAX = int(os.environ.get("BILLING_EMAIL_BACKOFF_MAX", str(6 * 3600)))
+BILLING_EMAIL_MAX_ATTEMPTS = int(os.environ.get("BILLING_EMAIL_MAX_ATTEMPTS", "10"))
 
 LOGGING = {
     "version": 1,
