@@ -237,6 +237,7 @@ def rate_accounts(
     }
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RATED_TABLE}, pg_temp.{SEGMENTS_TABLE}")
+        cursor.execute("SET LOCAL jit = off")  # compiling costs more than these statements
         cursor.execute(_SEGMENTS_SQL, params)
         cursor.execute(f"ANALYZE {SEGMENTS_TABLE}")
         cursor.execute(_RATE_SQL, params)
