@@ -10,3 +10,9 @@ class InvoicingConfig(AppConfig):
         from ledger.signals import transaction_posted
 
         transaction_posted.connect(allocate_on_posting, dispatch_uid="invoicing.allocate_payments")
+
+        # PDFs and the email outbox (also registers the "invoice_pdf" attachment).
+        from invoicing.documents import on_invoices_issued
+        from invoicing.signals import invoices_issued
+
+        invoices_issued.connect(on_invoices_issued, dispatch_uid="invoicing.documents")

@@ -25,6 +25,13 @@ def penalties_daily() -> int:
     return services.penalties_accrue().accrued
 
 
+def invoice_documents_deliver(invoice_ids: list[int]) -> int:
+    """Render and store a chunk of issued invoices' PDFs, then queue their emails."""
+    from invoicing import documents
+
+    return documents.invoice_documents_deliver(invoice_ids=invoice_ids)
+
+
 def _next_local(day_offset: int, at: time, first_of_month: bool = False) -> datetime:
     today = timezone.localdate()
     if first_of_month:

@@ -148,7 +148,7 @@ def _build(message: EmailMessage, connection_: object) -> mail.EmailMessage:
     return email
 
 
-def _send_claimed(claimed: list[EmailMessage]) -> int:
+def _send_claimed(claimed: list[EmailMessage], now: datetime) -> int:
     """Send claimed messages over one connection; record every outcome. Returns how many sent."""
     if not claimed:
         return 0
@@ -158,7 +158,7 @@ def _send_claimed(claimed: list[EmailMessage]) -> int:
         backend.open()
     except Exception as exc:  # the mail server is outside the system: record, retry later
         for message in claimed:
-            _record(message, exc)
+            _record(message, exc, now)
         return 0
     try:
         for message in claimed:
@@ -167,9 +167,9 @@ def _send_claimed(claimed: list[EmailMessage]) -> int:
                 if not delivered:
                     raise RuntimeError("The email backend accepted no message.")
             except Exception as exc:
-                _record(message, exc)
+                _record(message, exc, now)
             else:
-                _record(message, None)
+                _record(message, None, now)
                 sent += 1
     finally:
         try:
@@ -179,11 +179,11 @@ def _send_claimed(claimed: list[EmailMessage]) -> int:
     return sent
 
 
-def _record(message: EmailMessage, error: BaseException | None) -> None:
-    now = timezone.now()
+def _record(message: EmailMessage, error: BaseException | None, now: datetime) -> None:
+    """Record one attempt's outcome; a retry waits ``backoff_seconds`` from the claim (``now``)."""
     if error is None:
         EmailMessage.objects.filter(pk=message.pk).update(
-            status=Status.SENT, sent_at=now, last_error=""
+            status=Status.SENT, sent_at=timezone.now(), last_error=""
         )
         return
     text = f"{error.__class__.__name__}: {error}"[:2000]
@@ -199,12 +199,14 @@ def _record(message: EmailMessage, error: BaseException | None) -> None:
 
 def emails_send(*, ids: Sequence[int], now: datetime | None = None) -> int:
     """Send the named messages that are pending (a retry only once its backoff is over)."""
-    return _send_claimed(_claim(list(ids), now or timezone.now(), limit=len(ids)))
+    now = now or timezone.now()
+    return _send_claimed(_claim(list(ids), now, limit=len(ids)), now)
 
 
 def emails_send_due(*, now: datetime | None = None, limit: int = 200) -> int:
     """The sweep: send up to ``limit`` pending messages whose next attempt is due."""
-    return _send_claimed(_claim(None, now or timezone.now(), limit=limit))
+    now = now or timezone.now()
+    return _send_claimed(_claim(None, now, limit=limit), now)
 
 
 @transaction.atomic

@@ -1,5 +1,7 @@
 """Shared fixtures: real PostgreSQL, and the ledger's invariants checked after every DB test."""
 
+import os
+
 import pytest
 from django.test.utils import override_settings
 
@@ -19,6 +21,21 @@ def _fast_password_hashing():
     """PBKDF2 costs most of a second per test user; tests need no strong hashes."""
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _media_root(tmp_path_factory):
+    """Stored files (invoice PDFs) go to a temporary MEDIA_ROOT, in subprocesses too
+    (a test's q2 cluster inherits the environment)."""
+    media = tmp_path_factory.mktemp("media")
+    previous = os.environ.get("MEDIA_ROOT")
+    os.environ["MEDIA_ROOT"] = str(media)
+    with override_settings(MEDIA_ROOT=media):
+        yield media
+    if previous is None:
+        os.environ.pop("MEDIA_ROOT", None)
+    else:
+        os.environ["MEDIA_ROOT"] = previous
 
 
 @pytest.fixture(autouse=True)
