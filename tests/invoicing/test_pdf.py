@@ -6,9 +6,13 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+import yaml
+from django.contrib.auth.models import Permission
 from django.core.files.storage import default_storage
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from invoicing import documents, services, tasks
 from invoicing.ingest import usage_ingest_records
@@ -22,7 +26,14 @@ from invoicing.pdf import (
     render_invoice_pdf,
 )
 from ledger.services import accrual_post
-from tests.factories import AccountFactory, BrandFactory, ClientFactory, ServiceFactory
+from partners.services import api_key_create, partner_get_or_create
+from tests.factories import (
+    AccountFactory,
+    BrandFactory,
+    ClientFactory,
+    ServiceFactory,
+    UserFactory,
+)
 from tests.invoicing.pdf_helpers import pdf_pages_text, pdf_text, qr_codes
 
 BRAND_LEGAL_NAME = "ООО «Энергосбыт Север»"
@@ -377,3 +388,87 @@ def test_concurrent_renders_store_one_file_per_invoice(ru_brand, bill):
         files = default_storage.listdir(directory)[1]
         assert [f for f in files if f.startswith(invoice.number)] == [f"{invoice.number}.pdf"]
         assert invoice.pdf.name.endswith(f"{invoice.number}.pdf")
+
+
+# --------------------------------------------------------------------------- API
+
+
+def partner_client(brand) -> APIClient:
+    partner = partner_get_or_create(name=f"Partner of {brand.code}", brands=[brand])
+    _key, raw_key = api_key_create(partner=partner, brands=[brand])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    return api
+
+
+def test_api_pdf_for_the_owner_404_for_another_partner(billed, ru_brand):
+    url = f"/api/v1/invoices/{billed.pk}/pdf/"
+    owner = partner_client(ru_brand)
+    for accept in ("*/*", "application/pdf"):
+        response = owner.get(url, HTTP_ACCEPT=accept)
+        assert response.status_code == 200, accept
+        assert response["Content-Type"] == "application/pdf"
+        assert response["Content-Disposition"] == f'inline; filename="{billed.number}.pdf"'
+        text = pdf_text(response.content)
+        assert f"Счёт № {billed.number}" in text and "2 159,56" in text
+    other = partner_client(BrandFactory())
+    for accept in ("*/*", "application/pdf"):
+        response = other.get(url, HTTP_ACCEPT=accept)
+        assert response.status_code == 404, accept
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["code"] == "not_found"
+    missing = owner.get(f"/api/v1/invoices/{billed.pk + 1000}/pdf/")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    assert APIClient().get(url).status_code == 401
+
+
+def test_api_pdf_for_staff(billed):
+    staff = UserFactory(is_staff=True)
+    staff.save()
+    api = APIClient()
+    api.force_login(staff)
+    response = api.get(f"/api/v1/invoices/{billed.pk}/pdf/")
+    assert response.status_code == 200
+    assert billed.number in pdf_text(response.content)
+
+
+def test_schema_describes_the_pdf_as_binary_and_errors_as_json(db):
+    schema = yaml.safe_load(APIClient().get("/api/schema/").content)
+    operation = schema["paths"]["/api/v1/invoices/{id}/pdf/"]["get"]
+    assert operation["responses"]["200"]["content"] == {
+        "application/pdf": {"schema": {"type": "string", "format": "binary"}}
+    }
+    for status in ("401", "404", "429"):
+        assert list(operation["responses"][status]["content"]) == ["application/json"]
+    assert [p["name"] for p in operation["parameters"]] == ["id"]
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def test_admin_invoice_page_links_the_pdf_download(billed, client):
+    staff = UserFactory(is_staff=True)
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="view_invoice"))
+    client.force_login(staff)
+    download = reverse("admin:invoicing_invoice_pdf", args=[billed.pk])
+    page = client.get(reverse("admin:invoicing_invoice_change", args=[billed.pk]))
+    assert page.status_code == 200
+    assert f'href="{download}"' in page.content.decode()
+    assert (
+        f'href="{download}"'
+        in client.get(reverse("admin:invoicing_invoice_changelist")).content.decode()
+    )
+    response = client.get(download)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == f'attachment; filename="{billed.number}.pdf"'
+    assert f"Счёт № {billed.number}" in pdf_text(response.content)
+
+
+def test_admin_pdf_download_needs_view_permission(billed, client):
+    staff = UserFactory(is_staff=True)
+    staff.save()
+    client.force_login(staff)
+    response = client.get(reverse("admin:invoicing_invoice_pdf", args=[billed.pk]))
+    assert response.status_code == 403
