@@ -171,6 +171,10 @@ EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
 BILLING_EMAIL_BACKOFF_BASE = int(os.environ.get("BILLING_EMAIL_BACKOFF_BASE", "60"))
 BILLING_EMAIL_BACKOFF_MAX = int(os.environ.get("BILLING_EMAIL_BACKOFF_MAX", str(6 * 3600)))
 BILLING_EMAIL_MAX_ATTEMPTS = int(os.environ.get("BILLING_EMAIL_MAX_ATTEMPTS", "10"))
+# Invoice documents (invoicing.documents): render and store every issued invoice's PDF in
+# q2 tasks of this many invoices; off, PDFs are rendered on first request (API, email).
+INVOICING_PDF_ON_ISSUE = env_bool("INVOICING_PDF_ON_ISSUE", True)
+INVOICING_PDF_CHUNK_SIZE = int(os.environ.get("INVOICING_PDF_CHUNK_SIZE", "100"))
 
 LOGGING = {
     "version": 1,
