@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db migrate demo lint format bench bench-api verify clean
+.PHONY: run test install db migrate demo lint format bench bench-api bench-pdf verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: install
 # REST API under gunicorn (DEBUG=0) on its own database billing_api; Python load generator.
 bench-api: install
 	$(PY) bench/api.py
+
+# Invoice PDFs/s through the bulk q2 path (2 workers) on its own database billing_pdf_bench.
+bench-pdf: install
+	$(PY) bench/invoice_pdf.py
 
 clean:
 	rm -rf $(VENV) staticfiles
