@@ -275,7 +275,7 @@ def invoice_pdf(*, invoice: Invoice | int) -> bytes:
     """The invoice's PDF: the stored file, else rendered now (and stored once issued)."""
     pk = invoice if isinstance(invoice, int) else invoice.pk
     status, stored = Invoice.objects.values_list("status", "pdf").get(pk=pk)
-    if stored:
+    if stored and status in STORED_STATUSES:  # a voided invoice is rendered marked void
         try:
             with default_storage.open(stored, "rb") as handle:
                 return handle.read()

@@ -358,6 +358,16 @@ def test_draft_pdf_is_marked_has_no_qr_and_is_not_stored(ru_brand, household, su
     assert documents.invoice_pdfs_render(invoice_ids=[draft.pk]) == 0
 
 
+def test_voided_invoice_pdf_is_marked_void_without_qr(billed):
+    issued = documents.invoice_pdf(invoice=billed)
+    assert len(qr_codes(issued)) == 1
+    services.invoice_void(invoice=billed, reason="Выставлен по ошибке")
+    voided = documents.invoice_pdf(invoice=billed)
+    text = pdf_text(voided)
+    assert f"Счёт № {billed.number}" in text and "(аннулирован)" in text
+    assert qr_codes(voided) == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_renders_store_one_file_per_invoice(ru_brand, bill):
     subscribe_many(ru_brand, 3)
