@@ -6,7 +6,10 @@ per invoice whose client has an address, in that same transaction
 (``invoice_emails_enqueue``: one query and one insert per batch), and on
 commit queues q2 tasks over chunks of the batch (``invoice_documents_deliver``):
 each renders the chunk's PDFs, stores them and then queues the sending of the
-chunk's emails, so an email normally finds its PDF ready. A rolled-back
+chunk's emails, so an email normally finds its PDF ready (the outbox sweep
+leaves new invoice emails to these tasks for ``INVOICING_EMAIL_FALLBACK_DELAY``
+seconds). With ``INVOICING_PDF_ON_ISSUE`` off, no PDFs are rendered in bulk:
+the emails are queued at once and render their PDFs themselves. A rolled-back
 batch leaves neither emails nor tasks behind.
 
 **The PDF** of an issued invoice is the document as issued (amounts, amount
