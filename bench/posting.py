@@ -231,16 +231,29 @@ def ceiling(seconds: int) -> dict:
             path = Path(tmp) / f"{name}.sql"
             path.write_text(sql + "\n")
             result = subprocess.run(
-                ["pgbench", "-n", *base, "-c", "4", "-j", "2", "-T", str(seconds),
-                 "-f", str(path), "limitbench"],
+                [
+                    "pgbench",
+                    "-n",
+                    *base,
+                    "-c",
+                    "4",
+                    "-j",
+                    "2",
+                    "-T",
+                    str(seconds),
+                    "-f",
+                    str(path),
+                    "limitbench",
+                ],
                 capture_output=True,
                 text=True,
                 check=True,
             )
             match = re.search(r"tps = ([\d.]+)", result.stdout)
             out[f"{name}_per_s"] = round(float(match.group(1)), 1) if match else None
-    subprocess.run(["psql", *base, "-q", "-c", "DROP DATABASE limitbench", "postgres"],
-                   capture_output=True)
+    subprocess.run(
+        ["psql", *base, "-q", "-c", "DROP DATABASE limitbench", "postgres"], capture_output=True
+    )
     return {"tool": "pgbench -c 4 -j 2, ../shared/bench/ledger_limit.sql", **out}
 
 

@@ -13,7 +13,9 @@ from brands.models import Brand, Service
 
 
 def _inn(body_digits: int):
-    return factory.Sequence(lambda n: inn_complete(f"{7700000000 + n:0{body_digits}d}"[-body_digits:]))
+    return factory.Sequence(
+        lambda n: inn_complete(f"{7700000000 + n:0{body_digits}d}"[-body_digits:])
+    )
 
 
 class BrandFactory(factory.django.DjangoModelFactory):
