@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from invoicing.exceptions import MalformedFile, TooManyRecords
 from invoicing.meters import reading_step
@@ -126,83 +126,126 @@ def _error(index: int, code: str) -> RecordError:
 
 # --------------------------------------------------------------------------- SQL
 
-_TS_FORMAT = (
-    r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
-    r"(:[0-5][0-9](\.[0-9]{1,6})?)?(Z|z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?$"
+# The shape of an ISO 8601 moment; the ranges (month, day of month, hour, ...) are then
+# checked arithmetically on fixed positions, which is cheaper than spelling them out here.
+_TS_SHAPE = (
+    r"'^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?$'"
 )
-# A real calendar day (no 30 February): checked arithmetically, so no cast can fail.
-_TS_VALID = f"""
-CASE WHEN s.moment ~ '{_TS_FORMAT}' THEN
-    substr(s.moment, 9, 2)::int <= CASE substr(s.moment, 6, 2)
-        WHEN '02' THEN CASE WHEN mod(substr(s.moment, 1, 4)::int, 4) = 0
-                             AND (mod(substr(s.moment, 1, 4)::int, 100) <> 0
-                                  OR mod(substr(s.moment, 1, 4)::int, 400) = 0)
+# A real moment (no 30 February, no 25 o'clock): all on digits the shape guarantees.
+_TS_RANGES = """
+    substr(moment, 6, 2) BETWEEN '01' AND '12'
+    AND substr(moment, 9, 2) >= '01'
+    AND substr(moment, 9, 2)::int <= CASE substr(moment, 6, 2)
+        WHEN '02' THEN CASE WHEN mod(substr(moment, 1, 4)::int, 4) = 0
+                             AND (mod(substr(moment, 1, 4)::int, 100) <> 0
+                                  OR mod(substr(moment, 1, 4)::int, 400) = 0)
                        THEN 29 ELSE 28 END
         WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30
         ELSE 31 END
-ELSE false END
+    AND substr(moment, 12, 2) <= '23' AND substr(moment, 15, 2) <= '59'
+    AND (length(moment) < 19 OR substr(moment, 17, 1) <> ':' OR substr(moment, 18, 2) <= '59')
+    AND substr(moment, 1, 4) >= '1900'
 """
-# Offset-less timestamps are business time. (Not via the session's TimeZone: Django
-# reads timestamptz values back assuming the connection stays in UTC.)
-_MOMENT = (
-    "(CASE WHEN s.moment ~ '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN s.moment::timestamptz"
-    " ELSE s.moment::timestamp AT TIME ZONE %(tz)s END)"
+# An offset is present when the part after the minutes has a sign or a Z.
+_HAS_OFFSET = (
+    "(strpos(substr(moment, 17), '+') > 0 OR strpos(substr(moment, 17), '-') > 0"
+    " OR right(moment, 1) IN ('Z', 'z'))"
 )
-_ID = "'^[0-9]{1,18}$'"
-_DECIMAL = r"'^[0-9]{1,14}(\.[0-9]{1,6})?$'"
+# Digits only (ltrim of every digit leaves nothing): cheaper than a regular expression.
+_ID_OK = "(ltrim({0}, '0123456789') = '' AND length({0}) BETWEEN 1 AND 18)"
+# digits[.digits]: 1-14 digits before the point, 1-6 after.
+_DECIMAL_OK = """(
+    ltrim(value, '0123456789.') = '' AND length(value) > 0
+    AND CASE WHEN strpos(value, '.') = 0 THEN length(value) <= 14
+             ELSE strpos(value, '.') BETWEEN 2 AND 15
+                  AND length(value) - strpos(value, '.') BETWEEN 1 AND 6
+                  AND strpos(substr(value, strpos(value, '.') + 1), '.') = 0 END
+)"""
 
 
 def _checked_sql(value_name: str) -> str:
-    """Every staged row with its error code (NULL when valid) and resolved ids."""
+    """Every staged row with its error code (NULL when valid), resolved ids and typed values.
+
+    Layered so that each regular expression and cast runs once per row (``OFFSET 0``
+    keeps PostgreSQL from inlining a layer and repeating its expressions); the casts
+    only run on rows whose text passed the checks, so a bad value never aborts.
+    """
     return f"""
-    SELECT s.idx,
-        CASE
-            WHEN s.account IS NULL OR s.account !~ {_ID} THEN 'invalid_account'
-            WHEN a.id IS NULL THEN 'unknown_account'
-            WHEN s.service IS NULL OR s.service !~ {_ID} THEN 'invalid_service'
-            WHEN sv.id IS NULL THEN 'unknown_service'
-            WHEN ab.account_id IS NULL THEN %(not_linked)s
-            WHEN a.status = 'closed' THEN 'account_closed'
-            WHEN s.value ~ '^ *-' THEN 'negative_{value_name}'
-            WHEN s.value IS NULL OR s.value !~ {_DECIMAL} THEN 'invalid_{value_name}'
-            WHEN s.moment IS NULL OR NOT ({_TS_VALID}) THEN 'invalid_timestamp'
-            WHEN {_MOMENT} > now() + interval '1 day' THEN 'future_timestamp'
-            WHEN s.external_id IS NULL OR s.external_id = '' OR length(s.external_id) > 100
-                THEN 'invalid_external_id'
-        END AS error,
-        a.id AS account_id, sv.id AS service_id, s.value,
-        CASE WHEN {_TS_VALID} THEN {_MOMENT} END AS moment, s.external_id, s.meter,
-        COALESCE(NULLIF(s.source, ''), %(source)s) AS source
-    FROM {STAGE} s
-    LEFT JOIN accounts_account a
-      ON a.id = CASE WHEN s.account ~ {_ID} THEN s.account::bigint END AND a.kind = 'client'
-    LEFT JOIN brands_service sv
-      ON sv.id = CASE WHEN s.service ~ {_ID} THEN s.service::bigint END
-     AND (%(scope)s::bigint[] IS NULL OR sv.brand_id = ANY(%(scope)s::bigint[]))
-    LEFT JOIN accounts_account_brands ab ON ab.account_id = a.id AND ab.brand_id = sv.brand_id
+    SELECT c.idx, c.error, c.account_id, c.service_id, c.external_id, c.meter, c.source,
+           CASE WHEN c.error IS NULL THEN c.value::numeric END AS value,
+           CASE WHEN c.error IS NULL THEN c.moment_tz END AS moment
+    FROM (
+        SELECT r.*, a.id AS account_id, sv.id AS service_id,
+            CASE
+                WHEN r.account_ref IS NULL THEN 'invalid_account'
+                WHEN a.id IS NULL THEN 'unknown_account'
+                WHEN r.service_ref IS NULL THEN 'invalid_service'
+                WHEN sv.id IS NULL THEN 'unknown_service'
+                WHEN ab.account_id IS NULL THEN %(not_linked)s
+                WHEN a.status = 'closed' THEN 'account_closed'
+                WHEN r.value_negative THEN 'negative_{value_name}'
+                WHEN NOT r.value_ok THEN 'invalid_{value_name}'
+                WHEN r.moment_tz IS NULL THEN 'invalid_timestamp'
+                WHEN r.moment_tz > now() + interval '1 day' THEN 'future_timestamp'
+                WHEN NOT r.external_ok THEN 'invalid_external_id'
+            END AS error
+        FROM (
+            SELECT t.*,
+                CASE WHEN t.moment_ok THEN
+                    CASE WHEN {_HAS_OFFSET.replace("moment", "t.moment")}
+                         THEN t.moment::timestamptz
+                         ELSE t.moment::timestamp AT TIME ZONE %(tz)s END
+                END AS moment_tz
+            FROM (
+                SELECT s.idx, s.value, s.moment, s.external_id, s.meter,
+                    COALESCE(NULLIF(s.source, ''), %(source)s) AS source,
+                    CASE WHEN {_ID_OK.format("s.account")} THEN s.account::bigint END
+                        AS account_ref,
+                    CASE WHEN {_ID_OK.format("s.service")} THEN s.service::bigint END
+                        AS service_ref,
+                    COALESCE(left(ltrim(s.value, ' '), 1) = '-', false) AS value_negative,
+                    COALESCE({_DECIMAL_OK.replace("value", "s.value")}, false) AS value_ok,
+                    COALESCE(CASE WHEN s.moment ~ {_TS_SHAPE} THEN
+                                  {_TS_RANGES.replace("moment", "s.moment")} END,
+                             false) AS moment_ok,
+                    COALESCE(s.external_id <> '' AND length(s.external_id) <= 100, false)
+                        AS external_ok
+                FROM {STAGE} s
+                OFFSET 0
+            ) t
+            OFFSET 0
+        ) r
+        LEFT JOIN accounts_account a ON a.id = r.account_ref AND a.kind = 'client'
+        LEFT JOIN brands_service sv
+          ON sv.id = r.service_ref
+         AND (%(scope)s::bigint[] IS NULL OR sv.brand_id = ANY(%(scope)s::bigint[]))
+        LEFT JOIN accounts_account_brands ab
+          ON ab.account_id = a.id AND ab.brand_id = sv.brand_id
+        OFFSET 0
+    ) c
     """
 
 
+# One pass: validate, insert the valid rows, return the refused ones (and the counts).
 _USAGE_APPLY_SQL = f"""
 WITH checked AS MATERIALIZED ({_checked_sql("quantity")}),
 ins AS (
     INSERT INTO invoicing_usagerecord
         (account_id, service_id, quantity, occurred_at, external_id, source)
-    SELECT account_id, service_id, value::numeric, moment, external_id,
-           left(source, 100)
+    SELECT account_id, service_id, value, moment, external_id, left(source, 100)
     FROM checked WHERE error IS NULL
-    ON CONFLICT (service_id, external_id) DO NOTHING
+    /*on_conflict*/
     RETURNING 1
 )
-SELECT -1::bigint, NULL::text, (SELECT count(*) FROM ins), (SELECT count(*) FROM checked
-                                                              WHERE error IS NULL)
+SELECT -1::bigint, NULL::text, (SELECT count(*) FROM ins),
+       (SELECT count(*) FROM checked WHERE error IS NULL)
 UNION ALL
 (SELECT idx, error, NULL, NULL FROM checked WHERE error IS NOT NULL ORDER BY idx)
 """
 
 _READINGS_CHECK_SQL = f"""
-SELECT idx, error, account_id, service_id,
-       CASE WHEN error IS NULL THEN value::numeric END, moment, external_id,
+SELECT idx, error, account_id, service_id, value, moment, external_id,
        COALESCE(meter, ''), left(source, 100)
 FROM ({_checked_sql("reading")}) c
 ORDER BY idx
@@ -210,9 +253,10 @@ ORDER BY idx
 
 
 def _begin(cursor: Any) -> None:
-    # A big sort/materialise buffer keeps a million-row batch in memory (until commit).
+    # A big sort/materialise buffer keeps a million-row batch in memory, and JIT
+    # compilation of the validation would cost more than it saves (until commit).
     cursor.execute(
-        "SELECT set_config('work_mem', %s, true)",
+        "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
         [getattr(settings, "INVOICING_INGEST_WORK_MEM", "512MB")],
     )
     # Inside an outer transaction (a test, a caller's atomic block) the table of an
@@ -298,13 +342,40 @@ def _stage_file(cursor: Any, kind: str, stream: IO[bytes]) -> None:
 
 
 def _usage_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -> None:
-    cursor.execute(_USAGE_APPLY_SQL, params)
-    rows = cursor.fetchall()
+    """Validate the staged rows, insert the valid ones, collect the refused ones: one pass.
+
+    Optimistically first: a plain insert (as fast as COPY), in a savepoint. Only
+    when it meets a duplicate (a record already stored, or twice in the batch) is
+    it rolled back to the savepoint and done again with ``ON CONFLICT DO
+    NOTHING``, whose speculative insertion costs about a third more per row; the
+    rows it skips are the duplicates. Concurrent batches with the same external
+    ids end up on that path too, never failing.
+    """
+    cursor.execute(f"ANALYZE {STAGE}")  # real row counts for the validation joins
+    try:
+        with transaction.atomic():
+            cursor.execute(_USAGE_APPLY_SQL, params)
+            rows = cursor.fetchall()
+    except IntegrityError as exc:
+        if _constraint_name(exc) != "invoicing_usagerecord_unique_external_id":
+            raise
+        cursor.execute(
+            _USAGE_APPLY_SQL.replace(
+                "/*on_conflict*/", "ON CONFLICT (service_id, external_id) DO NOTHING"
+            ),
+            params,
+        )
+        rows = cursor.fetchall()
     inserted, valid = rows[0][2], rows[0][3]
     result.accepted = inserted
     result.duplicates = valid - inserted
     result.errors.extend(_error(idx, code) for idx, code, *_ in rows[1:])
     result.errors.sort(key=lambda error: error.index)
+
+
+def _constraint_name(exc: IntegrityError) -> str:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", "") or ""
 
 
 def usage_ingest_records(

@@ -228,13 +228,30 @@ class Subscription(models.Model):
 
 
 class UsageRecord(models.Model):
-    """Metered usage (a call, a delivery, a GB). Written by bulk ingest (COPY), never row by row."""
+    """Metered usage (a call, a delivery, a GB). Written by bulk ingest (COPY), never row by row.
+
+    The account and service references carry no database foreign-key constraint:
+    the ingest, this table's only writer, resolves both in the same statement
+    that inserts the rows (unknown ones are refused per record), and a foreign-key
+    check per row (an index probe plus a KEY SHARE lock on the account row) costs
+    more than the rest of the insert: it halves bulk-load speed at millions of
+    records. Accounts and services are never deleted (closed / deactivated), and
+    the ORM still protects them (``on_delete=PROTECT``).
+    """
 
     account = models.ForeignKey(
-        Account, on_delete=models.PROTECT, related_name="usage_records", db_index=False
+        Account,
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
+        db_constraint=False,
     )
     service = models.ForeignKey(
-        Service, on_delete=models.PROTECT, related_name="usage_records", db_index=False
+        Service,
+        on_delete=models.PROTECT,
+        related_name="usage_records",
+        db_index=False,
+        db_constraint=False,
     )
     quantity = models.DecimalField(**QUANTITY)
     occurred_at = models.DateTimeField()

@@ -203,3 +203,53 @@ def test_meter_readings_ingest_refuses_readings_going_backwards(account, service
         (Decimal("120"), Decimal("20")),
         (Decimal("150"), Decimal("30")),
     ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("occurred_at", "2026-01-10T25:00:00+03:00", "invalid_timestamp"),
+        ("occurred_at", "2026-13-10T10:00:00+03:00", "invalid_timestamp"),
+        ("occurred_at", "2026-01-00T10:00:00+03:00", "invalid_timestamp"),
+        ("occurred_at", "2025-02-29T10:00:00+03:00", "invalid_timestamp"),
+        ("occurred_at", "2026-01-10", "invalid_timestamp"),
+        ("occurred_at", "2026-01-10T10:00:61Z", "invalid_timestamp"),
+        ("occurred_at", "2026-01-10T10:00:00 Europe/Moscow", "invalid_timestamp"),
+        ("occurred_at", "now", "invalid_timestamp"),
+        ("quantity", "1.", "invalid_quantity"),
+        ("quantity", ".5", "invalid_quantity"),
+        ("quantity", "1.2.3", "invalid_quantity"),
+        ("quantity", "1e3", "invalid_quantity"),
+        ("quantity", "", "invalid_quantity"),
+        ("quantity", None, "invalid_quantity"),
+        ("quantity", " -1", "negative_quantity"),
+        ("quantity", "123456789012345", "invalid_quantity"),
+        ("account", "12a", "invalid_account"),
+        ("account", "", "invalid_account"),
+        ("account", None, "invalid_account"),
+        ("service", "-1", "invalid_service"),
+    ],
+)
+def test_usage_ingest_refuses_malformed_values(account, service, field, value, code):
+    bad = record(account, service, ext="bad")
+    bad[field] = value
+    result = usage_ingest_records(records=[bad, record(account, service, ext="good")])
+    assert codes(result) == [(0, code)]
+    assert result.accepted == 1
+    assert list(UsageRecord.objects.values_list("external_id", flat=True)) == ["good"]
+
+
+@pytest.mark.parametrize(
+    ("moment", "utc"),
+    [
+        ("2024-02-29T10:00:00+03:00", "2024-02-29T07:00:00+00:00"),
+        ("2026-01-10T10:00:00.123456Z", "2026-01-10T10:00:00.123456+00:00"),
+        ("2026-01-10 10:00", "2026-01-10T07:00:00+00:00"),
+        ("2026-01-10T10:00:00-0230", "2026-01-10T12:30:00+00:00"),
+        ("2026-01-10T10:00+05", "2026-01-10T05:00:00+00:00"),
+    ],
+)
+def test_usage_ingest_reads_iso_timestamps(account, service, moment, utc):
+    result = usage_ingest_records(records=[record(account, service, at=moment, ext="t")])
+    assert result.errors == []
+    assert UsageRecord.objects.get().occurred_at.isoformat() == utc
