@@ -126,7 +126,7 @@ INVOICING = ledger.Caller.system("invoicing")
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 Q6 = Decimal("0.000001")
-PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+PERIOD_RE = re.compile(r"^((?:19|20|21)\d{2})-(0[1-9]|1[0-2])$")
 
 S = Invoice.Status
 # Allowed invoice status moves: {from: {to, ...}}. Void and nothing else is final.
@@ -187,6 +187,17 @@ def parse_decimal(
 def round_money(value: Decimal, currency: str = "RUB") -> Decimal:
     places = ledger.CURRENCY_DECIMALS.get(currency, 2)
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2199, 12, 31)
+
+
+def check_day(value: date | None, field_name: str) -> None:
+    """Billing works on days from 1900 to 2199 (periods are "YYYY-MM" in that range)."""
+    if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+        raise InvoicingValidationError(
+            f"{field_name} must be between {FIRST_DAY} and {LAST_DAY}.", field=field_name
+        )
 
 
 def _pk(obj: Any) -> int | None:
@@ -352,6 +363,8 @@ def tariff_create(
     service_obj = service if isinstance(service, Service) else Service.objects.get(pk=service)
     if kind not in Tariff.Kind.values:
         raise InvoicingValidationError(f"Unknown tariff kind {kind!r}.", field="kind")
+    check_day(valid_from, "valid_from")
+    check_day(valid_to, "valid_to")
     if valid_to is not None and valid_to < valid_from:
         raise InvoicingValidationError("valid_to is before valid_from.", field="valid_to")
     tier_specs: list[TierSpec] = []
@@ -454,6 +467,8 @@ def subscription_create(
         raise InvoicingValidationError(
             "The tariff belongs to another service.", field="tariff", tariff=tariff_obj.pk
         )
+    check_day(starts_on, "starts_on")
+    check_day(ends_on, "ends_on")
     if ends_on is not None and ends_on < starts_on:
         raise InvoicingValidationError("ends_on is before starts_on.", field="ends_on")
     with transaction.atomic():
@@ -495,6 +510,7 @@ def subscription_create(
 @transaction.atomic
 def subscription_end(*, subscription: Subscription, ends_on: date) -> Subscription:
     """End a subscription on ``ends_on`` (inclusive); billed days cannot be taken back."""
+    check_day(ends_on, "ends_on")
     subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if ends_on < subscription.starts_on:
         raise InvoicingValidationError("ends_on is before starts_on.", field="ends_on")
@@ -1533,13 +1549,15 @@ def invoice_recalculate(
     account: Account | int,
     period: str | BillingPeriod,
     brand: Brand | int | None = None,
+    brand_ids: Iterable[int] | None = None,
 ) -> list[Invoice]:
     """Re-rate a billed period with what is known now; issue the difference as adjustments.
 
     One adjustment per billed brand whose amounts changed (a debit note, or a
     credit note with a negative total); an empty list when nothing changed.
-    Refused with ``period_not_billed`` when the account has no issued invoice
-    for the period (and brand).
+    ``brand`` / ``brand_ids`` limit it to those brands (a partner's). Refused
+    with ``period_not_billed`` when the account has no issued invoice for the
+    period (and brands).
     """
     period_obj = billing_period_get(period) if isinstance(period, str) else period
     query = Invoice.objects.filter(
@@ -1547,6 +1565,8 @@ def invoice_recalculate(
     ).exclude(status__in=[S.DRAFT, S.VOID])
     if brand is not None:
         query = query.filter(brand_id=_pk(brand))
+    if brand_ids is not None:
+        query = query.filter(brand_id__in=list(brand_ids))
     originals = list(query.order_by("brand_id").values_list("pk", flat=True))
     if not originals:
         raise PeriodNotBilled(account=_pk(account), period=period_obj.code)

@@ -1,9 +1,10 @@
 from rest_framework.routers import SimpleRouter
 
-from brands.api.views import BrandViewSet, ServiceViewSet
+from brands.api.views import BrandViewSet
 
 router = SimpleRouter()
 router.register("brands", BrandViewSet, basename="brand")
-router.register("services", ServiceViewSet, basename="service")
+# /services/ is served by invoicing.api (the billing API adds POST and PATCH to the
+# read-only ServiceViewSet defined here).
 
 urlpatterns = router.urls
