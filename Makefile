@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db migrate demo lint format bench bench-api bench-pdf verify clean
+.PHONY: run test install db migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,15 @@ bench-api: install
 # Invoice PDFs/s through the bulk q2 path (2 workers) on its own database billing_pdf_bench.
 bench-pdf: install
 	$(PY) bench/invoice_pdf.py
+
+# Invoice run accounts/s (100,000 accounts, 2 q2 workers) on INVOICE_BENCH_DATABASE_URL
+# (default billing_inv); each run adds its own brand and accounts.
+bench-invoice: install
+	$(PY) bench/invoice_run.py
+
+# ingest_usage records/s for a 1,000,000-record CSV next to a plain COPY of the same file.
+bench-ingest: install
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -175,6 +175,15 @@ BILLING_EMAIL_MAX_ATTEMPTS = int(os.environ.get("BILLING_EMAIL_MAX_ATTEMPTS", "1
 # q2 tasks of this many invoices; off, PDFs are rendered on first request (API, email).
 INVOICING_PDF_ON_ISSUE = env_bool("INVOICING_PDF_ON_ISSUE", True)
 INVOICING_PDF_CHUNK_SIZE = int(os.environ.get("INVOICING_PDF_CHUNK_SIZE", "100"))
+# Invoice runs (invoicing.services): accounts per q2 chunk, days to pay, the mode of the
+# scheduled monthly run (draft: operators approve), how long a usage batch may have been
+# in flight when a rating ran (late records newer than that are recalculated), and the
+# sort/materialise memory of one ingest batch.
+INVOICING_CHUNK_SIZE = int(os.environ.get("INVOICING_CHUNK_SIZE", "1000"))
+INVOICING_PAYMENT_TERMS_DAYS = int(os.environ.get("INVOICING_PAYMENT_TERMS_DAYS", "10"))
+INVOICING_SCHEDULED_RUN_MODE = os.environ.get("INVOICING_SCHEDULED_RUN_MODE", "draft")
+INVOICING_RECALC_MARGIN_MINUTES = int(os.environ.get("INVOICING_RECALC_MARGIN_MINUTES", "15"))
+INVOICING_INGEST_WORK_MEM = os.environ.get("INVOICING_INGEST_WORK_MEM", "512MB")
 
 LOGGING = {
     "version": 1,
