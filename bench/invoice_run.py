@@ -10,7 +10,7 @@ times it from the start to ``completed``: planning, rating (one SQL statement pe
 invoices and lines (one INSERT ... SELECT per chunk), ledger accruals
 (``accruals_post_bulk``), numbers, progress. Checks the outcome (one invoice per account,
 the ledger's accruals add up to the invoice totals, balances moved by as much) and prints
-JSON.
+JSON. PDFs are not rendered here (INVOICING_PDF_ON_ISSUE=0; see bench/invoice_pdf.py).
 
 Uses INVOICE_BENCH_DATABASE_URL (default .../billing_inv), created and migrated on first
 use; every run adds its own brand and accounts, so runs do not interfere.
@@ -44,6 +44,9 @@ def _env() -> dict[str, str]:
         "DEBUG": "0",
         "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret-key"),
         "LOG_LEVEL": "WARNING",
+        # "Without PDFs": the issue hook still runs, but no bulk rendering is queued
+        # (bench/invoice_pdf.py measures PDFs on their own).
+        "INVOICING_PDF_ON_ISSUE": "0",
     }
 
 
@@ -199,11 +202,15 @@ def start_cluster(workers: int) -> subprocess.Popen:
 def measure(population: dict, period: str, chunk_size: int, workers: int) -> dict:
     from django.db import connection
     from django.db.models import Count, Sum
+    from django_q.models import OrmQ
 
     from invoicing import services
     from invoicing.models import Invoice, InvoiceLine, InvoiceRun
     from ledger.models import Transaction
 
+    # Leftover tasks of earlier runs in this benchmark database (documents of killed
+    # clusters, say) would run first and be timed with this run.
+    purged, _ = OrmQ.objects.all().delete()
     cluster = start_cluster(workers)
     try:
         started = time.perf_counter()
@@ -249,6 +256,7 @@ def measure(population: dict, period: str, chunk_size: int, workers: int) -> dic
         "seconds": round(seconds, 2),
         "accounts_per_s": round(run.processed / seconds, 1),
         "first_chunk_done_after_s": round(first_progress or 0, 2),
+        "stale_queued_tasks_purged": purged,
         "invoices": totals["n"],
         "lines": InvoiceLine.objects.filter(invoice__run=run).count(),
         "accrued_total": str(totals["total"]),
@@ -280,6 +288,7 @@ def main() -> int:
                 "workers": args.workers,
                 "chunk_size": args.chunk_size,
                 "period": args.period,
+                "pdfs": False,
                 **population,
                 **result,
                 "target_accounts_per_s": TARGET,
