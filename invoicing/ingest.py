@@ -3,16 +3,21 @@
 A batch (a CSV file, or the records of one API request) is one database
 transaction: either every valid record of it is stored, or nothing is.
 
-1. ``COPY`` streams the batch into a temporary staging table of *text*
-   columns (so one bad value cannot abort the copy), numbered in input order.
-2. One statement validates every row in SQL (account and service exist, the
-   account is a client account linked to the service's brand and in the
-   caller's brand scope, quantity / reading is a non-negative decimal with at
-   most six places, the timestamp is a real ISO 8601 moment, not in the
-   future, an external id is present) and, for usage, inserts the valid rows
-   with ``INSERT ... SELECT ... ON CONFLICT (service, external_id) DO
-   NOTHING``; the rows it did not insert are the duplicates (within the batch
-   or already stored). Invalid rows come back as ``{index, code, message}``.
+1. ``COPY`` streams the batch into a temporary staging table, numbered in input
+   order. Fast path: the table is typed, so PostgreSQL's own parsers read ids and
+   numbers as the rows stream in, and moments are cast in bulk. If any value cannot
+   be read, that attempt is rolled back (a savepoint) and the batch is staged again
+   as text and read value by value with exception-free readers (migration 0003), so
+   the bad value becomes a per-record error. Both paths accept exactly the same values.
+2. One statement validates every row (account and service exist, the account is a
+   client account linked to the service's brand and in the caller's brand scope,
+   quantity / reading is a non-negative number with at most six decimals, the moment
+   is an ISO-8601-shaped date and time PostgreSQL reads, not in the future, an
+   external id is present) and, for usage, inserts the valid rows with one ``INSERT
+   ... SELECT`` (optimistically without ``ON CONFLICT``; again with ``ON CONFLICT
+   (service, external_id) DO NOTHING`` only if a duplicate shows up: the rows it
+   skips are the duplicates, within the batch or already stored). Invalid rows come
+   back as ``{index, code, message}``.
 3. Meter readings need their neighbours: the valid rows are checked in Python
    per meter, in time order, against the previous and next stored readings
    (``reading_backwards`` unless it is a plausible rollover), each reading's
@@ -37,7 +42,7 @@ from typing import IO, Any
 
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from invoicing.exceptions import MalformedFile, TooManyRecords
 from invoicing.meters import reading_step
@@ -126,35 +131,9 @@ def _error(index: int, code: str) -> RecordError:
 
 # --------------------------------------------------------------------------- SQL
 
-# The shape of an ISO 8601 moment; the ranges (month, day of month, hour, ...) are then
-# checked arithmetically on fixed positions, which is cheaper than spelling them out here.
-_TS_SHAPE = (
-    r"'^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?$'"
-)
-# A real moment (no 30 February, no 25 o'clock): all on digits the shape guarantees.
-_TS_RANGES = """
-    substr(moment, 6, 2) BETWEEN '01' AND '12'
-    AND substr(moment, 9, 2) >= '01'
-    AND substr(moment, 9, 2)::int <= CASE substr(moment, 6, 2)
-        WHEN '02' THEN CASE WHEN mod(substr(moment, 1, 4)::int, 4) = 0
-                             AND (mod(substr(moment, 1, 4)::int, 100) <> 0
-                                  OR mod(substr(moment, 1, 4)::int, 400) = 0)
-                       THEN 29 ELSE 28 END
-        WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30
-        ELSE 31 END
-    AND substr(moment, 12, 2) <= '23' AND substr(moment, 15, 2) <= '59'
-    AND (length(moment) < 19 OR substr(moment, 17, 1) <> ':' OR substr(moment, 18, 2) <= '59')
-    AND substr(moment, 1, 4) >= '1900'
-"""
-# An offset is present when the part after the minutes has a sign or a Z.
-_HAS_OFFSET = (
-    "(strpos(substr(moment, 17), '+') > 0 OR strpos(substr(moment, 17), '-') > 0"
-    " OR right(moment, 1) IN ('Z', 'z'))"
-)
 # Digits only (ltrim of every digit leaves nothing): cheaper than a regular expression.
 _ID_OK = "(ltrim({0}, '0123456789') = '' AND length({0}) BETWEEN 1 AND 18)"
-# digits[.digits]: 1-14 digits before the point, 1-6 after.
+# Plain digits[.digits], 1-14 before the point: what most files carry, cast directly.
 _DECIMAL_OK = """(
     ltrim(value, '0123456789.') = '' AND length(value) > 0
     AND CASE WHEN strpos(value, '.') = 0 THEN length(value) <= 14
@@ -162,58 +141,66 @@ _DECIMAL_OK = """(
                   AND length(value) - strpos(value, '.') BETWEEN 1 AND 6
                   AND strpos(substr(value, strpos(value, '.') + 1), '.') = 0 END
 )"""
+# The bulk form of invoicing_try_moment (migration 0003): the same reading, without its
+# exception handler, so an unreadable moment aborts the statement (-> the careful path).
+_MOMENT_BULK = """
+CASE WHEN substr(moment, 5, 1) = '-' AND substr(moment, 8, 1) = '-'
+          AND substr(moment, 11, 1) IN ('T', 't', ' ')
+     THEN CASE WHEN ltrim(substr(moment, 17), ':.0123456789') = ''
+               THEN moment::timestamp AT TIME ZONE %(tz)s
+               ELSE moment::timestamptz END
+END
+"""
+_READ_FAST = f"""
+    s.account AS account_ref, s.service AS service_ref, s.value AS num,
+    {_MOMENT_BULK.replace("moment", "s.moment")} AS moment_tz
+"""
+_READ_CAREFUL = f"""
+    CASE WHEN {_ID_OK.format("s.account")} THEN s.account::bigint
+         ELSE invoicing_try_bigint(s.account) END AS account_ref,
+    CASE WHEN {_ID_OK.format("s.service")} THEN s.service::bigint
+         ELSE invoicing_try_bigint(s.service) END AS service_ref,
+    CASE WHEN {_DECIMAL_OK.replace("value", "s.value")} THEN s.value::numeric
+         ELSE invoicing_try_numeric(s.value) END AS num,
+    invoicing_try_moment(s.moment, %(tz)s) AS moment_tz
+"""
 
 
-def _checked_sql(value_name: str) -> str:
+def _checked_sql(value_name: str, *, fast: bool) -> str:
     """Every staged row with its error code (NULL when valid), resolved ids and typed values.
 
-    Layered so that each regular expression and cast runs once per row (``OFFSET 0``
-    keeps PostgreSQL from inlining a layer and repeating its expressions); the casts
-    only run on rows whose text passed the checks, so a bad value never aborts.
+    ``fast``: the staging table is typed (COPY parsed ids and numbers) and moments are
+    cast in bulk; otherwise it is text and every value goes through the exact,
+    exception-free readers. Both accept the same values; the rules after reading are
+    shared. ``OFFSET 0`` keeps each layer's expressions from being evaluated twice.
     """
     return f"""
     SELECT c.idx, c.error, c.account_id, c.service_id, c.external_id, c.meter, c.source,
-           CASE WHEN c.error IS NULL THEN c.value::numeric END AS value,
+           CASE WHEN c.error IS NULL THEN c.num END AS value,
            CASE WHEN c.error IS NULL THEN c.moment_tz END AS moment
     FROM (
         SELECT r.*, a.id AS account_id, sv.id AS service_id,
             CASE
-                WHEN r.account_ref IS NULL THEN 'invalid_account'
+                WHEN r.account_ref IS NULL OR r.account_ref <= 0 THEN 'invalid_account'
                 WHEN a.id IS NULL THEN 'unknown_account'
-                WHEN r.service_ref IS NULL THEN 'invalid_service'
+                WHEN r.service_ref IS NULL OR r.service_ref <= 0 THEN 'invalid_service'
                 WHEN sv.id IS NULL THEN 'unknown_service'
                 WHEN ab.account_id IS NULL THEN %(not_linked)s
                 WHEN a.status = 'closed' THEN 'account_closed'
-                WHEN r.value_negative THEN 'negative_{value_name}'
-                WHEN NOT r.value_ok THEN 'invalid_{value_name}'
-                WHEN r.moment_tz IS NULL THEN 'invalid_timestamp'
+                WHEN r.num IS NULL THEN 'invalid_{value_name}'
+                WHEN r.num < 0 THEN 'negative_{value_name}'
+                WHEN r.num >= 1e14 OR scale(r.num) > 6 THEN 'invalid_{value_name}'
+                WHEN r.moment_tz IS NULL OR r.moment_tz < '1900-01-01T00:00:00Z'
+                    THEN 'invalid_timestamp'
                 WHEN r.moment_tz > now() + interval '1 day' THEN 'future_timestamp'
-                WHEN NOT r.external_ok THEN 'invalid_external_id'
+                WHEN r.external_id IS NULL OR r.external_id = ''
+                     OR length(r.external_id) > 100 THEN 'invalid_external_id'
             END AS error
         FROM (
-            SELECT t.*,
-                CASE WHEN t.moment_ok THEN
-                    CASE WHEN {_HAS_OFFSET.replace("moment", "t.moment")}
-                         THEN t.moment::timestamptz
-                         ELSE t.moment::timestamp AT TIME ZONE %(tz)s END
-                END AS moment_tz
-            FROM (
-                SELECT s.idx, s.value, s.moment, s.external_id, s.meter,
-                    COALESCE(NULLIF(s.source, ''), %(source)s) AS source,
-                    CASE WHEN {_ID_OK.format("s.account")} THEN s.account::bigint END
-                        AS account_ref,
-                    CASE WHEN {_ID_OK.format("s.service")} THEN s.service::bigint END
-                        AS service_ref,
-                    COALESCE(left(ltrim(s.value, ' '), 1) = '-', false) AS value_negative,
-                    COALESCE({_DECIMAL_OK.replace("value", "s.value")}, false) AS value_ok,
-                    COALESCE(CASE WHEN s.moment ~ {_TS_SHAPE} THEN
-                                  {_TS_RANGES.replace("moment", "s.moment")} END,
-                             false) AS moment_ok,
-                    COALESCE(s.external_id <> '' AND length(s.external_id) <= 100, false)
-                        AS external_ok
-                FROM {STAGE} s
-                OFFSET 0
-            ) t
+            SELECT s.idx, s.external_id, s.meter,
+                COALESCE(NULLIF(s.source, ''), %(source)s) AS source,
+                {_READ_FAST if fast else _READ_CAREFUL}
+            FROM {STAGE} s
             OFFSET 0
         ) r
         LEFT JOIN accounts_account a ON a.id = r.account_ref AND a.kind = 'client'
@@ -227,27 +214,30 @@ def _checked_sql(value_name: str) -> str:
     """
 
 
-# One pass: validate, insert the valid rows, return the refused ones (and the counts).
-_USAGE_APPLY_SQL = f"""
-WITH checked AS MATERIALIZED ({_checked_sql("quantity")}),
-ins AS (
-    INSERT INTO invoicing_usagerecord
-        (account_id, service_id, quantity, occurred_at, external_id, source)
-    SELECT account_id, service_id, value, moment, external_id, left(source, 100)
-    FROM checked WHERE error IS NULL
-    /*on_conflict*/
-    RETURNING 1
-)
-SELECT -1::bigint, NULL::text, (SELECT count(*) FROM ins),
-       (SELECT count(*) FROM checked WHERE error IS NULL)
-UNION ALL
-(SELECT idx, error, NULL, NULL FROM checked WHERE error IS NOT NULL ORDER BY idx)
-"""
+def _usage_apply_sql(*, fast: bool, on_conflict: bool) -> str:
+    """One pass: validate, insert the valid rows, return the refused ones (and the counts)."""
+    conflict = "ON CONFLICT (service_id, external_id) DO NOTHING" if on_conflict else ""
+    return f"""
+    WITH checked AS MATERIALIZED ({_checked_sql("quantity", fast=fast)}),
+    ins AS (
+        INSERT INTO invoicing_usagerecord
+            (account_id, service_id, quantity, occurred_at, external_id, source)
+        SELECT account_id, service_id, value, moment, external_id, left(source, 100)
+        FROM checked WHERE error IS NULL
+        {conflict}
+        RETURNING 1
+    )
+    SELECT -1::bigint, NULL::text, (SELECT count(*) FROM ins),
+           (SELECT count(*) FROM checked WHERE error IS NULL)
+    UNION ALL
+    (SELECT idx, error, NULL, NULL FROM checked WHERE error IS NOT NULL ORDER BY idx)
+    """
+
 
 _READINGS_CHECK_SQL = f"""
 SELECT idx, error, account_id, service_id, value, moment, external_id,
        COALESCE(meter, ''), left(source, 100)
-FROM ({_checked_sql("reading")}) c
+FROM ({_checked_sql("reading", fast=False)}) c
 ORDER BY idx
 """
 
@@ -259,14 +249,19 @@ def _begin(cursor: Any) -> None:
         "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
         [getattr(settings, "INVOICING_INGEST_WORK_MEM", "512MB")],
     )
+
+
+def _create_stage(cursor: Any, *, typed: bool) -> None:
+    """The staging table: typed columns for the fast path, text for the careful one."""
     # Inside an outer transaction (a test, a caller's atomic block) the table of an
     # earlier batch may still exist: ON COMMIT DROP only fires at the real commit.
     cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGE}")
+    number, ident = ("numeric", "bigint") if typed else ("text", "text")
     cursor.execute(
         f"""CREATE TEMP TABLE {STAGE} (
                 idx bigint GENERATED BY DEFAULT AS IDENTITY (START WITH 1),
-                account text, service text, value text, moment text, external_id text,
-                meter text, source text
+                account {ident}, service {ident}, value {number}, moment text,
+                external_id text, meter text, source text
             ) ON COMMIT DROP"""
     )
 
@@ -285,30 +280,37 @@ def _scope_params(brand_ids: Iterable[int] | None, source: str) -> dict[str, Any
 # --------------------------------------------------------------------------- staging
 
 
-def _stage_records(cursor: Any, kind: str, records: Sequence[Any], result: IngestResult) -> None:
-    """COPY API records (dicts) into staging with their 0-based index."""
+def _stage_records(cursor: Any, kind: str, records: Sequence[Any]) -> list[RecordError]:
+    """COPY API records (dicts) into staging with their 0-based index; return the records
+    refused before staging (not an object, a JSON number for the value)."""
     mapping = FIELD_COLUMNS[kind]
     value_field = REQUIRED[kind][2]
     columns = ["idx", *dict.fromkeys(mapping.values())]
     inverse = {column: name for name, column in mapping.items()}
+    refused: list[RecordError] = []
     raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
     with raw.copy(f"COPY {STAGE} ({', '.join(columns)}) FROM STDIN") as copy:
         for index, record in enumerate(records):
             if not isinstance(record, dict):
-                result.errors.append(_error(index, "invalid_record"))
+                refused.append(_error(index, "invalid_record"))
                 continue
             if isinstance(record.get(value_field), float | bool):
-                result.errors.append(_error(index, f"invalid_{value_field}"))
+                refused.append(_error(index, f"invalid_{value_field}"))
                 continue
             row: list[Any] = [index]
             for column in columns[1:]:
                 value = record.get(inverse[column])
                 row.append(None if value is None else str(value))
             copy.write_row(row)
+    return refused
 
 
-def _stage_file(cursor: Any, kind: str, stream: IO[bytes]) -> None:
-    """COPY a CSV file with a header row into staging, streamed as it is (no parsing here)."""
+def _stage_file(cursor: Any, kind: str, stream: IO[bytes], *, typed: bool = False) -> None:
+    """COPY a CSV file with a header row into staging, streamed as it is (no parsing here).
+
+    Into a typed table a bad value raises (the caller then stages the file as text);
+    into a text table only a broken file does (``malformed_file``).
+    """
     header_line = stream.readline().decode("utf-8-sig")
     if not header_line.strip():
         raise MalformedFile("The file is empty; a header row is expected.")
@@ -333,6 +335,8 @@ def _stage_file(cursor: Any, kind: str, stream: IO[bytes]) -> None:
             while block := stream.read(1 << 20):
                 copy.write(block)
     except psycopg.Error as exc:
+        if typed:
+            raise
         raise MalformedFile(
             f"The file is not valid CSV: {str(exc).strip()}", line_offset=1
         ) from None
@@ -341,7 +345,48 @@ def _stage_file(cursor: Any, kind: str, stream: IO[bytes]) -> None:
 # --------------------------------------------------------------------------- usage
 
 
-def _usage_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -> None:
+# What makes the fast path give way to the careful one: a value PostgreSQL cannot read.
+UNREADABLE = (DataError, psycopg.DataError)
+
+
+def _usage_batch(
+    cursor: Any,
+    result: IngestResult,
+    params: dict[str, Any],
+    stage: Any,
+    *,
+    fast: bool = True,
+) -> None:
+    """Stage and apply a usage batch: fast when every value is readable, else carefully.
+
+    Fast: COPY into a typed staging table (PostgreSQL's own parsers read the ids and
+    numbers as the rows stream in) and cast the moments in bulk. A single unreadable
+    value aborts that attempt (a savepoint) and the batch is staged again as text and
+    read value by value, so it is reported as a per-record error. Both paths accept the
+    same values and apply the same rules, so the outcome never depends on the path.
+    """
+    if fast:
+        try:
+            with transaction.atomic():
+                _create_stage(cursor, typed=True)
+                refused = stage(typed=True)
+                _usage_apply(cursor, result, params, refused, fast=True)
+            return
+        except UNREADABLE:
+            pass  # an unreadable value somewhere: read them one by one
+    _create_stage(cursor, typed=False)
+    refused = stage(typed=False)
+    _usage_apply(cursor, result, params, refused, fast=False)
+
+
+def _usage_apply(
+    cursor: Any,
+    result: IngestResult,
+    params: dict[str, Any],
+    refused: list[RecordError],
+    *,
+    fast: bool,
+) -> None:
     """Validate the staged rows, insert the valid ones, collect the refused ones: one pass.
 
     Optimistically first: a plain insert (as fast as COPY), in a savepoint. Only
@@ -351,26 +396,26 @@ def _usage_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -> N
     rows it skips are the duplicates. Concurrent batches with the same external
     ids end up on that path too, never failing.
     """
+    cursor.execute(f"SELECT count(*) FROM {STAGE}")
+    staged = cursor.fetchone()[0]
     cursor.execute(f"ANALYZE {STAGE}")  # real row counts for the validation joins
     try:
         with transaction.atomic():
-            cursor.execute(_USAGE_APPLY_SQL, params)
+            cursor.execute(_usage_apply_sql(fast=fast, on_conflict=False), params)
             rows = cursor.fetchall()
     except IntegrityError as exc:
         if _constraint_name(exc) != "invoicing_usagerecord_unique_external_id":
             raise
-        cursor.execute(
-            _USAGE_APPLY_SQL.replace(
-                "/*on_conflict*/", "ON CONFLICT (service_id, external_id) DO NOTHING"
-            ),
-            params,
-        )
+        cursor.execute(_usage_apply_sql(fast=fast, on_conflict=True), params)
         rows = cursor.fetchall()
     inserted, valid = rows[0][2], rows[0][3]
+    result.received = result.received or staged + len(refused)
     result.accepted = inserted
     result.duplicates = valid - inserted
-    result.errors.extend(_error(idx, code) for idx, code, *_ in rows[1:])
-    result.errors.sort(key=lambda error: error.index)
+    result.errors = sorted(
+        [*refused, *(_error(idx, code) for idx, code, *_ in rows[1:])],
+        key=lambda error: error.index,
+    )
 
 
 def _constraint_name(exc: IntegrityError) -> str:
@@ -394,8 +439,12 @@ def usage_ingest_records(
     result = IngestResult(received=len(records))
     with transaction.atomic(), connection.cursor() as cursor:
         _begin(cursor)
-        _stage_records(cursor, USAGE, records, result)
-        _usage_apply(cursor, result, _scope_params(brand_ids, source))
+        _usage_batch(
+            cursor,
+            result,
+            _scope_params(brand_ids, source),
+            lambda typed: _stage_records(cursor, USAGE, records),
+        )
     return result
 
 
@@ -405,12 +454,19 @@ def usage_ingest_file(
     """Ingest a CSV file of usage records (header: account, service, quantity, occurred_at,
     external_id[, source]). Error indexes are data row numbers (1-based)."""
     result = IngestResult()
+    start = stream.tell() if stream.seekable() else None
+
+    def stage(typed: bool) -> list[RecordError]:
+        if start is not None:
+            stream.seek(start)
+        _stage_file(cursor, USAGE, stream, typed=typed)
+        return []
+
     with transaction.atomic(), connection.cursor() as cursor:
         _begin(cursor)
-        _stage_file(cursor, USAGE, stream)
-        cursor.execute(f"SELECT count(*) FROM {STAGE}")
-        result.received = cursor.fetchone()[0]
-        _usage_apply(cursor, result, _scope_params(brand_ids, source))
+        _usage_batch(
+            cursor, result, _scope_params(brand_ids, source), stage, fast=start is not None
+        )
     return result
 
 
@@ -444,7 +500,8 @@ def meter_readings_ingest_records(
     result = IngestResult(received=len(records))
     with transaction.atomic(), connection.cursor() as cursor:
         _begin(cursor)
-        _stage_records(cursor, READINGS, records, result)
+        _create_stage(cursor, typed=False)
+        result.errors.extend(_stage_records(cursor, READINGS, records))
         _readings_apply(cursor, result, _scope_params(brand_ids, source))
     return result
 
@@ -457,6 +514,7 @@ def meter_readings_ingest_file(
     result = IngestResult()
     with transaction.atomic(), connection.cursor() as cursor:
         _begin(cursor)
+        _create_stage(cursor, typed=False)
         _stage_file(cursor, READINGS, stream)
         cursor.execute(f"SELECT count(*) FROM {STAGE}")
         result.received = cursor.fetchone()[0]
