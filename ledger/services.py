@@ -23,6 +23,7 @@ a hold or reversing a write-off on the same day / month gives the room back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -603,20 +604,30 @@ class IdempotencyRecord:
     request_hash: str
 
 
-def _accounts_update_sql(
-    accounts: Iterable[LockedAccount], now: datetime
-) -> tuple[str, list[Any]] | None:
-    dirty = [acc for acc in accounts if acc.dirty]
-    if not dirty:
-        return None
-    rows = []
-    params: list[Any] = []
+_ACCOUNT_STATE_ROW = (
+    "(%s::bigint, %s::numeric, %s::numeric, %s::timestamptz,"
+    " %s::numeric, %s::date, %s::numeric, %s::date)"
+)
+
+
+@functools.cache
+def _accounts_update_sql(count: int) -> str:
+    """UPDATE of the running state of ``count`` locked accounts (first param: updated_at)."""
+    return (
+        "UPDATE accounts_account a SET balance = v.balance, held = v.held,"
+        " negative_since = v.negative_since, spent_day = v.spent_day,"
+        " spent_day_on = v.spent_day_on, spent_month = v.spent_month,"
+        " spent_month_on = v.spent_month_on, updated_at = %s"
+        f" FROM (VALUES {', '.join([_ACCOUNT_STATE_ROW] * count)}) AS v(id, balance, held,"
+        " negative_since, spent_day, spent_day_on, spent_month, spent_month_on)"
+        " WHERE a.id = v.id"
+    )
+
+
+def _accounts_update_params(dirty: list[LockedAccount], now: datetime) -> list[Any]:
+    params: list[Any] = [now]
     for acc in dirty:
-        rows.append(
-            "(%s::bigint, %s::numeric, %s::numeric, %s::timestamptz,"
-            " %s::numeric, %s::date, %s::numeric, %s::date)"
-        )
-        params += [
+        params += (
             acc.id,
             acc.balance,
             acc.held,
@@ -625,24 +636,45 @@ def _accounts_update_sql(
             acc.spent_day_on,
             acc.spent_month,
             acc.spent_month_on,
-        ]
-    sql = (
-        "UPDATE accounts_account a SET balance = v.balance, held = v.held,"
-        " negative_since = v.negative_since, spent_day = v.spent_day,"
-        " spent_day_on = v.spent_day_on, spent_month = v.spent_month,"
-        " spent_month_on = v.spent_month_on, updated_at = %s"
-        f" FROM (VALUES {', '.join(rows)}) AS v(id, balance, held, negative_since,"
-        " spent_day, spent_day_on, spent_month, spent_month_on) WHERE a.id = v.id"
-    )
-    return sql, [now, *params]
+        )
+    return params
+
+
+@functools.cache
+def _posting_sql(legs: int, with_idempotency: bool, dirty_accounts: int) -> str:
+    """The one-statement write of a posting, by shape (so each shape is prepared once)."""
+    placeholders = ", ".join("%s::jsonb" if col == "metadata" else "%s" for col in _TXN_COLUMNS)
+    entry_rows = ", ".join(["(%s::bigint, %s::bigint, %s::numeric, %s::numeric)"] * legs)
+    sql = [
+        f"WITH t AS (INSERT INTO ledger_transaction ({', '.join(_TXN_COLUMNS)})"
+        f" VALUES ({placeholders}) RETURNING id),",
+        " e AS (INSERT INTO ledger_entry"
+        " (transaction_id, account_id, subaccount_id, amount, balance_after, currency, created_at)"
+        " SELECT t.id, v.account_id, v.subaccount_id, v.amount, v.balance_after, %s, %s"
+        f" FROM t, (VALUES {entry_rows}) AS v(account_id, subaccount_id, amount, balance_after))",
+    ]
+    if with_idempotency:
+        sql.append(
+            ", i AS (INSERT INTO ledger_idempotencykey"
+            " (caller, key, operation, request_hash, transaction_id, hold_id, created_at)"
+            " SELECT %s, %s, %s, %s, t.id, NULL, %s FROM t)"
+        )
+    if dirty_accounts:
+        sql.append(f", u AS ({_accounts_update_sql(dirty_accounts)})")
+    sql.append(" SELECT id FROM t")
+    return "".join(sql)
 
 
 def write_accounts(accounts: Iterable[LockedAccount], now: datetime) -> None:
     """Write the running state of the changed locked accounts (one UPDATE)."""
-    update = _accounts_update_sql(accounts, now)
-    if update is not None:
+    dirty = [acc for acc in accounts if acc.dirty]
+    if dirty:
         with hot_cursor() as cursor:
-            cursor.execute(*update, prepare=PREPARE)
+            cursor.execute(
+                _accounts_update_sql(len(dirty)),
+                _accounts_update_params(dirty, now),
+                prepare=PREPARE,
+            )
 
 
 def write_posting(
@@ -660,46 +692,29 @@ def write_posting(
     if sum(leg.amount for leg in legs) != 0:
         raise AssertionError("A posting's entries must sum to zero.")
     header = {**header, "created_at": now}
-    txn_params = [
-        json.dumps(header.get(col, {}), cls=DjangoJSONEncoder)
+    params: list[Any] = [
+        json.dumps(header.get(col) or {}, cls=DjangoJSONEncoder)
         if col == "metadata"
         else header.get(col, "" if col in _STRING_COLUMNS else None)
         for col in _TXN_COLUMNS
     ]
-    placeholders = ", ".join("%s::jsonb" if col == "metadata" else "%s" for col in _TXN_COLUMNS)
-    entry_rows = ", ".join(["(%s::bigint, %s::bigint, %s::numeric, %s::numeric)"] * len(legs))
-    entry_params: list[Any] = []
+    params += (header["currency"], now)
     for leg in legs:
-        entry_params += [leg.account_id, leg.subaccount_id, leg.amount, leg.balance_after]
-    sql = [
-        f"WITH t AS (INSERT INTO ledger_transaction ({', '.join(_TXN_COLUMNS)})"
-        f" VALUES ({placeholders}) RETURNING id),",
-        " e AS (INSERT INTO ledger_entry"
-        " (transaction_id, account_id, subaccount_id, amount, balance_after, currency, created_at)"
-        " SELECT t.id, v.account_id, v.subaccount_id, v.amount, v.balance_after, %s, %s"
-        f" FROM t, (VALUES {entry_rows}) AS v(account_id, subaccount_id, amount, balance_after))",
-    ]
-    params: list[Any] = [*txn_params, header["currency"], now, *entry_params]
+        params += (leg.account_id, leg.subaccount_id, leg.amount, leg.balance_after)
     if idempotency is not None:
-        sql.append(
-            ", i AS (INSERT INTO ledger_idempotencykey"
-            " (caller, key, operation, request_hash, transaction_id, hold_id, created_at)"
-            " SELECT %s, %s, %s, %s, t.id, NULL, %s FROM t)"
-        )
-        params += [
+        params += (
             idempotency.caller,
             idempotency.key,
             idempotency.operation,
             idempotency.request_hash,
             now,
-        ]
-    update = _accounts_update_sql(accounts, now)
-    if update is not None:
-        sql.append(f", u AS ({update[0]})")
-        params += update[1]
-    sql.append(" SELECT id FROM t")
+        )
+    dirty = [acc for acc in accounts if acc.dirty]
+    if dirty:
+        params += _accounts_update_params(dirty, now)
+    sql = _posting_sql(len(legs), idempotency is not None, len(dirty))
     with hot_cursor() as cursor:
-        cursor.execute("".join(sql), params, prepare=PREPARE)
+        cursor.execute(sql, params, prepare=PREPARE)
         txn_id = cursor.fetchone()[0]
     txn = _transaction_from_row(txn_id, header)
     transaction_posted.send(sender=Transaction, transaction=txn)
