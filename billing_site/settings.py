@@ -265,3 +265,5 @@ BILLING_WEBHOOK_ENQUEUE = env_bool("BILLING_WEBHOOK_ENQUEUE", True)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)
+# How long a process trusts an API key it has just verified (seconds; 0: check every request).
+BILLING_API_KEY_CACHE_SECONDS = float(os.environ.get("BILLING_API_KEY_CACHE_SECONDS", "5"))

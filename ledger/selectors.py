@@ -30,9 +30,12 @@ class BalanceView:
     write_off_remaining: Decimal | None
 
 
-def account_chain(account: Account) -> list[Account]:
-    """The account, its parent, ... up to the root payer, freshly read (no locks)."""
-    chain = [Account.objects.get(pk=account.pk)]
+def account_chain(account: Account, *, refresh: bool = True) -> list[Account]:
+    """The account, its parent, ... up to the root payer (no locks).
+
+    ``refresh=False`` trusts the given instance (just read by the caller).
+    """
+    chain = [Account.objects.get(pk=account.pk) if refresh else account]
     while chain[-1].parent_id is not None:
         chain.append(Account.objects.get(pk=chain[-1].parent_id))
     return chain
@@ -73,9 +76,14 @@ def write_off_remaining(chain: list[Account], now: datetime) -> Decimal | None:
     return max(min(remaining), ZERO) if remaining else None
 
 
-def account_balance(account: Account, at: datetime | None = None) -> BalanceView:
-    """Balance, held and available funds now (or at a past moment ``at``)."""
-    chain = account_chain(account)
+def account_balance(
+    account: Account, at: datetime | None = None, *, refresh: bool = True
+) -> BalanceView:
+    """Balance, held and available funds now (or at a past moment ``at``).
+
+    ``refresh=False``: ``account`` was just read in this request; do not read it again.
+    """
+    chain = account_chain(account, refresh=refresh)
     payer = chain[-1]
     now = timezone.now()
     moment = at or now

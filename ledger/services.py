@@ -651,7 +651,8 @@ def _posting_sql(legs: int, with_idempotency: bool, dirty_accounts: int) -> str:
         " e AS (INSERT INTO ledger_entry"
         " (transaction_id, account_id, subaccount_id, amount, balance_after, currency, created_at)"
         " SELECT t.id, v.account_id, v.subaccount_id, v.amount, v.balance_after, %s, %s"
-        f" FROM t, (VALUES {entry_rows}) AS v(account_id, subaccount_id, amount, balance_after))",
+        f" FROM t, (VALUES {entry_rows}) AS v(account_id, subaccount_id, amount, balance_after)"
+        " RETURNING id)",
     ]
     if with_idempotency:
         sql.append(
@@ -661,7 +662,7 @@ def _posting_sql(legs: int, with_idempotency: bool, dirty_accounts: int) -> str:
         )
     if dirty_accounts:
         sql.append(f", u AS ({_accounts_update_sql(dirty_accounts)})")
-    sql.append(" SELECT id FROM t")
+    sql.append(" SELECT t.id, ARRAY(SELECT id FROM e ORDER BY id) FROM t")
     return "".join(sql)
 
 
@@ -715,16 +716,47 @@ def write_posting(
     sql = _posting_sql(len(legs), idempotency is not None, len(dirty))
     with hot_cursor() as cursor:
         cursor.execute(sql, params, prepare=PREPARE)
-        txn_id = cursor.fetchone()[0]
+        txn_id, entry_ids = cursor.fetchone()
     txn = _transaction_from_row(txn_id, header)
+    # Entry ids come back in insertion order, which is the order of the legs.
+    _attach_entries(
+        txn,
+        [
+            Entry(
+                id=entry_id,
+                transaction_id=txn_id,
+                account_id=leg.account_id,
+                subaccount_id=leg.subaccount_id,
+                amount=leg.amount,
+                currency=header["currency"],
+                balance_after=leg.balance_after,
+                created_at=now,
+            )
+            for entry_id, leg in zip(entry_ids, legs, strict=True)
+        ],
+    )
     transaction_posted.send(sender=Transaction, transaction=txn)
     return txn
 
 
+_STRING_COLUMNS = {"channel", "subject_type", "subject_id", "memo", "external_id", "request_id"}
+
 _TXN_FIELD_NAMES = [f.attname for f in Transaction._meta.concrete_fields]
 _TXN_STRING_DEFAULTS = {
     f.attname: f.get_default() for f in Transaction._meta.concrete_fields if f.has_default()
-}
+} | {column: "" for column in _STRING_COLUMNS}
+
+
+def _attach_entries(txn: Transaction, entries: list[Entry]) -> None:
+    """Give a just-written transaction its entries as if prefetched: reading them costs no query."""
+    for entry in entries:
+        entry._state.adding = False
+        entry._state.db = "default"
+    queryset = Entry.objects.filter(transaction_id=txn.pk).order_by("id")
+    queryset._result_cache = entries
+    queryset._prefetch_done = True
+    txn._prefetched_objects_cache = {"entries": queryset}
+    txn.reversed_by_id = None  # just posted: nothing reverses it yet
 
 
 def _transaction_from_row(txn_id: int, header: dict[str, Any]) -> Transaction:
@@ -733,9 +765,6 @@ def _transaction_from_row(txn_id: int, header: dict[str, Any]) -> Transaction:
     return Transaction.from_db(
         "default", _TXN_FIELD_NAMES, [values.get(n) for n in _TXN_FIELD_NAMES]
     )
-
-
-_STRING_COLUMNS = {"channel", "subject_type", "subject_id", "memo", "external_id", "request_id"}
 
 
 def _header(
@@ -770,25 +799,30 @@ def _constraint_name(exc: IntegrityError) -> str:
 IDEMPOTENCY_CONSTRAINT = "ledger_idempotencykey_unique_per_caller"
 
 
+_REPLAY_SQL = (
+    "SELECT request_hash, operation, transaction_id, hold_id FROM ledger_idempotencykey"
+    " WHERE caller = %s AND key = %s"
+)
+
+
 def _replay(caller: Caller, key: str, request_hash: str) -> Transaction | Hold | None:
-    record = (
-        IdempotencyKey.objects.filter(caller=caller.ref, key=key)
-        .only("request_hash", "transaction_id", "hold_id", "operation")
-        .first()
-    )
+    with hot_cursor() as cursor:
+        cursor.execute(_REPLAY_SQL, [caller.ref, key], prepare=PREPARE)
+        record = cursor.fetchone()
     if record is None:
         return None
-    if record.request_hash != request_hash:
+    stored_hash, operation, transaction_id, hold_id = record
+    if stored_hash != request_hash:
         raise IdempotencyConflict(
             "This idempotency key was already used for a different request.",
             key=key,
-            operation=record.operation,
+            operation=operation,
         )
     result: Transaction | Hold
-    if record.transaction_id is not None:
-        result = Transaction.objects.get(pk=record.transaction_id)
+    if transaction_id is not None:
+        result = Transaction.objects.get(pk=transaction_id)
     else:
-        result = Hold.objects.get(pk=record.hold_id)
+        result = Hold.objects.get(pk=hold_id)
     result.replayed = True
     return result
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,7 +82,11 @@ def api_key_create(
 
 @transaction.atomic
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key at once; revoking twice keeps the first revocation time."""
+    """Revoke a key: at once in this process, within BILLING_API_KEY_CACHE_SECONDS elsewhere.
+
+    Revoking twice keeps the first revocation time.
+    """
+    _authenticated.clear()
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
@@ -116,12 +121,37 @@ WHERE k.prefix = %s
 """
 
 
+# Recently authenticated keys per process: {sha256 of the raw key: (valid until, principal)}.
+_authenticated: dict[str, tuple[float, ApiPrincipal]] = {}
+
+
 def api_key_authenticate(raw_key: str, *, now: datetime | None = None) -> ApiPrincipal | None:
     """The principal of a valid, unrevoked key of an active partner, or None.
 
-    One indexed lookup by prefix, then a constant-time comparison of the
-    secret's hash. ``last_used_at`` is written at most once a minute per key.
+    A key seen valid in the last BILLING_API_KEY_CACHE_SECONDS is trusted
+    without a query (a revocation reaches other processes within that time).
+    Otherwise one indexed lookup by prefix, then a constant-time comparison of
+    the secret's hash; ``last_used_at`` is written at most once a minute per key.
     """
+    ttl = settings.BILLING_API_KEY_CACHE_SECONDS
+    if ttl <= 0 or now is not None:
+        return _api_key_lookup(raw_key, now=now)
+    digest = hashlib.sha256(raw_key.encode()).hexdigest()
+    cached = _authenticated.get(digest)
+    clock = time.monotonic()
+    if cached is not None and cached[0] > clock:
+        return cached[1]
+    principal = _api_key_lookup(raw_key, now=now)
+    if principal is None:
+        _authenticated.pop(digest, None)
+    else:
+        if len(_authenticated) > 10_000:
+            _authenticated.clear()
+        _authenticated[digest] = (clock + ttl, principal)
+    return principal
+
+
+def _api_key_lookup(raw_key: str, *, now: datetime | None) -> ApiPrincipal | None:
     if not raw_key.startswith(KEY_PREFIX) or "." not in raw_key:
         return None
     prefix, _, secret = raw_key[len(KEY_PREFIX) :].partition(".")

@@ -237,7 +237,7 @@ class AccountViewSet(
         query = BalanceQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         account = self.get_object()
-        view = account_balance(account, at=query.validated_data.get("at"))
+        view = account_balance(account, at=query.validated_data.get("at"), refresh=False)
         return Response(BalanceSerializer(view).data)
 
     @extend_schema(

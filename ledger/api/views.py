@@ -9,6 +9,7 @@ currency's minor unit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
@@ -47,16 +48,27 @@ def transactions_with_details(qs: QuerySet[Transaction]) -> QuerySet[Transaction
 
 
 def serialize_transaction(txn: Transaction) -> dict[str, Any]:
-    fresh = transactions_with_details(Transaction.objects.filter(pk=txn.pk)).get()
-    return TransactionSerializer(fresh).data
+    """The API body of a transaction; one just posted carries its entries (no query needed)."""
+    if "entries" not in getattr(txn, "_prefetched_objects_cache", {}):
+        txn = transactions_with_details(Transaction.objects.filter(pk=txn.pk)).get()
+    return TransactionSerializer(txn).data
 
 
 def serialize_hold(hold: Hold) -> dict[str, Any]:
     return HoldSerializer(Hold.objects.get(pk=hold.pk)).data
 
 
-def _account(scope: Scope, account_id: int, field: str = "account") -> Any:
-    return in_scope(scope.accounts().only("id", "currency"), account_id, field)
+@dataclass(frozen=True)
+class _AccountRef:
+    pk: int
+    currency: str
+
+
+def _account(scope: Scope, account_id: int, field: str = "account") -> _AccountRef:
+    ref = scope.account_ref(account_id) if account_id is not None else None
+    if ref is None:
+        raise NotFoundInScope(f"{field}: not found.", **{field: ["Not found."]})
+    return _AccountRef(*ref)
 
 
 def _brand_id(scope: Scope, brand_id: int) -> int:

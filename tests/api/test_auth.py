@@ -114,3 +114,20 @@ def test_throttle_answers_429_with_retry_after(side_a):
     assert response.status_code == 429
     assert response.json()["code"] == "throttled"
     assert 1 <= int(response["Retry-After"]) <= 60
+
+
+def test_a_verified_key_is_trusted_for_a_few_seconds_without_a_query(side_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert side_a.api.get("/api/v1/brands/").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert side_a.api.get("/api/v1/brands/").status_code == 200
+    assert not [q for q in queries.captured_queries if "partners_apikey" in q["sql"]]
+    # Deactivating the partner reaches this process once the cache entry lapses.
+    side_a.partner.is_active = False
+    side_a.partner.save()
+    from partners import services
+
+    services._authenticated.clear()
+    assert side_a.api.get("/api/v1/brands/").status_code == 401
