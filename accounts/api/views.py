@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from accounts.api.serializers import (
@@ -236,7 +237,9 @@ class AccountViewSet(
         """
         query = BalanceQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        account = self.get_object()
+        account = self.scope.account(int(pk)) if str(pk).isdigit() else None
+        if account is None:
+            raise NotFound()
         view = account_balance(account, at=query.validated_data.get("at"), refresh=False)
         return Response(BalanceSerializer(view).data)
 
