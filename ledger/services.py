@@ -37,7 +37,7 @@ import psycopg
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from psycopg.types.numeric import Int8Dumper
 
@@ -752,7 +752,7 @@ def _attach_entries(txn: Transaction, entries: list[Entry]) -> None:
     for entry in entries:
         entry._state.adding = False
         entry._state.db = "default"
-    queryset = Entry.objects.filter(transaction_id=txn.pk).order_by("id")
+    queryset = QuerySet(model=Entry)
     queryset._result_cache = entries
     queryset._prefetch_done = True
     txn._prefetched_objects_cache = {"entries": queryset}

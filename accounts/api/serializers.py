@@ -15,6 +15,8 @@ from billing_site.api.fields import (
     NonNegativeMoneyField,
     StrictCharField,
     StrictEmailField,
+    moment_repr,
+    money_repr,
     text_field,
 )
 
@@ -151,6 +153,22 @@ class BalanceSerializer(serializers.Serializer):
         allow_null=True,
         help_text="What the write-off limits of the account and its payers still allow now.",
     )
+
+    def to_representation(self, view: Any) -> dict[str, Any]:
+        """DRF's output for these fields, written out (read on every balance request)."""
+        remaining = view.write_off_remaining
+        return {
+            "account": view.account.pk,
+            "payer": view.payer.pk,
+            "balance": money_repr(view.balance),
+            "held": money_repr(view.held),
+            "available": money_repr(view.available),
+            "credit_limit": money_repr(view.credit_limit),
+            "credit_available": money_repr(view.credit_available),
+            "currency": view.currency,
+            "as_of": moment_repr(view.as_of),
+            "write_off_remaining": None if remaining is None else money_repr(remaining),
+        }
 
 
 class EntrySerializer(serializers.Serializer):

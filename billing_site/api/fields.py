@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -153,3 +155,17 @@ def text_field(max_length: int, **kwargs: Any) -> serializers.CharField:
     kwargs.setdefault("allow_blank", True)
     kwargs.setdefault("default", "")
     return StrictCharField(max_length=max_length, **kwargs)
+
+
+_CENT = Decimal("0.01")
+
+
+def money_repr(value: Decimal) -> str:
+    """As DRF renders a DecimalField(decimal_places=2) with COERCE_DECIMAL_TO_STRING."""
+    return f"{value.quantize(_CENT):f}"
+
+
+def moment_repr(value: datetime) -> str:
+    """As DRF renders a DateTimeField in ISO 8601: in the current time zone, UTC as 'Z'."""
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
@@ -16,6 +14,8 @@ from billing_site.api.fields import (
     MetadataField,
     MoneyField,
     StrictCharField,
+    moment_repr,
+    money_repr,
     text_field,
 )
 from ledger.models import Entry, Hold, Transaction
@@ -73,7 +73,7 @@ class TransactionSerializer(serializers.ModelSerializer):
         return {
             "id": txn.pk,
             "kind": txn.kind,
-            "amount": _money(txn.amount),
+            "amount": money_repr(txn.amount),
             "currency": txn.currency,
             "account": txn.account_id,
             "counter_account": txn.counter_account_id,
@@ -86,7 +86,7 @@ class TransactionSerializer(serializers.ModelSerializer):
             "metadata": txn.metadata,
             "memo": txn.memo,
             "hold": txn.hold_id,
-            "created_at": _moment(txn.created_at),
+            "created_at": moment_repr(txn.created_at),
             "reversal_of": txn.reversal_of_id,
             "reversed_by": getattr(txn, "reversed_by_id", None),
             "entries": [
@@ -94,28 +94,14 @@ class TransactionSerializer(serializers.ModelSerializer):
                     "id": entry.pk,
                     "account": entry.account_id,
                     "subaccount": entry.subaccount_id,
-                    "amount": _money(entry.amount),
+                    "amount": money_repr(entry.amount),
                     "balance_after": None
                     if entry.balance_after is None
-                    else _money(entry.balance_after),
+                    else money_repr(entry.balance_after),
                 }
                 for entry in txn.entries.all()
             ],
         }
-
-
-_CENT = Decimal("0.01")
-
-
-def _money(value: Decimal) -> str:
-    """As DRF renders a DecimalField(decimal_places=2) with COERCE_DECIMAL_TO_STRING."""
-    return f"{value.quantize(_CENT):f}"
-
-
-def _moment(value: datetime) -> str:
-    """As DRF renders a DateTimeField in ISO 8601: in the current time zone, UTC as 'Z'."""
-    text = timezone.localtime(value).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class HoldSerializer(serializers.ModelSerializer):

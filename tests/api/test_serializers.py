@@ -59,3 +59,14 @@ def test_transaction_representation_of_a_fresh_posting_matches_the_stored_row(po
     for fresh in postings[1:]:  # the payment was reversed since it was posted
         stored = transactions_with_details(Transaction.objects.filter(pk=fresh.pk)).get()
         assert serialize_transaction(fresh) == _reference(stored)
+
+
+def test_balance_representation_matches_drf_fields(postings):
+    from accounts.api.serializers import BalanceSerializer
+    from accounts.models import Account
+    from ledger.selectors import account_balance
+
+    for account in Account.objects.filter(kind="client"):
+        view = account_balance(account)
+        serializer = BalanceSerializer(view)
+        assert serializer.data == serializers.Serializer.to_representation(serializer, view)
