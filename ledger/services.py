@@ -719,22 +719,7 @@ def write_posting(
         txn_id, entry_ids = cursor.fetchone()
     txn = _transaction_from_row(txn_id, header)
     # Entry ids come back in insertion order, which is the order of the legs.
-    _attach_entries(
-        txn,
-        [
-            Entry(
-                id=entry_id,
-                transaction_id=txn_id,
-                account_id=leg.account_id,
-                subaccount_id=leg.subaccount_id,
-                amount=leg.amount,
-                currency=header["currency"],
-                balance_after=leg.balance_after,
-                created_at=now,
-            )
-            for entry_id, leg in zip(entry_ids, legs, strict=True)
-        ],
-    )
+    _attach_entries(txn, entry_ids, legs, now)
     transaction_posted.send(sender=Transaction, transaction=txn)
     return txn
 
@@ -747,13 +732,46 @@ _TXN_STRING_DEFAULTS = {
 } | {column: "" for column in _STRING_COLUMNS}
 
 
-def _attach_entries(txn: Transaction, entries: list[Entry]) -> None:
-    """Give a just-written transaction its entries as if prefetched: reading them costs no query."""
-    for entry in entries:
-        entry._state.adding = False
-        entry._state.db = "default"
-    queryset = QuerySet(model=Entry)
-    queryset._result_cache = entries
+class _PostedEntries(QuerySet):
+    """The entries of a transaction this process just wrote, built only if read.
+
+    Served from the transaction's prefetch cache, so reading them (the API's
+    response) costs no query, and not reading them (most callers) costs nothing.
+    """
+
+    def _fetch_all(self) -> None:
+        if self._result_cache is None:
+            txn_id, entry_ids, legs, currency, now = self._posted
+            self._result_cache = [
+                Entry.from_db(
+                    "default",
+                    _ENTRY_FIELD_NAMES,
+                    (
+                        entry_id,
+                        txn_id,
+                        leg.account_id,
+                        leg.subaccount_id,
+                        leg.amount,
+                        currency,
+                        leg.balance_after,
+                        now,
+                    ),
+                )
+                for entry_id, leg in zip(entry_ids, legs, strict=True)
+            ]
+        super()._fetch_all()
+
+
+_ENTRY_FIELD_NAMES = [
+    "id", "transaction_id", "account_id", "subaccount_id", "amount", "currency",
+    "balance_after", "created_at",
+]  # fmt: skip
+
+
+def _attach_entries(txn: Transaction, entry_ids: list[int], legs: list[Leg], now: datetime) -> None:
+    """Give a just-written transaction its entries as if prefetched."""
+    queryset = _PostedEntries(model=Entry)
+    queryset._posted = (txn.pk, entry_ids, legs, txn.currency, now)
     queryset._prefetch_done = True
     txn._prefetched_objects_cache = {"entries": queryset}
     txn.reversed_by_id = None  # just posted: nothing reverses it yet
