@@ -184,6 +184,8 @@ INVOICING_PAYMENT_TERMS_DAYS = int(os.environ.get("INVOICING_PAYMENT_TERMS_DAYS"
 INVOICING_SCHEDULED_RUN_MODE = os.environ.get("INVOICING_SCHEDULED_RUN_MODE", "draft")
 INVOICING_RECALC_MARGIN_MINUTES = int(os.environ.get("INVOICING_RECALC_MARGIN_MINUTES", "15"))
 INVOICING_INGEST_WORK_MEM = os.environ.get("INVOICING_INGEST_WORK_MEM", "512MB")
+# Parallel database sessions ``ingest_usage`` uses for a large file (1: one session).
+INVOICING_INGEST_WORKERS = int(os.environ.get("INVOICING_INGEST_WORKERS", "2"))
 
 LOGGING = {
     "version": 1,

@@ -2,17 +2,19 @@ import json
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from billing_site.errors import DomainError
-from invoicing.ingest import usage_ingest_file
+from invoicing.ingest_parallel import usage_ingest_path
 
 
 class Command(BaseCommand):
     help = (
         "Load usage records from a CSV file through PostgreSQL COPY (header: account, service, "
         "quantity, occurred_at, external_id[, source]). Valid rows are stored in one "
-        "transaction; duplicates are counted; invalid rows are reported by data row number."
+        "transaction; duplicates are counted; invalid rows are reported by data row number. "
+        "A large file is loaded by --workers parallel sessions that commit together."
     )
 
     def add_arguments(self, parser):
@@ -20,16 +22,32 @@ class Command(BaseCommand):
         parser.add_argument("--source", default="", help="Source label (default: the file name).")
         parser.add_argument("--show-errors", type=int, default=20, help="How many errors to list.")
         parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.INVOICING_INGEST_WORKERS,
+            help="Parallel database sessions for a large file (default: %(default)s).",
+        )
+        parser.add_argument(
             "--json", action="store_true", dest="as_json", help="Print the result as JSON."
         )
 
-    def handle(self, *args, file: Path, source: str, show_errors: int, as_json: bool, **options):
+    def handle(
+        self,
+        *args,
+        file: Path,
+        source: str,
+        show_errors: int,
+        as_json: bool,
+        workers: int,
+        **options,
+    ):
         if not file.exists():
             raise CommandError(f"No such file: {file}")
         started = time.perf_counter()
         try:
-            with file.open("rb") as stream:
-                result = usage_ingest_file(stream=stream, source=source or f"file:{file.name}")
+            result = usage_ingest_path(
+                path=file, workers=workers, source=source or f"file:{file.name}"
+            )
         except DomainError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
         seconds = time.perf_counter() - started
