@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.signals import account_status_changed
+from ledger.api.serializers import TransactionSerializer
 from ledger.models import Hold, Transaction, TransactionKind
 from ledger.signals import hold_changed, transaction_posted
 from partners.models import Partner, WebhookEndpoint, WebhookEvent, WebhookEventType
@@ -135,25 +136,12 @@ def record_event(event_type: str, data: dict[str, Any], brand_ids: set[int]) -> 
 
 
 def transaction_data(txn: Transaction) -> dict[str, Any]:
-    return {
-        "id": txn.pk,
-        "kind": txn.kind,
-        "amount": str(txn.amount),
-        "currency": txn.currency,
-        "account": txn.account_id,
-        "counter_account": txn.counter_account_id,
-        "brand": txn.brand_id,
-        "service": txn.service_id,
-        "channel": txn.channel,
-        "subject_type": txn.subject_type,
-        "subject_id": txn.subject_id,
-        "external_id": txn.external_id,
-        "metadata": txn.metadata,
-        "memo": txn.memo,
-        "hold": txn.hold_id,
-        "reversal_of": txn.reversal_of_id,
-        "created_at": txn.created_at,
-    }
+    """The transaction exactly as the API shows it (``GET /transactions/{id}/``), entries included.
+
+    Built inside the posting's database transaction; a posting just written carries its
+    entries, so this costs no query.
+    """
+    return TransactionSerializer(txn).data
 
 
 def hold_data(hold: Hold) -> dict[str, Any]:

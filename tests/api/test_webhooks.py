@@ -104,6 +104,7 @@ def test_receiver_failing_twice_gets_the_event_once_with_three_attempts_logged(s
     assert event["type"] == "transaction.posted"
     assert event["id"] == str(delivery.event.public_id)
     assert event["data"]["id"] == debit["id"] and event["data"]["amount"] == "12.34"
+    assert event["data"] == debit  # the same shape as the API's answer, entries included
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 3)
