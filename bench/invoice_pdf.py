@@ -23,13 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from q2cluster import q2_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -184,19 +185,6 @@ def prepare(count: int, period: str) -> dict:
     return {"brand_id": brand.pk, "invoice_ids": ids, "lines": lines}
 
 
-def start_cluster(workers: int) -> subprocess.Popen:
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env={**_env(), "Q_WORKERS": str(workers)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    time.sleep(5)  # workers forked and polling the ORM broker
-    return cluster
-
-
 def single_process_render_ms(invoice_id: int, repeat: int = 50) -> float:
     """CPU time of one render in this process (no database, no storage), for context."""
     from invoicing.documents import invoice_documents
@@ -218,8 +206,7 @@ def measure(ids: list[int], workers: int, chunk_size: int) -> dict:
     from invoicing.models import Invoice
 
     group = f"pdf-bench-{ids[0]}"
-    cluster = start_cluster(workers)
-    try:
+    with q2_cluster(_env(), workers):
         started = time.perf_counter()
         with override_settings(INVOICING_PDF_CHUNK_SIZE=chunk_size):
             documents._enqueue_delivery(ids, group)
@@ -230,12 +217,6 @@ def measure(ids: list[int], workers: int, chunk_size: int) -> dict:
             time.sleep(0.1)
             remaining = Invoice.objects.filter(pk__in=ids, pdf="").count()
         seconds = time.perf_counter() - started
-    finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            cluster.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT min(started), max(stopped), count(*), count(*) FILTER (WHERE NOT success)"

@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
+
+from q2cluster import q2_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -190,19 +191,6 @@ def prepare(accounts: int, period: str) -> dict:
     }
 
 
-def start_cluster(workers: int) -> subprocess.Popen:
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env={**_env(), "Q_WORKERS": str(workers)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    time.sleep(5)  # workers forked and polling the ORM broker
-    return cluster
-
-
 def measure(
     population: dict, period: str, chunk_size: int, workers: int, pdfs: bool = False
 ) -> dict:
@@ -217,8 +205,7 @@ def measure(
     # Leftover tasks of earlier runs in this benchmark database (documents of killed
     # clusters, say) would run first and be timed with this run.
     purged, _ = OrmQ.objects.all().delete()
-    cluster = start_cluster(workers)
-    try:
+    with q2_cluster(_env(), workers):
         started = time.perf_counter()
         run = services.invoice_run_start(
             period=period, brand=population["brand_id"], chunk_size=chunk_size
@@ -240,12 +227,6 @@ def measure(
                     break
                 time.sleep(0.5)
             seconds_with_pdfs = time.perf_counter() - started
-    finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            cluster.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
     invoices = Invoice.objects.filter(run=run)
     totals = invoices.aggregate(n=Count("id"), total=Sum("total"))
     accruals = Transaction.objects.filter(
