@@ -87,8 +87,30 @@ class EntryInline(admin.TabularInline):
         return False
 
 
+class NumberSearchMixin:
+    """Search by digits: an account number finds its rows (by the indexed account id);
+    other digits match the row id or one of ``number_search_fields``."""
+
+    number_search_fields: tuple[str, ...] = ()
+
+    def get_search_results(self, request, queryset, search_term):
+        digits = _digits(search_term)
+        if digits:
+            account_id = _account_id(digits)
+            if account_id is not None:
+                return queryset.filter(account_id=account_id), False
+            condition = Q()
+            for field_name in self.number_search_fields:
+                condition |= Q(**{field_name: digits})
+            if len(digits) <= 18:
+                condition |= Q(pk=int(digits))
+            return queryset.filter(condition), False
+        return super().get_search_results(request, queryset, search_term)
+
+
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
+class TransactionAdmin(NumberSearchMixin, ReadOnlyAdmin):
+    number_search_fields = ("external_id", "subject_id")
     list_display = (
         "id",
         "created_at",
@@ -133,18 +155,6 @@ class TransactionAdmin(ReadOnlyAdmin):
         "created_at",
     )
     readonly_fields = fields
-
-    def get_search_results(self, request, queryset, search_term):
-        digits = _digits(search_term)
-        if digits:
-            account_id = _account_id(digits)
-            if account_id is not None:
-                return queryset.filter(account_id=account_id), False
-            condition = Q(external_id=digits) | Q(subject_id=digits)
-            if len(digits) <= 18:
-                condition |= Q(pk=int(digits))
-            return queryset.filter(condition), False
-        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="account", ordering="account__number")
     def account_link(self, obj: Transaction) -> str:
@@ -260,7 +270,8 @@ class EntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Hold)
-class HoldAdmin(ReadOnlyAdmin):
+class HoldAdmin(NumberSearchMixin, ReadOnlyAdmin):
+    number_search_fields = ("subject_id",)
     list_display = (
         "id",
         "created_at",
@@ -302,18 +313,6 @@ class HoldAdmin(ReadOnlyAdmin):
         "closed_at",
     )
     fields = readonly_fields
-
-    def get_search_results(self, request, queryset, search_term):
-        digits = _digits(search_term)
-        if digits:
-            account_id = _account_id(digits)
-            if account_id is not None:
-                return queryset.filter(account_id=account_id), False
-            condition = Q(subject_id=digits)
-            if len(digits) <= 18:
-                condition |= Q(pk=int(digits))
-            return queryset.filter(condition), False
-        return super().get_search_results(request, queryset, search_term)
 
     @admin.display(description="account", ordering="account__number")
     def account_link(self, obj: Hold) -> str:

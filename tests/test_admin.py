@@ -163,6 +163,25 @@ def test_admin_transaction_search_by_account_number(admin_client, ledger_rows, a
     assert ledger_rows["debit"] not in found
 
 
+def test_admin_number_search_by_id_and_subject_on_transactions_and_holds(
+    admin_client, ledger_rows, account, brand
+):
+    from ledger.models import Hold
+
+    order = services.debit_post(
+        account=account, amount="1.00", brand=brand, subject_type="order", subject_id="81723"
+    )
+    by_subject = admin_client.get(_changelist(Transaction), {"q": "81723"})
+    assert list(by_subject.context["cl"].result_list) == [order]
+    by_id = admin_client.get(_changelist(Transaction), {"q": str(ledger_rows["debit"].pk)})
+    assert ledger_rows["debit"] in set(by_id.context["cl"].result_list)
+    hold = ledger_rows["hold"]
+    holds = admin_client.get(_changelist(Hold), {"q": str(hold.pk)})
+    assert list(holds.context["cl"].result_list) == [hold]
+    by_number = admin_client.get(_changelist(Hold), {"q": account.number})
+    assert list(by_number.context["cl"].result_list) == [hold]
+
+
 # --------------------------------------------------------------------------- read-only ledger
 
 
