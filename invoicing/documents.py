@@ -15,9 +15,11 @@ batch leaves neither emails nor tasks behind.
 **The PDF** of an issued invoice is the document as issued (amounts, amount
 due and QR at issue) and never changes, so it is rendered once and its
 storage path recorded in ``Invoice.pdf`` (default storage, under
-``MEDIA_ROOT``). Rendering is idempotent and race-safe: the path is recorded
-only where none is yet (under row locks taken in id order), and a render that
-lost the race deletes its own file. ``invoice_pdf`` serves the stored file, or
+``MEDIA_ROOT``). Rendering is idempotent and race-safe: a renderer claims the
+invoices that have no file yet under row locks (taken in id order) and only
+then writes their files, under their final names, and records them; a
+concurrent renderer of the same invoices waits, finds them stored and writes
+nothing. ``invoice_pdf`` serves the stored file, or
 renders (and stores) it on demand, e.g. for the API, the admin, or an email
 whose chunk task was lost. Drafts and void invoices are rendered on every
 request, marked as such and without a payment QR, and never stored.
@@ -234,44 +236,54 @@ def _storage_name(number: str, issued_at: datetime | None) -> str:
     return f"invoices/{day.year:04d}/{day.month:02d}/{number}.pdf"
 
 
-def _record_paths(paths: dict[int, str]) -> set[int]:
-    """Record stored files on invoices that have none yet; return the invoice ids recorded.
+def _write(name: str, content: bytes) -> str:
+    """Write ``content`` at exactly ``name``, replacing a file a failed writer left there.
 
-    Locks the rows in id order (as every multi-invoice writer does) and skips
-    invoices that got a path meanwhile.
+    Only the holder of the invoice's row lock calls this, so no other worker
+    writes the same name meanwhile; the storage would otherwise pick a
+    suffixed name (``N_<random>.pdf``) beside the existing one.
     """
-    if not paths:
-        return set()
-    ids = sorted(paths)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE invoicing_invoice i SET pdf = v.name
-            FROM unnest(%s::bigint[], %s::text[]) AS v(id, name)
-            WHERE i.id = v.id AND i.id IN (
-                SELECT id FROM invoicing_invoice
-                WHERE id = ANY(%s::bigint[]) AND pdf = ''
-                ORDER BY id FOR UPDATE
-            )
-            RETURNING i.id
-            """,
-            [ids, [paths[pk] for pk in ids], ids],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    return default_storage.save(name, ContentFile(content))
 
 
 def _store(rendered: dict[int, tuple[str, bytes]]) -> set[int]:
-    """Save rendered PDFs (invoice id -> (number, bytes)) and record them; return ids recorded."""
-    issued = dict(Invoice.objects.filter(pk__in=list(rendered)).values_list("pk", "issued_at"))
-    paths = {
-        pk: default_storage.save(_storage_name(number, issued[pk]), ContentFile(content))
-        for pk, (number, content) in rendered.items()
-    }
-    recorded = _record_paths(paths)
-    for pk, name in paths.items():
-        if pk not in recorded:  # another worker stored this invoice first
-            default_storage.delete(name)
-    return recorded
+    """Save rendered PDFs (invoice id -> (number, bytes)) and record them; return ids recorded.
+
+    Claim before writing: one transaction locks the invoices that still have
+    no file (in id order, as every multi-invoice writer does), writes only
+    those files under their final names and records the paths. A concurrent
+    renderer of the same invoices waits on the locks and then finds them
+    stored, so it writes nothing; readers see a path only once its file is
+    complete. A rolled-back claim leaves at most a file that no invoice
+    points at, which the next claim overwrites.
+    """
+    if not rendered:
+        return set()
+    ids = sorted(rendered)
+    with transaction.atomic():
+        claimed = list(
+            Invoice.objects.filter(pk__in=ids, pdf="")
+            .order_by("pk")
+            .select_for_update(of=("self",))
+            .values_list("pk", "issued_at")
+        )
+        paths = {
+            pk: _write(_storage_name(rendered[pk][0], issued_at), rendered[pk][1])
+            for pk, issued_at in claimed
+        }
+        if paths:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """
+                    UPDATE invoicing_invoice i SET pdf = v.name
+                    FROM unnest(%s::bigint[], %s::text[]) AS v(id, name)
+                    WHERE i.id = v.id
+                    """,
+                    [list(paths), list(paths.values())],
+                )
+    return set(paths)
 
 
 def invoice_pdf(*, invoice: Invoice | int) -> bytes:
