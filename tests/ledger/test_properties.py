@@ -256,19 +256,31 @@ class Model:
         )
 
     def move_refusal(self, account_id: int, parent_id: int | None) -> str | None:
-        if parent_id is None:
-            return None
-        path = self.chain(parent_id)
-        if account_id in path:
-            return "invalid_account_structure"  # a cycle
-        if 1 + len(path) + self.subtree_levels(account_id) > settings.BILLING_MAX_ACCOUNT_DEPTH:
-            return "invalid_account_structure"  # too deep
         acc = self.accounts[account_id]
-        if acc.balance or acc.held:
+        if parent_id is not None:
+            path = self.chain(parent_id)
+            if account_id in path:
+                return "invalid_account_structure"  # a cycle
+            depth = 1 + len(path) + self.subtree_levels(account_id)
+            if depth > settings.BILLING_MAX_ACCOUNT_DEPTH:
+                return "invalid_account_structure"  # too deep
+            if acc.balance or acc.held:
+                return "account_has_funds"
+        if acc.parent != parent_id and self.subtree_has_active_holds(account_id):
+            # Their reservations sit on the current payer and count against the
+            # current chain's limits (an expired hold not yet swept still counts).
             return "account_has_funds"
-        if acc.credit_limit or acc.credit_period_days is not None or acc.credit_expires_at:
+        if parent_id is not None and (
+            acc.credit_limit or acc.credit_period_days is not None or acc.credit_expires_at
+        ):
             return "invalid_account_structure"  # a sub-account has no credit terms
         return None
+
+    def subtree_has_active_holds(self, account_id: int) -> bool:
+        """Whether a hold is active on the account or on an account below it."""
+        return any(
+            h.status == Hold.Status.ACTIVE and account_id in h.chain for h in self.holds.values()
+        )
 
     def write_off_refusal(self, account_id: int, amount: Decimal) -> str | None:
         chain = self.chain(account_id)
