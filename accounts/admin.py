@@ -25,7 +25,7 @@ from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from accounts.forms import AccountAdminForm, ReasonForm
-from accounts.models import Account, Client
+from accounts.models import Account, Client, PartnerClient
 from accounts.services import (
     CLIENT_FIELDS,
     account_block,
@@ -36,7 +36,7 @@ from accounts.services import (
     client_create,
     client_update,
 )
-from billing_site.errors import DomainError
+from core.errors import DomainError
 
 MAX_ACTION_OBJECTS = 500
 
@@ -493,3 +493,10 @@ class AccountAdmin(DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
 
 
 admin.site.register(Account, AccountAdmin)
+
+
+@admin.register(PartnerClient)
+class PartnerClientAdmin(admin.ModelAdmin):
+    list_display = ["partner", "client", "created_at"]
+    list_filter = ["partner"]
+    raw_id_fields = ["client"]

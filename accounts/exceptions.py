@@ -1,6 +1,16 @@
 """Domain errors about accounts: status, currency, structure."""
 
-from billing_site.errors import DomainError
+from core.errors import DomainError, PermissionDenied
+
+__all__ = [
+    "AccountBlocked",
+    "AccountClosed",
+    "AccountHasFunds",
+    "CurrencyMismatch",
+    "InvalidAccountStructure",
+    "InvalidStatusTransition",
+    "PermissionDenied",
+]
 
 
 class AccountBlocked(DomainError):
@@ -34,9 +44,3 @@ class InvalidAccountStructure(DomainError):
     code = "invalid_account_structure"
     status = 400
     default_message = "That parent account cannot be used."
-
-
-class PermissionDenied(DomainError):
-    code = "permission_denied"
-    status = 403
-    default_message = "You are not allowed to do this."

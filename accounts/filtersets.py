@@ -4,7 +4,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from accounts.models import Account, Client
-from billing_site.filters import IdFilter
+from core.filters import IdFilter
 
 
 class ClientFilterSet(django_filters.FilterSet):

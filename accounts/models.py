@@ -17,8 +17,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 
-from accounts.validators import validate_inn, validate_kpp
 from brands.models import Brand, Service
+from core.validators import validate_inn, validate_kpp
 
 MONEY = {"max_digits": 18, "decimal_places": 2}
 currency_validator = RegexValidator(
@@ -229,3 +229,25 @@ class Account(models.Model):
     @property
     def is_subaccount(self) -> bool:
         return self.parent_id is not None
+
+
+class PartnerClient(models.Model):
+    """A client created through the API by a partner, visible to it before it has accounts."""
+
+    partner = models.ForeignKey(
+        "access.Partner", on_delete=models.CASCADE, related_name="client_links"
+    )
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="partner_links")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "client"],
+                name="%(app_label)s_%(class)s_unique_link",
+                violation_error_message="This client is already linked to the partner.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id} -> {self.client_id}"

@@ -23,10 +23,10 @@ from accounts.exceptions import (
     InvalidStatusTransition,
     PermissionDenied,
 )
-from accounts.models import Account, Client
+from accounts.models import Account, Client, PartnerClient
 from accounts.signals import account_status_changed
-from accounts.validators import account_number_from_sequence
 from brands.models import Brand
+from core.validators import account_number_from_sequence
 
 NUMBER_SEQUENCE = "accounts_account_number_seq"
 
@@ -68,14 +68,20 @@ def account_numbers_allocate(count: int) -> list[str]:
 
 
 @transaction.atomic
-def client_create(**fields: Any) -> Client:
-    """Create a client after full model validation (INN checksum, kind/tax id match)."""
+def client_create(*, created_by_partner_id: int | None = None, **fields: Any) -> Client:
+    """Create a client after full model validation (INN checksum, kind/tax id match).
+
+    A client a partner creates is linked to it (``PartnerClient``), so the
+    partner sees it before it has accounts.
+    """
     unknown = set(fields) - CLIENT_FIELDS
     if unknown:
         raise TypeError(f"Unknown client fields: {sorted(unknown)}")
     client = Client(**fields)
     client.full_clean()
     client.save()
+    if created_by_partner_id is not None:
+        PartnerClient.objects.create(partner_id=created_by_partner_id, client=client)
     return client
 
 

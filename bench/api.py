@@ -74,11 +74,11 @@ def seed() -> None:
     import django
 
     django.setup()
+    from access.services import api_key_create, partner_get_or_create
     from accounts.models import Account
     from accounts.services import account_create, client_create
     from brands.models import Brand
     from ledger.services import payment_post
-    from partners.services import api_key_create, partner_get_or_create
 
     brand = Brand.objects.filter(code="BENCH").first() or Brand.objects.create(
         code="BENCH",

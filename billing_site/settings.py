@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "import_export",
     "django_q",
+    "access",
     "brands",
     "accounts",
     "ledger",
@@ -201,24 +202,24 @@ BILLING_MAX_ACCOUNT_DEPTH = int(os.environ.get("BILLING_MAX_ACCOUNT_DEPTH", "5")
 # Holds expire on their own after this many minutes unless the caller says otherwise.
 BILLING_HOLD_TTL_MINUTES = int(os.environ.get("BILLING_HOLD_TTL_MINUTES", str(7 * 24 * 60)))
 
-# REST API for partners (billing_site/api, <app>/api).
+# REST API for partners (core/api, access, <app>/api).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "billing_site.api.authentication.ApiKeyAuthentication",
+        "access.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["billing_site.api.permissions.IsPartnerOrStaff"],
-    "DEFAULT_PARSER_CLASSES": ["billing_site.api.parsers.StrictJSONParser"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsPartnerOrStaff"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "billing_site.api.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_CLASSES": ["billing_site.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "billing_site.api.schema.BillingAutoSchema",
-    "EXCEPTION_HANDLER": "billing_site.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.BillingAutoSchema",
+    "EXCEPTION_HANDLER": "core.api.exceptions.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",
     "UNAUTHENTICATED_USER": None,

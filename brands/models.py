@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from accounts.validators import validate_bank_account, validate_bik, validate_inn, validate_kpp
+from core.validators import validate_bank_account, validate_bik, validate_inn, validate_kpp
 
 VAT_RATE_VALIDATORS = [MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))]
 code_validator = RegexValidator(

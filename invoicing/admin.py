@@ -4,7 +4,7 @@ allocation): here they are read, and their PDF downloaded."""
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from billing_site.errors import DomainError
+from core.errors import DomainError
 from invoicing import services
 from invoicing.admin_pdf import InvoicePdfAdminMixin
 from invoicing.models import (

@@ -1,6 +1,6 @@
-"""Domain errors of invoicing; each carries a stable ``code`` (see ``billing_site.errors``)."""
+"""Domain errors of invoicing; each carries a stable ``code`` (see ``core.errors``)."""
 
-from billing_site.errors import DomainError
+from core.errors import DomainError
 
 
 class InvoicingValidationError(DomainError):

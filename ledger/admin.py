@@ -22,8 +22,8 @@ from django.utils.html import format_html
 
 from accounts.admin import AccountAdmin, action_with_reason, admin_link, error_text
 from accounts.models import Account
-from accounts.validators import account_number_is_valid
-from billing_site.errors import DomainError
+from core.errors import DomainError
+from core.validators import account_number_is_valid
 from ledger import selectors, services
 from ledger.forms import PostingForm
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction

@@ -53,9 +53,9 @@ from psycopg import sql
 
 from accounts.models import Account, Client
 from accounts.services import account_numbers_allocate
-from accounts.validators import inn_complete
-from billing_site.errors import DomainError
 from brands.models import Brand, Service
+from core.errors import DomainError
+from core.validators import inn_complete
 from ledger import services as ledger_services
 from ledger.models import Hold, TransactionKind
 

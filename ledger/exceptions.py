@@ -11,9 +11,8 @@ from accounts.exceptions import (
     AccountHasFunds,
     CurrencyMismatch,
     InvalidStatusTransition,
-    PermissionDenied,
 )
-from billing_site.errors import DomainError
+from core.errors import DomainError, IdempotencyConflict, PermissionDenied
 
 __all__ = [
     "AccountBlocked",
@@ -66,12 +65,6 @@ class InvalidAmount(DomainError):
     code = "invalid_amount"
     status = 400
     default_message = "The amount must be positive with at most two decimal places."
-
-
-class IdempotencyConflict(DomainError):
-    code = "idempotency_conflict"
-    status = 409
-    default_message = "This idempotency key was already used for a different request."
 
 
 class HoldNotActive(DomainError):

@@ -1,10 +1,10 @@
-"""FilterSets for transactions and holds, shared by the API, the staff UI and reports."""
+"""FilterSets for transactions, holds and entries, shared by the API, the staff UI and reports."""
 
 import django_filters
 from django.db.models import Q, QuerySet
 
-from billing_site.filters import AmountFilter, IdFilter
-from ledger.models import Hold, Transaction, TransactionKind
+from core.filters import AmountFilter, IdFilter
+from ledger.models import Entry, Hold, Transaction, TransactionKind
 
 
 class TransactionFilterSet(django_filters.FilterSet):
@@ -48,3 +48,20 @@ class HoldFilterSet(django_filters.FilterSet):
     class Meta:
         model = Hold
         fields = ["account", "status", "brand", "subject_type", "subject_id"]
+
+
+class EntryFilterSet(django_filters.FilterSet):
+    """An account's history between two moments (``?from=&to=``, inclusive)."""
+
+    to = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lte", label="Entries made at or before"
+    )
+
+    class Meta:
+        model = Entry
+        fields: list[str] = []
+
+
+EntryFilterSet.base_filters["from"] = django_filters.IsoDateTimeFilter(
+    field_name="created_at", lookup_expr="gte", label="Entries made at or after"
+)

@@ -1,4 +1,5 @@
-"""Reads of the ledger: balances, balance at a moment, history with keyset pagination."""
+"""Reads of the ledger: balances, balance at a moment, history with keyset pagination,
+and the transactions and holds within a caller's scope."""
 
 from __future__ import annotations
 
@@ -10,8 +11,30 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Account
+from accounts.selectors import linked_to_brands
+from core.api.scope import Scope
 from ledger.models import Entry, Hold, Transaction
 from ledger.services import ZERO, business_date, credit_refusal
+
+
+def transactions_in_scope(
+    scope: Scope, qs: QuerySet[Transaction] | None = None
+) -> QuerySet[Transaction]:
+    """Transactions on (or, for transfers, to) accounts the scope sees."""
+    qs = Transaction.objects.all() if qs is None else qs
+    if scope.brand_ids is None:
+        return qs
+    return qs.filter(
+        Q(linked_to_brands(scope.brand_ids, "account_id"))
+        | Q(linked_to_brands(scope.brand_ids, "counter_account_id"))
+    )
+
+
+def holds_in_scope(scope: Scope, qs: QuerySet[Hold] | None = None) -> QuerySet[Hold]:
+    qs = Hold.objects.all() if qs is None else qs
+    if scope.brand_ids is None:
+        return qs
+    return qs.filter(linked_to_brands(scope.brand_ids, "account_id"))
 
 
 @dataclass(frozen=True)

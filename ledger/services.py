@@ -44,6 +44,8 @@ from psycopg.types.numeric import Int8Dumper
 from accounts.models import Account
 from accounts.services import account_numbers_allocate
 from brands.models import Brand, Service
+from core.caller import SYSTEM, Caller
+from core.errors import ValidationFailed
 from ledger.exceptions import (
     AccountBlocked,
     AccountClosed,
@@ -72,12 +74,6 @@ KIND_DISCRETIONARY = {TransactionKind.DEBIT, TransactionKind.TRANSFER, Transacti
 T = TypeVar("T")
 
 
-class ValidationFailed(DomainError):
-    code = "validation_error"
-    status = 400
-    default_message = "The request is not valid."
-
-
 class AccountStructureChanged(DomainError):
     """A parent link changed between reading an account chain and locking it.
 
@@ -93,37 +89,6 @@ class AccountStructureChanged(DomainError):
 class BrandNotLinked(DomainError):
     code = "brand_not_linked"
     default_message = "The account is not linked to this brand."
-
-
-# --------------------------------------------------------------------------- callers
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is posting: the scope of idempotency keys and the audit trail of each transaction."""
-
-    ref: str = "system"
-    user: Any = None
-    request_id: str = ""
-
-    @classmethod
-    def for_user(cls, user: Any, request_id: str = "") -> Caller:
-        return cls(ref=f"user:{user.pk}", user=user, request_id=request_id)
-
-    @classmethod
-    def for_partner(cls, partner_id: int, request_id: str = "", user: Any = None) -> Caller:
-        return cls(ref=f"partner:{partner_id}", user=user, request_id=request_id)
-
-    @classmethod
-    def system(cls, name: str) -> Caller:
-        return cls(ref=f"system:{name}")
-
-    @property
-    def user_id(self) -> int | None:
-        return getattr(self.user, "pk", None)
-
-
-SYSTEM = Caller()
 
 
 # --------------------------------------------------------------------------- input helpers

@@ -6,18 +6,16 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from access.models import ApiIdempotencyRecord, ApiKey, Partner
+from access.services import api_key_create, api_key_revoke
 from partners.models import (
-    ApiIdempotencyRecord,
-    ApiKey,
-    Partner,
-    PartnerClient,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
     WebhookEventType,
 )
-from partners.services import api_key_create, api_key_revoke, webhook_redeliver
+from partners.services import webhook_redeliver
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -207,13 +205,6 @@ class WebhookAttemptAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-@admin.register(PartnerClient)
-class PartnerClientAdmin(admin.ModelAdmin):
-    list_display = ["partner", "client", "created_at"]
-    list_filter = ["partner"]
-    raw_id_fields = ["client"]
 
 
 @admin.register(ApiIdempotencyRecord)

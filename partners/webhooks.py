@@ -32,12 +32,13 @@ from django.db import connection, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
+from access.models import Partner
 from accounts.models import Account
 from accounts.signals import account_status_changed
-from ledger.api.serializers import TransactionSerializer
+from ledger.api.serializers import HoldSerializer, TransactionSerializer
 from ledger.models import Hold, Transaction, TransactionKind
 from ledger.signals import hold_changed, transaction_posted
-from partners.models import Partner, WebhookEndpoint, WebhookEvent, WebhookEventType
+from partners.models import WebhookEndpoint, WebhookEvent, WebhookEventType
 
 SIGNATURE_HEADER = "X-Billing-Signature"
 
@@ -62,8 +63,8 @@ def subscriptions() -> dict[str, frozenset[int]]:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT DISTINCT t.type, pb.brand_id FROM partners_webhookendpoint e"
-                " JOIN partners_partner p ON p.id = e.partner_id AND p.is_active"
-                " JOIN partners_partner_brands pb ON pb.partner_id = p.id"
+                " JOIN access_partner p ON p.id = e.partner_id AND p.is_active"
+                " JOIN access_partner_brands pb ON pb.partner_id = p.id"
                 " CROSS JOIN LATERAL unnest(e.event_types) AS t(type)"
                 " WHERE e.is_active"
             )
@@ -90,9 +91,9 @@ WITH ev AS (
 INSERT INTO partners_webhookdelivery
     (event_id, endpoint_id, status, attempts, next_attempt_at, created_at)
 SELECT ev.id, e.id, 'pending', 0, %s, %s
-FROM ev, partners_webhookendpoint e JOIN partners_partner p ON p.id = e.partner_id
+FROM ev, partners_webhookendpoint e JOIN access_partner p ON p.id = e.partner_id
 WHERE e.is_active AND p.is_active AND %s = ANY(e.event_types)
-  AND EXISTS (SELECT 1 FROM partners_partner_brands pb
+  AND EXISTS (SELECT 1 FROM access_partner_brands pb
               WHERE pb.partner_id = p.id AND pb.brand_id = ANY(%s))
 RETURNING id
 """
@@ -145,21 +146,8 @@ def transaction_data(txn: Transaction) -> dict[str, Any]:
 
 
 def hold_data(hold: Hold) -> dict[str, Any]:
-    return {
-        "id": hold.pk,
-        "account": hold.account_id,
-        "amount": str(hold.amount),
-        "captured_amount": str(hold.captured_amount),
-        "currency": hold.currency,
-        "status": hold.status,
-        "brand": hold.brand_id,
-        "service": hold.service_id,
-        "subject_type": hold.subject_type,
-        "subject_id": hold.subject_id,
-        "expires_at": hold.expires_at,
-        "created_at": hold.created_at,
-        "closed_at": hold.closed_at,
-    }
+    """The hold exactly as the API shows it (``GET /holds/{id}/``)."""
+    return HoldSerializer(hold).data
 
 
 # --------------------------------------------------------------------------- receivers

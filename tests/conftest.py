@@ -5,9 +5,9 @@ import os
 import pytest
 from django.test.utils import override_settings
 
+from access import services as access_services
 from ledger.services import clear_system_account_cache
 from ledger.verify import verify_ledger
-from partners import services as partner_services
 
 DB_FIXTURES = {
     "db",
@@ -50,7 +50,7 @@ def _ledger_invariants(request):
         request.fixturenames
     )
     clear_system_account_cache()
-    partner_services._authenticated.clear()  # keys verified by an earlier test
+    access_services._authenticated.clear()  # keys verified by an earlier test
     if not uses_db:
         yield
         return

@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 
 from accounts.models import Account, Client
 from accounts.services import account_numbers_allocate
-from accounts.validators import inn_complete
 from brands.models import Brand, Service
+from core.validators import inn_complete
 
 
 def _inn(body_digits: int):

@@ -14,7 +14,7 @@ from import_export.forms import SelectableFieldsExportForm
 
 from accounts.admin import AccountAdmin, AccountResource, ClientAdmin
 from accounts.models import Account, Client
-from accounts.validators import account_number_is_valid, inn_complete
+from core.validators import account_number_is_valid, inn_complete
 from ledger import services
 from ledger.demo import ensure_users
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction

@@ -11,8 +11,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Account, Client
-from accounts.validators import account_number_is_valid, inn_is_valid
 from brands.models import Brand, Service
+from core.validators import account_number_is_valid, inn_is_valid
 from ledger.demo import seed_demo
 from ledger.models import Hold, IdempotencyKey, Transaction
 from ledger.verify import verify_ledger

@@ -9,14 +9,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import Account, Client
-from billing_site.api.fields import (
+from core.api.fields import (
     IdField,
     LimitField,
     NonNegativeMoneyField,
     StrictCharField,
     StrictEmailField,
-    moment_repr,
-    money_repr,
     text_field,
 )
 
@@ -131,54 +129,6 @@ class AccountBlockSerializer(serializers.Serializer):
 
 class AccountUnblockSerializer(serializers.Serializer):
     reason = text_field(500)
-
-
-class BalanceQuerySerializer(serializers.Serializer):
-    at = serializers.DateTimeField(required=False, help_text="A past moment (ISO 8601).")
-
-
-class BalanceSerializer(serializers.Serializer):
-    account = serializers.IntegerField(source="account.pk")
-    payer = serializers.IntegerField(source="payer.pk")
-    balance = serializers.DecimalField(max_digits=18, decimal_places=2)
-    held = serializers.DecimalField(max_digits=18, decimal_places=2)
-    available = serializers.DecimalField(max_digits=18, decimal_places=2)
-    credit_limit = serializers.DecimalField(max_digits=18, decimal_places=2)
-    credit_available = serializers.DecimalField(max_digits=18, decimal_places=2)
-    currency = serializers.CharField()
-    as_of = serializers.DateTimeField()
-    write_off_remaining = serializers.DecimalField(
-        max_digits=18,
-        decimal_places=2,
-        allow_null=True,
-        help_text="What the write-off limits of the account and its payers still allow now.",
-    )
-
-    def to_representation(self, view: Any) -> dict[str, Any]:
-        """DRF's output for these fields, written out (read on every balance request)."""
-        remaining = view.write_off_remaining
-        return {
-            "account": view.account.pk,
-            "payer": view.payer.pk,
-            "balance": money_repr(view.balance),
-            "held": money_repr(view.held),
-            "available": money_repr(view.available),
-            "credit_limit": money_repr(view.credit_limit),
-            "credit_available": money_repr(view.credit_available),
-            "currency": view.currency,
-            "as_of": moment_repr(view.as_of),
-            "write_off_remaining": None if remaining is None else money_repr(remaining),
-        }
-
-
-class EntrySerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    transaction = serializers.IntegerField(source="transaction_id")
-    kind = serializers.CharField(source="transaction.kind")
-    amount = serializers.DecimalField(max_digits=18, decimal_places=2)
-    balance_after = serializers.DecimalField(max_digits=18, decimal_places=2, allow_null=True)
-    created_at = serializers.DateTimeField()
-    memo = serializers.CharField(source="transaction.memo")
 
 
 def limits_of(data: dict[str, Any]) -> dict[str, Any]:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import django_filters
 from django.db import transaction
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from accounts.api.serializers import (
@@ -19,29 +16,25 @@ from accounts.api.serializers import (
     AccountSerializer,
     AccountUnblockSerializer,
     AccountUpdateSerializer,
-    BalanceQuerySerializer,
-    BalanceSerializer,
     ClientSerializer,
-    EntrySerializer,
     limits_of,
 )
 from accounts.filtersets import AccountFilterSet, ClientFilterSet
 from accounts.models import Account, Client
+from accounts.selectors import accounts_in_scope, clients_in_scope
 from accounts.services import (
     account_block,
     account_create,
     account_set_parent,
     account_unblock,
     account_update,
+    client_create,
     client_update,
 )
-from billing_site.api.pagination import CursorPagination
-from billing_site.api.schema import ERRORS
-from billing_site.api.views import ScopedViewSet, in_scope
 from brands.models import Brand
-from ledger.models import Entry
-from ledger.selectors import account_balance, account_entries
-from partners.services import partner_client_create
+from brands.selectors import brands_in_scope
+from core.api.schema import ERRORS
+from core.api.views import ScopedViewSet, in_scope
 
 
 class ClientViewSet(
@@ -64,13 +57,13 @@ class ClientViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        return self.scope.clients()
+        return clients_in_scope(self.scope)
 
     def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        client = partner_client_create(
-            partner_id=self.scope.partner_id, **serializer.validated_data
+        client = client_create(
+            created_by_partner_id=self.scope.partner_id, **serializer.validated_data
         )
         return Response(self.get_serializer(client).data, status=201)
 
@@ -80,26 +73,6 @@ class ClientViewSet(
         serializer.is_valid(raise_exception=True)
         client = client_update(client=client, **serializer.validated_data)
         return Response(self.get_serializer(client).data)
-
-
-class EntryFilterSet(django_filters.FilterSet):
-    to = django_filters.IsoDateTimeFilter(
-        field_name="created_at", lookup_expr="lte", label="Entries made at or before"
-    )
-
-    class Meta:
-        model = Entry
-        fields: list[str] = []
-
-
-EntryFilterSet.base_filters["from"] = django_filters.IsoDateTimeFilter(
-    field_name="created_at", lookup_expr="gte", label="Entries made at or after"
-)
-
-
-class NewestFirst(CursorPagination):
-    def get_ordering(self, request: Any, queryset: Any, view: Any) -> tuple[str, ...]:
-        return ("-id",)
 
 
 ACCOUNT_ERRORS = {409: ERRORS[409]}
@@ -122,8 +95,8 @@ class AccountViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        accounts = self.scope.accounts()
-        if self.action in {"balance", "entries", "block", "unblock", "partial_update"}:
+        accounts = accounts_in_scope(self.scope)
+        if self.action in {"block", "unblock", "partial_update"}:
             return accounts  # no brand codes to show (block/unblock/patch re-read in _out)
         return accounts.prefetch_related("brands")
 
@@ -131,14 +104,14 @@ class AccountViewSet(
         return {**super().get_serializer_context(), "brand_ids": self.scope.brand_ids}
 
     def _out(self, account: Account, status: int = 200) -> Response:
-        fresh = self.scope.accounts().prefetch_related("brands").get(pk=account.pk)
+        fresh = accounts_in_scope(self.scope).prefetch_related("brands").get(pk=account.pk)
         return Response(self.get_serializer(fresh).data, status=status)
 
     def _brands(self, codes: list[str] | None) -> list[Brand] | None:
         """Brand codes to brands the caller may link; a partner's default is all its brands."""
         if codes is None:
-            return list(self.scope.brands()) if self.scope.is_partner else None
-        found = {b.code: b for b in self.scope.brands().filter(code__in=codes)}
+            return list(brands_in_scope(self.scope)) if self.scope.is_partner else None
+        found = {b.code: b for b in brands_in_scope(self.scope).filter(code__in=codes)}
         unknown = sorted(set(codes) - set(found))
         if unknown:
             raise serializers.ValidationError({"brands": [f"Unknown brand code: {unknown[0]}."]})
@@ -153,10 +126,10 @@ class AccountViewSet(
         serializer = AccountCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        client = in_scope(self.scope.clients(), data["client"], "client")
+        client = in_scope(clients_in_scope(self.scope), data["client"], "client")
         parent = data.get("parent")
         if parent is not None:
-            parent = in_scope(self.scope.accounts(), parent, "parent")
+            parent = in_scope(accounts_in_scope(self.scope), parent, "parent")
         account = account_create(
             client=client,
             currency=data.get("currency"),
@@ -184,7 +157,9 @@ class AccountViewSet(
         if "parent" in data:
             parent_id = data["parent"]
             parent = (
-                None if parent_id is None else in_scope(self.scope.accounts(), parent_id, "parent")
+                None
+                if parent_id is None
+                else in_scope(accounts_in_scope(self.scope), parent_id, "parent")
             )
         with transaction.atomic():
             if "parent" in data and getattr(parent, "pk", None) != account.parent_id:
@@ -226,37 +201,3 @@ class AccountViewSet(
             reason=serializer.validated_data["reason"],
         )
         return self._out(account)
-
-    @extend_schema(parameters=[BalanceQuerySerializer], responses={200: BalanceSerializer})
-    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
-    def balance(self, request: Any, pk: Any = None) -> Response:
-        """Balance, held and available funds now or at a past moment (``?at=``).
-
-        For a sub-account, ``balance`` and ``available`` are its payer's and
-        ``write_off_remaining`` is what the sub-account's own limits still allow.
-        """
-        query = BalanceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        account = self.scope.account(int(pk)) if str(pk).isdigit() else None
-        if account is None:
-            raise NotFound()
-        view = account_balance(account, at=query.validated_data.get("at"), refresh=False)
-        return Response(BalanceSerializer(view).data)
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("from", OpenApiTypes.DATETIME, description="Entries at or after."),
-            OpenApiParameter("to", OpenApiTypes.DATETIME, description="Entries at or before."),
-        ],
-        responses={200: EntrySerializer(many=True)},
-    )
-    @action(detail=True, methods=["get"], filterset_class=None)
-    def entries(self, request: Any, pk: Any = None) -> Response:
-        """The account's history, newest first (``?from=&to=``, inclusive, ISO 8601)."""
-        account = self.get_object()
-        filterset = EntryFilterSet(request.query_params, queryset=account_entries(account))
-        if not filterset.is_valid():
-            raise serializers.ValidationError(filterset.errors)
-        paginator = NewestFirst()
-        page = paginator.paginate_queryset(filterset.qs, request, view=self)
-        return paginator.get_paginated_response(EntrySerializer(page, many=True).data)

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
     dependencies = [("accounts", "0001_initial")]
 
     operations = [
-        # Account numbers: a sequence plus a Luhn check digit (accounts.validators).
+        # Account numbers: a sequence plus a Luhn check digit (core.validators).
         migrations.RunSQL(
             "CREATE SEQUENCE IF NOT EXISTS accounts_account_number_seq START 100000 CACHE 20",
             "DROP SEQUENCE IF EXISTS accounts_account_number_seq",

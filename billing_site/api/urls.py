@@ -12,7 +12,7 @@ from django.conf import settings
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from billing_site.api.views import api_not_found, bench_ping
+from core.api.views import api_not_found, bench_ping
 
 
 def _app_api_urls() -> list:

@@ -1,9 +1,10 @@
 from rest_framework import mixins
 
-from billing_site.api.views import ScopedViewSet
 from brands.api.serializers import BrandSerializer, ServiceSerializer
 from brands.filtersets import BrandFilterSet, ServiceFilterSet
 from brands.models import Brand, Service
+from brands.selectors import brands_in_scope, services_in_scope
+from core.api.views import ScopedViewSet
 
 
 class BrandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
@@ -16,7 +17,7 @@ class BrandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     ordering = ["id"]
 
     def get_queryset(self):
-        return self.scope.brands()
+        return brands_in_scope(self.scope)
 
 
 class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
@@ -29,4 +30,4 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     ordering = ["id"]
 
     def get_queryset(self):
-        return self.scope.services()
+        return services_in_scope(self.scope)

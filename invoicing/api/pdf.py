@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -16,18 +15,10 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.api.schema import ERRORS, BillingAutoSchema
-from billing_site.api.scope import Scope
-from billing_site.api.views import NotFoundInScope, ScopedViewMixin
+from core.api.schema import ERRORS, BillingAutoSchema
+from core.api.views import NotFoundInScope, ScopedViewMixin
 from invoicing.documents import PDF_MIMETYPE, invoice_pdf, invoice_pdf_filename
-from invoicing.models import Invoice
-
-
-def invoices_in_scope(scope: Scope, qs: QuerySet[Invoice] | None = None) -> QuerySet[Invoice]:
-    qs = Invoice.objects.all() if qs is None else qs
-    if scope.brand_ids is None:
-        return qs
-    return qs.filter(brand_id__in=scope.brand_ids, account__in=scope.accounts())
+from invoicing.selectors import invoices_in_scope
 
 
 class PdfRenderer(BaseRenderer):

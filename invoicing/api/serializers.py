@@ -9,9 +9,9 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing_site.api.fields import IdField, StrictCharField
-from billing_site.api.parsers import is_json_float
 from brands.models import Service
+from core.api.fields import IdField, StrictCharField
+from core.api.parsers import is_json_float
 from invoicing.models import Invoice, InvoiceLine, InvoiceRun, Subscription, Tariff
 
 QUANTITY_PATTERN = r"^\d{1,14}(?:\.\d{1,6})?$"

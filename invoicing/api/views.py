@@ -16,13 +16,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing_site.api.parsers import is_json_float
-from billing_site.api.schema import ERRORS
-from billing_site.api.views import ScopedViewMixin, ScopedViewSet, in_scope
+from accounts.selectors import accounts_in_scope
 from brands.api.serializers import ServiceSerializer
 from brands.api.views import ServiceViewSet as ServiceReadViewSet
+from brands.selectors import brands_in_scope, services_in_scope
+from core.api.parsers import is_json_float
+from core.api.schema import ERRORS
+from core.api.views import ScopedViewMixin, ScopedViewSet, in_scope
 from invoicing import ingest, services
-from invoicing.api.pdf import invoices_in_scope
 from invoicing.api.serializers import (
     IngestResultSerializer,
     InvoiceRunSerializer,
@@ -46,6 +47,7 @@ from invoicing.filtersets import (
     TariffFilterSet,
 )
 from invoicing.models import Invoice, InvoiceRun, Subscription, Tariff
+from invoicing.selectors import invoices_in_scope
 
 STATE_ERRORS = {409: ERRORS[409], 422: ERRORS[422]}
 
@@ -58,7 +60,7 @@ class ServiceViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ServiceRe
     @extend_schema(request=ServiceWriteSerializer, responses={201: ServiceSerializer})
     def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         data = _valid(ServiceWriteSerializer, request.data)
-        brand = in_scope(self.scope.brands(), data.pop("brand"), "brand")
+        brand = in_scope(brands_in_scope(self.scope), data.pop("brand"), "brand")
         service = services.service_create(brand=brand, **data)
         return Response(ServiceSerializer(service).data, status=201)
 
@@ -92,14 +94,16 @@ class TariffViewSet(
     ordering = ["id"]
 
     def get_queryset(self):
-        return Tariff.objects.filter(service__in=self.scope.services()).prefetch_related("tiers")
+        return Tariff.objects.filter(service__in=services_in_scope(self.scope)).prefetch_related(
+            "tiers"
+        )
 
     @extend_schema(
         request=TariffCreateSerializer, responses={201: TariffSerializer, **STATE_ERRORS}
     )
     def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         data = _valid(TariffCreateSerializer, request.data)
-        service = in_scope(self.scope.services(), data.pop("service_id"), "service")
+        service = in_scope(services_in_scope(self.scope), data.pop("service_id"), "service")
         tariff = services.tariff_create(
             service=service,
             kind=data["kind"],
@@ -133,7 +137,7 @@ class SubscriptionViewSet(
 
     def get_queryset(self):
         return Subscription.objects.filter(
-            account__in=self.scope.accounts(), service__in=self.scope.services()
+            account__in=accounts_in_scope(self.scope), service__in=services_in_scope(self.scope)
         )
 
     @extend_schema(
@@ -141,9 +145,11 @@ class SubscriptionViewSet(
     )
     def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         data = _valid(SubscriptionSerializer, request.data)
-        account = in_scope(self.scope.accounts(), data["account"], "account")
+        account = in_scope(accounts_in_scope(self.scope), data["account"], "account")
         tariff = in_scope(
-            Tariff.objects.filter(service__in=self.scope.services()).select_related("service"),
+            Tariff.objects.filter(service__in=services_in_scope(self.scope)).select_related(
+                "service"
+            ),
             data["tariff"],
             "tariff",
         )
@@ -231,7 +237,7 @@ class InvoiceRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         data = _valid(InvoiceRunStartSerializer, request.data)
         brand_id = data.get("brand")
         if brand_id is not None:
-            brand_id = in_scope(self.scope.brands(), brand_id, "brand").pk
+            brand_id = in_scope(brands_in_scope(self.scope), brand_id, "brand").pk
         elif self.scope.is_partner:
             if len(self.scope.brand_ids) != 1:
                 raise serializers.ValidationError({"brand": ["Name one of your brands."]})
@@ -276,7 +282,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     @action(detail=False, methods=["post"])
     def recalculate(self, request: Any) -> Response:
         data = _valid(RecalculateSerializer, request.data)
-        account = in_scope(self.scope.accounts(), data["account"], "account")
+        account = in_scope(accounts_in_scope(self.scope), data["account"], "account")
         adjustments = services.invoice_recalculate(
             account=account, period=data["period"], brand_ids=self.scope.brand_ids
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_site.errors import DomainError
+from core.errors import DomainError
 from invoicing.ingest import IngestResult
 
 

@@ -10,5 +10,7 @@ router.register("transfers", views.TransferViewSet, basename="transfer")
 router.register("refunds", views.RefundViewSet, basename="refund")
 router.register("transactions", views.TransactionViewSet, basename="transaction")
 router.register("holds", views.HoldViewSet, basename="hold")
+# Balance and history of an account (the account itself is served by accounts.api).
+router.register("accounts", views.AccountLedgerViewSet, basename="account-ledger")
 
 urlpatterns = router.urls

@@ -1,7 +1,7 @@
 """Money endpoints and the transaction and hold reads.
 
 Every write calls a ledger service with the caller's ``Caller`` and the
-request's ``Idempotency-Key`` (``billing_site.api.views.money_post``). The
+request's ``Idempotency-Key`` (``core.api.views.money_post``). The
 view resolves every referenced id within the caller's scope first (404 when
 outside it) and passes the account's currency, so the ledger checks the
 currency's minor unit.
@@ -13,18 +13,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from billing_site.api.schema import ERRORS, IDEMPOTENCY_KEY
-from billing_site.api.scope import Scope
-from billing_site.api.views import NotFoundInScope, ScopedViewSet, in_scope, money_post
+from access.idempotency import money_post
+from accounts.models import Account
+from accounts.selectors import account_in_scope, account_ref_in_scope, accounts_in_scope
 from brands.models import Brand
+from brands.selectors import services_in_scope
+from core.api.pagination import CursorPagination
+from core.api.schema import ERRORS, IDEMPOTENCY_KEY
+from core.api.scope import Scope
+from core.api.views import NotFoundInScope, ScopedViewSet, in_scope
 from ledger import services
 from ledger.api.serializers import (
+    BalanceQuerySerializer,
+    BalanceSerializer,
     ChargeCreateSerializer,
+    EntrySerializer,
     HoldCaptureSerializer,
     HoldCreateSerializer,
     HoldSerializer,
@@ -34,8 +44,14 @@ from ledger.api.serializers import (
     TransactionSerializer,
     TransferCreateSerializer,
 )
-from ledger.filtersets import HoldFilterSet, TransactionFilterSet
+from ledger.filtersets import EntryFilterSet, HoldFilterSet, TransactionFilterSet
 from ledger.models import Entry, Hold, Transaction
+from ledger.selectors import (
+    account_balance,
+    account_entries,
+    holds_in_scope,
+    transactions_in_scope,
+)
 
 POST_ERRORS = {409: ERRORS[409], 422: ERRORS[422]}
 
@@ -65,7 +81,7 @@ class _AccountRef:
 
 
 def _account(scope: Scope, account_id: int, field: str = "account") -> _AccountRef:
-    ref = scope.account_ref(account_id) if account_id is not None else None
+    ref = account_ref_in_scope(scope, account_id) if account_id is not None else None
     if ref is None:
         raise NotFoundInScope(f"{field}: not found.", **{field: ["Not found."]})
     return _AccountRef(*ref)
@@ -82,7 +98,7 @@ def _brand_id(scope: Scope, brand_id: int) -> int:
 def _service(scope: Scope, service_id: int | None) -> Any:
     if service_id is None:
         return None
-    return in_scope(scope.services().only("id", "brand_id"), service_id, "service")
+    return in_scope(services_in_scope(scope).only("id", "brand_id"), service_id, "service")
 
 
 class _MoneyView(ScopedViewSet):
@@ -247,7 +263,7 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
     ordering = ["-id"]
 
     def get_queryset(self):
-        return transactions_with_details(self.scope.transactions())
+        return transactions_with_details(transactions_in_scope(self.scope))
 
     @extend_schema(
         request=ReverseSerializer,
@@ -285,7 +301,7 @@ class HoldViewSet(
     ordering = ["-id"]
 
     def get_queryset(self):
-        return self.scope.holds()
+        return holds_in_scope(self.scope)
 
     @extend_schema(
         request=HoldCreateSerializer,
@@ -361,3 +377,53 @@ class HoldViewSet(
             serialize=serialize_hold,
             status=200,
         )
+
+
+class NewestFirst(CursorPagination):
+    def get_ordering(self, request: Any, queryset: Any, view: Any) -> tuple[str, ...]:
+        return ("-id",)
+
+
+class AccountLedgerViewSet(ScopedViewSet):
+    """An account's balance and history: ``/accounts/{id}/balance/`` and ``/entries/``."""
+
+    queryset = Account.objects.none()
+    filterset_class = None
+    filter_backends: list = []  # the history has its own date filter (EntryFilterSet)
+
+    def get_queryset(self):
+        return accounts_in_scope(self.scope)
+
+    @extend_schema(parameters=[BalanceQuerySerializer], responses={200: BalanceSerializer})
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def balance(self, request: Any, pk: Any = None) -> Response:
+        """Balance, held and available funds now or at a past moment (``?at=``).
+
+        For a sub-account, ``balance`` and ``available`` are its payer's and
+        ``write_off_remaining`` is what the sub-account's own limits still allow.
+        """
+        query = BalanceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        account = account_in_scope(self.scope, int(pk)) if str(pk).isdigit() else None
+        if account is None:
+            raise NotFound()
+        view = account_balance(account, at=query.validated_data.get("at"), refresh=False)
+        return Response(BalanceSerializer(view).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATETIME, description="Entries at or after."),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, description="Entries at or before."),
+        ],
+        responses={200: EntrySerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def entries(self, request: Any, pk: Any = None) -> Response:
+        """The account's history, newest first (``?from=&to=``, inclusive, ISO 8601)."""
+        account = self.get_object()
+        filterset = EntryFilterSet(request.query_params, queryset=account_entries(account))
+        if not filterset.is_valid():
+            raise serializers.ValidationError(filterset.errors)
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(filterset.qs, request, view=self)
+        return paginator.get_paginated_response(EntrySerializer(page, many=True).data)

@@ -28,7 +28,7 @@ from accounts.services import (
     client_update,
 )
 from accounts.signals import account_status_changed
-from accounts.validators import account_number_is_valid
+from core.validators import account_number_is_valid
 from ledger.models import Hold
 from ledger.services import hold_create, hold_void, payment_post, system_account_id
 from tests.factories import AccountFactory, ClientFactory, UserFactory

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from accounts.validators import (
+from core.validators import (
     account_number_from_sequence,
     account_number_is_valid,
     inn_complete,

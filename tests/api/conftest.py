@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
+from access.models import Partner
+from access.services import api_key_create, partner_get_or_create
 from ledger.services import payment_post
-from partners.models import Partner
-from partners.services import api_key_create, partner_get_or_create
 from tests.factories import AccountFactory, BrandFactory, ServiceFactory, UserFactory
 
 

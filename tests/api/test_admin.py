@@ -2,8 +2,10 @@
 
 import re
 
-from partners.models import ApiKey, WebhookDelivery
-from partners.services import api_key_authenticate, webhook_endpoint_create
+from access.models import ApiKey
+from access.services import api_key_authenticate
+from partners.models import WebhookDelivery
+from partners.services import webhook_endpoint_create
 from tests.factories import UserFactory
 
 
@@ -17,7 +19,7 @@ def admin_client(client):
 def test_admin_creates_a_key_and_shows_it_once(client, side_a):
     admin = admin_client(client)
     response = admin.post(
-        "/admin/partners/apikey/add/",
+        "/admin/access/apikey/add/",
         {"partner": side_a.partner.pk, "name": "from admin", "brands": [side_a.brand.pk]},
         follow=True,
     )
@@ -27,7 +29,7 @@ def test_admin_creates_a_key_and_shows_it_once(client, side_a):
     principal = api_key_authenticate(shown[0])
     assert principal is not None and principal.brand_ids == {side_a.brand.pk}
     key = ApiKey.objects.get(name="from admin")
-    page = admin.get(f"/admin/partners/apikey/{key.pk}/change/").content.decode()
+    page = admin.get(f"/admin/access/apikey/{key.pk}/change/").content.decode()
     assert shown[0].split(".", 1)[1] not in page
 
 
@@ -35,7 +37,7 @@ def test_admin_revoke_action(client, side_a):
     admin = admin_client(client)
     key = ApiKey.objects.get(partner=side_a.partner)
     admin.post(
-        "/admin/partners/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True
+        "/admin/access/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True
     )
     key.refresh_from_db()
     assert key.revoked_at is not None
@@ -63,7 +65,7 @@ def test_admin_redeliver_action(client, side_a):
         "/admin/partners/webhookdelivery/",
         f"/admin/partners/webhookdelivery/{delivery.pk}/change/",
         "/admin/partners/webhookevent/",
-        "/admin/partners/partner/",
+        "/admin/access/partner/",
         "/admin/partners/webhookendpoint/add/",
     ):
         assert admin.get(url).status_code == 200, url

@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from partners.models import ApiKey
-from partners.services import api_key_authenticate, api_key_revoke
+from access.models import ApiKey
+from access.services import api_key_authenticate, api_key_revoke
 from tests.api.conftest import api_client
 from tests.factories import BrandFactory, UserFactory
 
@@ -123,11 +123,11 @@ def test_a_verified_key_is_trusted_for_a_few_seconds_without_a_query(side_a):
     assert side_a.api.get("/api/v1/brands/").status_code == 200
     with CaptureQueriesContext(connection) as queries:
         assert side_a.api.get("/api/v1/brands/").status_code == 200
-    assert not [q for q in queries.captured_queries if "partners_apikey" in q["sql"]]
+    assert not [q for q in queries.captured_queries if "access_apikey" in q["sql"]]
     # Deactivating the partner reaches this process once the cache entry lapses.
     side_a.partner.is_active = False
     side_a.partner.save()
-    from partners import services
+    from access import services
 
     services._authenticated.clear()
     assert side_a.api.get("/api/v1/brands/").status_code == 401

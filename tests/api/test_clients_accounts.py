@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.utils import timezone
 
 from accounts.models import Account, Client
-from accounts.validators import inn_complete
+from core.validators import inn_complete
 from tests.api.helpers import error_of, post
 from tests.factories import AccountFactory, ServiceFactory
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from access.models import ApiIdempotencyRecord
 from ledger.models import Transaction
-from partners.models import ApiIdempotencyRecord
 from tests.api.conftest import api_client, make_side
 from tests.api.helpers import error_of, post
 

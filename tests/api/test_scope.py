@@ -112,7 +112,7 @@ def test_staff_sees_every_brand(staff_api, side_a, b_objects):
 
 
 def test_key_scoped_to_one_of_two_partner_brands(db):
-    from partners.services import api_key_create, partner_get_or_create
+    from access.services import api_key_create, partner_get_or_create
     from tests.api.conftest import api_client
     from tests.factories import AccountFactory, BrandFactory
 

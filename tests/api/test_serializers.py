@@ -62,8 +62,8 @@ def test_transaction_representation_of_a_fresh_posting_matches_the_stored_row(po
 
 
 def test_balance_representation_matches_drf_fields(postings):
-    from accounts.api.serializers import BalanceSerializer
     from accounts.models import Account
+    from ledger.api.serializers import BalanceSerializer
     from ledger.selectors import account_balance
 
     for account in Account.objects.filter(kind="client"):

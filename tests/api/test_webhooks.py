@@ -15,11 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
+from access.services import partner_get_or_create
 from ledger.services import debit_post
 from partners import webhooks
 from partners.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 from partners.services import (
-    partner_get_or_create,
     webhook_endpoint_create,
     webhook_redeliver,
     webhooks_deliver_due,

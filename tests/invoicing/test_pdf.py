@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from access.services import api_key_create, partner_get_or_create
 from invoicing import documents, services, tasks
 from invoicing.ingest import usage_ingest_records
 from invoicing.models import Invoice
@@ -26,7 +27,6 @@ from invoicing.pdf import (
     render_invoice_pdf,
 )
 from ledger.services import accrual_post
-from partners.services import api_key_create, partner_get_or_create
 from tests.factories import (
     AccountFactory,
     BrandFactory,

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.db import connection, connections
 
-from billing_site.errors import DomainError
+from core.errors import DomainError
 
 BARRIER_TIMEOUT = 30
 RESULT_TIMEOUT = 120

@@ -2,8 +2,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_site.errors import DomainError
 from brands.models import Brand
+from core.errors import DomainError
 from invoicing import services
 from invoicing.models import InvoiceRun
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from billing_site.errors import DomainError
+from core.errors import DomainError
 from invoicing.services import invoice_recalculate
 
 

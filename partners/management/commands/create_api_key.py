@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from access.services import api_key_create, partner_get_or_create
 from brands.models import Brand
-from partners.services import api_key_create, partner_get_or_create
 
 
 class Command(BaseCommand):

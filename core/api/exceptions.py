@@ -1,6 +1,6 @@
 """One exception handler: every error is ``{"code", "message", "details"}``.
 
-Domain errors (``billing_site.errors.DomainError``) keep their ``code`` and
+Domain errors (``core.errors.DomainError``) keep their ``code`` and
 ``status``, except that 400s are ``validation_error`` with details per field,
 as the API contract says. DRF's own errors keep their status and headers
 (``WWW-Authenticate``, ``Retry-After``, ``Allow``).
@@ -18,7 +18,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from billing_site.errors import DomainError
+from core.errors import DomainError
 
 AMOUNT_CODES = {"invalid_amount"}
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
-from partners.services import ApiPrincipal
+from core.api.principal import ApiPrincipal
 
 
 class IsPartnerOrStaff(BasePermission):

@@ -6,7 +6,8 @@ from typing import Any
 
 from rest_framework import authentication, exceptions
 
-from partners.services import ApiPrincipal, api_key_authenticate
+from access.services import api_key_authenticate
+from core.api.principal import ApiPrincipal
 
 KEYWORD = "Api-Key"
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
-from partners.services import ApiPrincipal
+from core.api.principal import ApiPrincipal
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -79,7 +79,7 @@ class BillingAutoSchema(AutoSchema):
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "billing_site.api.authentication.ApiKeyAuthentication"
+    target_class = "access.authentication.ApiKeyAuthentication"
     name = "ApiKeyAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing_site.api.parsers import is_json_float
+from core.api.parsers import is_json_float
 
 MAX_AMOUNT = Decimal("9999999999999999.99")  # NUMERIC(18,2)
 MAX_ID = 2**63 - 1

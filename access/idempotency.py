@@ -1,0 +1,78 @@
+"""Idempotent money POSTs: the posting and the record of its response are one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpResponse
+from rest_framework.renderers import JSONRenderer
+
+from access.services import api_response_record, api_response_replay
+from core.api.scope import request_scope
+from core.api.views import idempotency_key_of
+from core.errors import IdempotencyConflict
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def money_post(
+    request: Any,
+    *,
+    post: Callable[[str | None], Any],
+    serialize: Callable[[Any], dict[str, Any]],
+    status: int = 201,
+) -> HttpResponse:
+    """Run a ledger service for a money POST and answer it, replaying by ``Idempotency-Key``.
+
+    With a key, the service and the record of this response (its status and
+    exact body bytes) are one database transaction: a key exists exactly when
+    its posting and its response do. Concurrent duplicates wait on the
+    ledger's unique key, then replay the winner's stored response. A refused
+    request stores nothing, so the key can be retried once the refusal no
+    longer applies.
+    """
+    key = idempotency_key_of(request)
+    if key is None:
+        return _json(_render(serialize(post(None))), status)
+    caller = request_scope(request).caller.ref
+    with transaction.atomic():
+        result = post(key)
+        if getattr(result, "replayed", False):
+            record = api_response_replay(caller=caller, key=key)
+            if record is not None and record.path != request.path:
+                raise IdempotencyConflict(key=key)
+            if record is not None:
+                body, code = bytes(record.body), record.status_code
+            else:  # posted through another channel by the same caller with the same key
+                body, code = _render(serialize(result)), status
+            response = _json(body, code)
+            response[REPLAYED_HEADER] = "true"
+            return response
+        body = _render(serialize(result))
+        api_response_record(
+            caller=caller,
+            key=key,
+            method=request.method,
+            path=request.path,
+            status_code=status,
+            body=body,
+        )
+    return _json(body, status)
+
+
+def _render(data: Any) -> bytes:
+    return JSONRenderer().render(data)
+
+
+def _json(body: bytes, status: int) -> HttpResponse:
+    return HttpResponse(body, status=status, content_type="application/json")
+
+
+def _render(data: Any) -> bytes:
+    return JSONRenderer().render(data)
+
+
+def _json(body: bytes, status: int) -> HttpResponse:
+    return HttpResponse(body, status=status, content_type="application/json")

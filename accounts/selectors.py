@@ -1,0 +1,75 @@
+"""Reads of clients and accounts within a caller's scope (API, staff views, reports).
+
+A partner sees the client accounts linked (``Account.brands``) to its key's
+brands and the clients owning them, plus the clients it created itself;
+staff (``scope.brand_ids is None``) see every client account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet
+
+from accounts.models import Account, Client, PartnerClient
+from core.api.scope import Scope
+
+AccountBrand = Account.brands.through
+_ACCOUNT_COLUMNS = [f.attname for f in Account._meta.concrete_fields]
+
+
+def linked_to_brands(brand_ids: frozenset[int], account_field: str = "pk") -> Exists:
+    """Whether the account in ``account_field`` is linked to one of ``brand_ids``."""
+    return Exists(
+        AccountBrand.objects.filter(account_id=OuterRef(account_field), brand_id__in=brand_ids)
+    )
+
+
+def accounts_in_scope(scope: Scope, qs: QuerySet[Account] | None = None) -> QuerySet[Account]:
+    qs = Account.objects.filter(kind=Account.Kind.CLIENT) if qs is None else qs
+    return qs if scope.brand_ids is None else qs.filter(linked_to_brands(scope.brand_ids))
+
+
+def clients_in_scope(scope: Scope, qs: QuerySet[Client] | None = None) -> QuerySet[Client]:
+    qs = Client.objects.all() if qs is None else qs
+    if scope.brand_ids is None:
+        return qs
+    has_account = Exists(
+        Account.objects.filter(client_id=OuterRef("pk")).filter(linked_to_brands(scope.brand_ids))
+    )
+    created = Exists(
+        PartnerClient.objects.filter(client_id=OuterRef("pk"), partner_id=scope.partner_id)
+    )
+    return qs.filter(has_account | created)
+
+
+def _account_row(scope: Scope, columns: list[str], account_id: int) -> tuple | None:
+    """One client account row in scope, by a plain query: building the equivalent
+    ORM query with its ``Exists`` costs more than running it (the API's hot path)."""
+    sql = (
+        f"SELECT {', '.join(f'a.{c}' for c in columns)} FROM accounts_account a"
+        " WHERE a.id = %s AND a.kind = 'client'"
+    )
+    params: list[Any] = [account_id]
+    if scope.brand_ids is not None:
+        sql += (
+            " AND EXISTS (SELECT 1 FROM accounts_account_brands b"
+            " WHERE b.account_id = a.id AND b.brand_id = ANY(%s))"
+        )
+        params.append(list(scope.brand_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def account_ref_in_scope(scope: Scope, account_id: int) -> tuple[int, str] | None:
+    """(id, currency) of a client account this scope may post to, or None."""
+    row = _account_row(scope, ["id", "currency"], account_id)
+    return (row[0], row[1]) if row else None
+
+
+def account_in_scope(scope: Scope, account_id: int) -> Account | None:
+    """The client account with this id if this scope sees it."""
+    row = _account_row(scope, _ACCOUNT_COLUMNS, account_id)
+    return None if row is None else Account.from_db("default", _ACCOUNT_COLUMNS, row)

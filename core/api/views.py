@@ -1,0 +1,75 @@
+"""Base classes for the per-app API views, the API's JSON 404 and the benchmark view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from django.http import HttpResponse, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import AllowAny
+
+from core.api.scope import Scope, request_id_of, request_scope
+from core.errors import NotFoundInScope
+
+__all__ = ["NotFoundInScope", "ScopedViewMixin", "ScopedViewSet", "idempotency_key_of", "in_scope"]
+
+
+class ScopedViewMixin:
+    """Gives views ``self.scope`` and echoes the request id in ``X-Request-ID``."""
+
+    request: Any
+    metadata_class = None  # OPTIONS answers 405: the OpenAPI schema describes the API
+
+    @property
+    def scope(self) -> Scope:
+        return request_scope(self.request)
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["X-Request-ID"] = request_id_of(request)
+        return response
+
+
+class ScopedViewSet(ScopedViewMixin, viewsets.GenericViewSet):
+    pass
+
+
+def in_scope(queryset: QuerySet, pk: Any, field: str) -> Model:
+    """The object with this id among ``queryset`` (already scoped), or 404 naming the field."""
+    obj = queryset.filter(pk=pk).first() if pk is not None else None
+    if obj is None:
+        raise NotFoundInScope(f"{field}: not found.", **{field: ["Not found."]})
+    return obj
+
+
+def idempotency_key_of(request: Any) -> str | None:
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not (0 < len(key) <= 255) or not key.isascii() or not key.isprintable():
+        raise ValidationError({"Idempotency-Key": ["Use 1 to 255 printable ASCII characters."]})
+    return key
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def api_not_found(request: Any, path: str = "") -> HttpResponse:
+    """Unknown paths under /api/ answer the API's JSON 404, not the site's HTML page."""
+    raise NotFound()
+
+
+def bench_ping(request: Any) -> JsonResponse:
+    """A bare Django view: the framework's own ceiling in bench/api.py."""
+    return JsonResponse({"ok": True})
