@@ -30,6 +30,7 @@ import contextlib
 import os
 import socket
 import stat
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -149,11 +150,17 @@ def _server_user(data: Path):
     import pwd
 
     name = os.environ.get("EMBEDDED_PG_USER")
-    if name:
-        return pwd.getpwnam(name)
-    if data.exists() and data.stat().st_uid != 0:
-        return pwd.getpwuid(data.stat().st_uid)
-    return pwd.getpwnam("nobody")
+    try:
+        if name:
+            return pwd.getpwnam(name)
+        if data.exists() and data.stat().st_uid != 0:
+            return pwd.getpwuid(data.stat().st_uid)
+        return pwd.getpwnam("nobody")
+    except KeyError as exc:
+        raise EmbeddedPostgresError(
+            f"PostgreSQL does not run as root, and there is no user to run it as ({exc}): "
+            f"set EMBEDDED_PG_USER to an unprivileged user."
+        ) from exc
 
 
 def _run_as(user) -> dict:
@@ -280,9 +287,9 @@ def ensure_server(name: str, reason: str = "") -> str:
                     pgdata=data,
                     **run_as,
                 )
-            except Exception as exc:
+            except (subprocess.SubprocessError, OSError) as exc:
                 raise EmbeddedPostgresError(
-                    f"initdb failed in {data}: {exc} (its output is above)"
+                    f"initdb failed in {data} (its output is above)"
                 ) from exc
         try:
             ep.pg_ctl(
@@ -297,9 +304,9 @@ def ensure_server(name: str, reason: str = "") -> str:
                 pgdata=data,
                 **run_as,
             )
-        except Exception as exc:
+        except (subprocess.SubprocessError, OSError) as exc:
             raise EmbeddedPostgresError(
-                f"The embedded PostgreSQL did not start on port {port_} ({exc}); "
+                f"the embedded PostgreSQL did not start on port {port_} (EMBEDDED_PG_PORT); "
                 f"the end of {log}:\n{_tail(log)}"
             ) from exc
         url = _url(port_, name)
