@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
+.PHONY: run test install db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,16 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
+# Without DATABASE_URL and without a server on 127.0.0.1:5432, these start the embedded
+# PostgreSQL in ./.pgdata (billing_site/embedded_pg.py); it keeps running until db-stop.
 db: install
 	$(PY) -m billing_site.ensure_db
+
+dbserver: install
+	$(PY) -m billing_site.ensure_db --server-only
+
+db-stop: install
+	$(PY) -m billing_site.embedded_pg stop
 
 migrate: db
 	$(PY) manage.py migrate --no-input
@@ -34,7 +42,7 @@ run: demo
 	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: install
+test: dbserver
 	$(PY) -m pytest
 
 lint: install

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from billing_site import embedded_pg
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -83,7 +85,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billing")
+# DATABASE_URL as is when set; otherwise postgres://postgres@127.0.0.1:5432/billing, or the
+# embedded PostgreSQL that ``make run`` started when nothing answers there (embedded_pg.py).
+DATABASE_URL = embedded_pg.database_url()
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60"))
