@@ -76,6 +76,28 @@ class Client(models.Model):
 
 
 class Account(models.Model):
+    """A personal account of a client, or a system account of the operator.
+
+    A client account has a human-readable ``number`` with a Luhn check digit
+    (typed by payers at bank terminals), one ``currency``, a ``status``
+    (open / blocked / closed, with the reason and who changed it) and links to
+    the ``brands`` that bill it. It may hang under a ``parent`` (its payer):
+    a sub-account holds no funds of its own, its debits are taken from the
+    root payer's balance and counted against its own write-off limits.
+
+    ``balance`` and ``held`` are the running state of a root payer, written
+    only by the ledger services under this row's lock, in the same database
+    transaction as the entries that change them; ``negative_since`` and the
+    ``spent_day``/``spent_month`` counters live beside them. Limits: credit
+    (``credit_limit``, ``credit_period_days``, ``credit_expires_at``) on a
+    payer, write-off limits per transaction, day and month on any account.
+
+    System accounts (``kind`` other than ``client``: clearing per channel,
+    revenue per brand and service, suspense, refunds, penalties, adjustments)
+    are hot: they are never locked and keep no running balance; their balance
+    is the sum of their entries.
+    """
+
     class Kind(models.TextChoices):
         CLIENT = "client", "Client account"
         CLEARING = "clearing", "Clearing (payment channel)"

@@ -368,7 +368,17 @@ class MeterReading(models.Model):
 
 
 class InvoiceRun(models.Model):
-    """One billing run of a period (optionally one brand), processed in chunks by q2 workers."""
+    """One billing run of a period (optionally one brand), processed in chunks by q2 workers.
+
+    ``invoice_run_start`` records it and queues a plan task that splits the
+    accounts into ``InvoiceRunChunk`` rows, each processed exactly once by one
+    q2 task. ``issue`` mode issues and posts invoices as chunks finish;
+    ``draft`` mode stops at ``draft_ready`` until someone approves the run.
+    ``total``/``processed``/``failed`` move in the chunks' transactions (the
+    progress bar); accounts it could not bill are ``InvoiceRunFailure`` rows.
+    A run can be resumed after a crash; an (account, brand, period) is never
+    billed twice, whichever run gets there first.
+    """
 
     class Mode(models.TextChoices):
         ISSUE = "issue", "Issue"
@@ -477,7 +487,12 @@ class Invoice(models.Model):
 
     ``total`` includes VAT (``vat`` is its VAT part, ``subtotal`` the rest). A
     credit note has a negative total. ``paid_amount`` is what payments and
-    credits allocated to it cover.
+    credits allocated to it cover. Lifecycle: ``draft`` (a draft run) ->
+    ``issued`` (numbered gap-free per brand and year, its total posted to the
+    ledger as an accrual, its PDF rendered) -> ``partly_paid`` / ``paid`` as
+    payments are allocated oldest first, ``overdue`` after ``due_date``
+    (penalties accrue), or ``void``. An adjustment (``adjusts`` the original)
+    bills the difference found by a recalculation of a billed period.
     """
 
     class Kind(models.TextChoices):

@@ -44,6 +44,18 @@ class TransactionKind(models.TextChoices):
 
 
 class Transaction(models.Model):
+    """The header of one posting: what happened, for whom, on whose behalf.
+
+    ``account`` is the client account the posting was made for (as the caller
+    named it, possibly a sub-account), ``counter_account`` the receiving
+    account of a transfer; ``brand``/``service`` and ``(subject_type,
+    subject_id)`` link it to the catalogue and to anything outside the
+    ledger (``order/81723``, ``invoice/5``). ``caller``, ``created_by`` and
+    ``request_id`` say who posted it and from which request. Its ``entries``
+    sum to zero. Append-only: a mistake is undone by a reversal, a mirror
+    transaction whose ``reversal_of`` points here (at most one).
+    """
+
     kind = models.CharField(max_length=16, choices=TransactionKind.choices)
     account = models.ForeignKey(
         Account,
@@ -117,6 +129,15 @@ class Transaction(models.Model):
 
 
 class Entry(models.Model):
+    """One leg of a transaction: ``amount`` (+ credit, - debit) on one account.
+
+    Lands on the balance-bearing account: a client's root payer or a system
+    account; ``subaccount`` names the sub-account the posting was made for.
+    On a client account ``balance_after`` is the payer's balance right after
+    this entry, so history and "balance at a moment" are index lookups; on a
+    system account it is empty. Append-only.
+    """
+
     transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="entries")
     account = models.ForeignKey(
         Account, on_delete=models.PROTECT, related_name="entries", db_index=False
@@ -167,6 +188,14 @@ class Entry(models.Model):
 
 
 class Hold(models.Model):
+    """A reservation of a payer's funds (two-phase debit): captured, voided or expired.
+
+    While ``active`` its ``amount`` counts in the payer's ``held`` and against
+    the write-off limits of the chain on ``reserved_on``; a capture (full or
+    partial, once) posts a ``hold_capture`` transaction and releases the rest;
+    a void or the expiry sweep (after ``expires_at``) releases it all.
+    """
+
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         CAPTURED = "captured", "Captured"
