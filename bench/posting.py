@@ -9,7 +9,7 @@ Scenarios, each with 1, 2 and 4 worker processes calling ``ledger.services.debit
 Each debit is one DB transaction: lock the account chain, check status, write-off
 limits and funds, insert the transaction and two entries, update the running balance
 and counters. Prints JSON with postings/s, p50 and p99 latency, and the reference
-ceiling (../shared/bench/ledger_limit.sql through pgbench: the same work in PL/pgSQL,
+ceiling (bench/reference/ledger_limit.sql through pgbench: the same work in PL/pgSQL,
 no application in between), measured in the same run.
 
 Uses its own database (BENCH_DATABASE_URL, default .../billing_bench), created and
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 BENCH_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billing_bench")
 SPREAD_ACCOUNTS = 10_000
 HOT_SUBACCOUNTS = 100
-CEILING_SQL = ROOT.parent / "shared" / "bench" / "ledger_limit.sql"
+CEILING_SQL = ROOT / "bench" / "reference" / "ledger_limit.sql"
 TARGETS = {"spread": 1500, "hot": 600}
 
 
@@ -254,7 +254,7 @@ def ceiling(seconds: int) -> dict:
     subprocess.run(
         ["psql", *base, "-q", "-c", "DROP DATABASE limitbench", "postgres"], capture_output=True
     )
-    return {"tool": "pgbench -c 4 -j 2, ../shared/bench/ledger_limit.sql", **out}
+    return {"tool": "pgbench -c 4 -j 2, bench/reference/ledger_limit.sql", **out}
 
 
 def main() -> None:
