@@ -83,6 +83,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from brands.models import Brand, Service
+from brands.services import SERVICE_FIELDS, service_create, service_update  # noqa: F401 (moved to brands)
 from invoicing.exceptions import (
     InvalidInvoiceTransition,
     InvoicingValidationError,
@@ -251,58 +252,6 @@ def check_days_open(first_day: date) -> None:
             " at the earliest.",
             period=closed.code,
         )
-
-
-# --------------------------------------------------------------------------- catalogue
-
-
-SERVICE_FIELDS = {"code", "name", "unit", "vat_rate", "is_active"}
-
-
-@transaction.atomic
-def service_create(
-    *, brand: Brand | int, code: str, name: str, unit: str = "pcs", vat_rate: Any = None
-) -> Service:
-    """Add a service to a brand's catalogue (VAT defaults to the brand's rate)."""
-    brand_obj = brand if isinstance(brand, Brand) else Brand.objects.get(pk=brand)
-    rate = (
-        brand_obj.default_vat_rate
-        if vat_rate is None
-        else parse_decimal(vat_rate, field_name="vat_rate", places=2)
-    )
-    service = Service(brand=brand_obj, code=code, name=name, unit=unit, vat_rate=rate)
-    _full_clean(service)
-    service.save()
-    return service
-
-
-@transaction.atomic
-def service_update(*, service: Service, **fields: Any) -> Service:
-    unknown = set(fields) - SERVICE_FIELDS
-    if unknown:
-        raise TypeError(f"Unknown service fields: {sorted(unknown)}")
-    if "vat_rate" in fields:
-        fields["vat_rate"] = parse_decimal(fields["vat_rate"], field_name="vat_rate", places=2)
-        if fields["vat_rate"] != service.vat_rate:
-            # VAT is part of every line's amount: a change must not reach billed days.
-            check_days_open(today())
-    for name, value in fields.items():
-        setattr(service, name, value)
-    _full_clean(service)
-    service.save(update_fields=list(fields))
-    return service
-
-
-def _full_clean(obj: Any) -> None:
-    from django.core.exceptions import ValidationError
-
-    try:
-        obj.full_clean()
-    except ValidationError as exc:
-        details = {name: [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
-        raise InvoicingValidationError(
-            "; ".join(f"{k}: {' '.join(v)}" for k, v in details.items()), **details
-        ) from None
 
 
 # --------------------------------------------------------------------------- tariffs
