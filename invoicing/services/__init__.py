@@ -6,7 +6,8 @@ services``) and never a module of it:
 
 - ``inputs``: shared helpers (settings, ``today``, the ``INVOICING`` caller,
   ``parse_decimal``, ``round_money``, ``check_day``);
-- ``periods``: billing periods and the closed-period guard ``check_days_open``;
+- ``periods``: billing periods, the closed-period guard ``check_days_open`` and
+  ``billing_period_ended_get`` (runs and recalculations take ended periods only);
 - ``tariffs``, ``subscriptions``, ``meters``: the rating inputs;
 - ``numbering``: gap-free invoice numbers;
 - ``status``: the invoice status machine, voiding, marking overdue;
@@ -123,6 +124,7 @@ from invoicing.services.penalties import PenaltyOutcome, penalties_accrue, penal
 from invoicing.services.periods import (
     PERIOD_RE,
     billing_period_close,
+    billing_period_ended_get,
     billing_period_for_day,
     billing_period_get,
     check_days_open,
@@ -180,6 +182,7 @@ __all__ = [
     "TariffOverlap",
     "TierSpec",
     "billing_period_close",
+    "billing_period_ended_get",
     "billing_period_for_day",
     "billing_period_get",
     "check_day",

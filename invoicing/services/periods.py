@@ -14,22 +14,48 @@ from django.utils import timezone
 
 from invoicing.exceptions import InvoicingValidationError, PeriodClosed
 from invoicing.models import BillingPeriod
+from invoicing.services.inputs import today
 
 PERIOD_RE = re.compile(r"^((?:19|20|21)\d{2})-(0[1-9]|1[0-2])$")
 
 
-def billing_period_get(code: str) -> BillingPeriod:
-    """The period ``YYYY-MM`` (created on first use, open)."""
+def _period_days(code: str) -> tuple[date, date]:
+    """The first and last day of the period ``YYYY-MM`` (refused when not written so)."""
     match = PERIOD_RE.match(code or "")
     if not match:
         raise InvoicingValidationError("A period is written YYYY-MM.", field="period", value=code)
     year, month = int(match[1]), int(match[2])
     starts_on = date(year, month, 1)
-    ends_on = (date(year + month // 12, month % 12 + 1, 1)) - timedelta(days=1)
+    return starts_on, date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+
+
+def billing_period_get(code: str) -> BillingPeriod:
+    """The period ``YYYY-MM`` (created on first use, open)."""
+    starts_on, ends_on = _period_days(code)
     period, _ = BillingPeriod.objects.get_or_create(
         code=code, defaults={"starts_on": starts_on, "ends_on": ends_on}
     )
     return period
+
+
+def billing_period_ended_get(period: str | BillingPeriod) -> BillingPeriod:
+    """The period, refused (``validation_error`` on ``period``) unless it has ended.
+
+    Runs and recalculations bill what a period used; before its last business
+    day (``TIME_ZONE``) is over, usage is still arriving. Checked before the
+    period row is created, so a refused request leaves nothing behind.
+    """
+    code = period.code if isinstance(period, BillingPeriod) else period
+    _starts_on, ends_on = _period_days(code)
+    current = today()
+    if ends_on >= current:
+        raise InvoicingValidationError(
+            f"Period {code} has not ended yet; runs and recalculations take periods that have"
+            f" ended (the latest is {(current.replace(day=1) - timedelta(days=1)):%Y-%m}).",
+            field="period",
+            value=code,
+        )
+    return period if isinstance(period, BillingPeriod) else billing_period_get(code)
 
 
 def billing_period_for_day(day: date) -> BillingPeriod:

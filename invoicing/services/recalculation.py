@@ -24,7 +24,7 @@ from invoicing.models import BillingPeriod, Invoice, InvoiceLine, InvoiceRun
 from invoicing.rating import RATED_TABLE, rate_accounts
 from invoicing.services.inputs import Q6, ZERO, _pk, _setting
 from invoicing.services.issuing import ChunkOutcome, Failure, _issue
-from invoicing.services.periods import billing_period_get
+from invoicing.services.periods import billing_period_ended_get
 from invoicing.services.status import S
 from ledger import services as ledger
 from ledger.exceptions import DomainError
@@ -158,9 +158,9 @@ def invoice_recalculate(
     credit note with a negative total); an empty list when nothing changed.
     ``brand`` / ``brand_ids`` limit it to those brands (a partner's). Refused
     with ``period_not_billed`` when the account has no issued invoice for the
-    period (and brands).
+    period (and brands); a period that has not ended is ``validation_error``.
     """
-    period_obj = billing_period_get(period) if isinstance(period, str) else period
+    period_obj = billing_period_ended_get(period)
     query = Invoice.objects.filter(
         account_id=_pk(account), period=period_obj, kind=Invoice.Kind.INVOICE
     ).exclude(status__in=[S.DRAFT, S.VOID])

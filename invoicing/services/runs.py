@@ -26,7 +26,7 @@ from invoicing.models import BillingPeriod, Invoice, InvoiceRun, InvoiceRunChunk
 from invoicing.rating import RATED_TABLE, RatedLine, rate_accounts, rated_lines
 from invoicing.services.inputs import _pk, _setting, today
 from invoicing.services.issuing import ChunkOutcome, Failure, _issue
-from invoicing.services.periods import billing_period_get
+from invoicing.services.periods import billing_period_ended_get, billing_period_get
 from invoicing.services.recalculation import _recalculate_changed
 from invoicing.services.status import S
 
@@ -121,14 +121,17 @@ def invoice_run_start(
     chunk_size: int | None = None,
     created_by: Any = None,
 ) -> InvoiceRun:
-    """Record a run and start it in the background (a q2 plan task after commit)."""
+    """Record a run and start it in the background (a q2 plan task after commit).
+
+    Only a period that has ended can be run (``billing_period_ended_get``).
+    """
     if mode not in InvoiceRun.Mode.values:
         raise InvoicingValidationError(f"Unknown run mode {mode!r}.", field="mode")
     size = int(chunk_size or _setting("INVOICING_CHUNK_SIZE", 1000))
     if size < 1:
         raise InvoicingValidationError("chunk_size must be positive.", field="chunk_size")
     with transaction.atomic():
-        period_obj = billing_period_get(period) if isinstance(period, str) else period
+        period_obj = billing_period_ended_get(period)
         run = InvoiceRun.objects.create(
             period=period_obj,
             brand_id=_pk(brand),
