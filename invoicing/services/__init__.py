@@ -52,7 +52,9 @@ partial unique index
 ``(account, brand, period) WHERE kind = 'invoice' AND status <> 'void'``: an
 account is never billed twice, whoever races) and, in the same statement, their
 lines. In draft mode the chunk stops there (``draft_ready`` once all chunks
-are done; ``invoice_run_approve`` issues them in chunks). Issuing a batch
+are done; ``invoice_run_approve`` issues them in chunks, each locking its
+accounts before its drafts: accounts first, invoices second is the order of every
+posting, allocation and void, so none of them deadlock). Issuing a batch
 (``issuing._issue``) posts every invoice total as a ledger accrual in one call
 (``ledger.services.accruals_post_bulk``, subject ``invoice/<id>``, idempotency
 key ``invoice:<id>``), takes the balance brought forward from the entries'

@@ -29,6 +29,7 @@ from invoicing.services.issuing import ChunkOutcome, Failure, _issue
 from invoicing.services.periods import billing_period_ended_get, billing_period_get
 from invoicing.services.recalculation import _recalculate_changed
 from invoicing.services.status import S
+from ledger import services as ledger
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,16 @@ def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
 
 
 def _issue_drafts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
-    """Approval: issue the run's drafts of these accounts as they were previewed."""
+    """Approval: issue the run's drafts of these accounts as they were previewed.
+
+    Locks the accounts (and their payer chains, ``ledger.lock_accounts``) first and
+    the drafts second: the order of every posting, allocation and ``invoice_void``.
+    Locking the drafts first and the accounts when posting the accruals deadlocked
+    against a void that held the account and waited for its draft.
+    """
     outcome = ChunkOutcome()
     started = timezone.now()
+    ledger.run_locked(lambda: ledger.lock_accounts(account_ids))
     drafts = list(
         Invoice.objects.select_for_update()
         .filter(run=run, account_id__in=account_ids, status=S.DRAFT)
