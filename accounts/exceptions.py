@@ -4,6 +4,7 @@ from core.errors import DomainError, PermissionDenied
 
 __all__ = [
     "AccountBlocked",
+    "AccountChainLoop",
     "AccountClosed",
     "AccountHasFunds",
     "CurrencyMismatch",
@@ -44,3 +45,15 @@ class InvalidAccountStructure(DomainError):
     code = "invalid_account_structure"
     status = 400
     default_message = "That parent account cannot be used."
+
+
+class AccountChainLoop(InvalidAccountStructure):
+    """A payer chain leads back to an account already on it: the data is corrupt.
+
+    The services never create one (``account_set_parent`` locks the chains it
+    checks); every chain walk raises this instead of walking forever.
+    """
+
+    code = "account_chain_loop"
+    status = 409
+    default_message = "The account's payer chain loops back on itself; the structure needs repair."

@@ -15,9 +15,11 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.exceptions import (
+    AccountChainLoop,
     AccountHasFunds,
     InvalidAccountStructure,
     InvalidStatusTransition,
@@ -122,11 +124,75 @@ def _subtree_levels(account: Account) -> int:
         return cursor.fetchone()[0] or 0
 
 
-def _check_parent(account: Account | None, parent: Account, currency: str) -> None:
+# The accounts and every ancestor up to their root payers (UNION: ends even on a loop).
+_CHAINS_SQL = """
+WITH RECURSIVE chain(id, parent_id) AS (
+    SELECT id, parent_id FROM accounts_account WHERE id = ANY(%s::bigint[])
+  UNION
+    SELECT a.id, a.parent_id FROM accounts_account a JOIN chain c ON a.id = c.parent_id
+)
+SELECT id FROM chain
+"""
+LOCK_ATTEMPTS = 5
+
+
+class _ChainChanged(Exception):
+    """A parent link on a chain changed while its rows were being locked."""
+
+
+def _lock_chains(account_ids: Iterable[int]) -> dict[int, Account]:
+    """Lock the accounts and every account above them, up to their root payers.
+
+    One statement, ``FOR UPDATE`` in primary-key order (the order ledger postings
+    lock in, so neither deadlocks the other). A chain read before the locks were
+    granted may have changed meanwhile (a link committed by the transaction we
+    waited for): then the savepoint is rolled back, releasing the locks, and the
+    chains are read and locked again, until every locked account's payer is locked too.
+    """
+    ids = sorted(set(account_ids))
+    for _attempt in range(LOCK_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                locked = {
+                    a.pk: a
+                    for a in Account.objects.select_for_update()
+                    .filter(pk__in=RawSQL(_CHAINS_SQL, [ids]))
+                    .order_by("pk")
+                }
+                if any(
+                    a.parent_id is not None and a.parent_id not in locked for a in locked.values()
+                ):
+                    raise _ChainChanged
+                return locked
+        except _ChainChanged:
+            continue
+    raise InvalidAccountStructure(
+        "The account structure kept changing while it was being checked; try again.",
+        field="parent",
+    )
+
+
+def _chain_above(parent: Account, locked: dict[int, Account]) -> list[Account]:
+    """``parent`` and its payers up to the root, from locked rows; a loop raises."""
+    chain = [parent]
+    seen = {parent.pk}
+    while chain[-1].parent_id is not None:
+        if chain[-1].parent_id in seen:
+            raise AccountChainLoop(account=parent.number)
+        seen.add(chain[-1].parent_id)
+        chain.append(locked[chain[-1].parent_id])
+    return chain
+
+
+def _check_parent(
+    account: Account | None, parent: Account, currency: str, locked: dict[int, Account]
+) -> None:
     """Refuse a parent that is a system account, of another currency, closed, or a cycle.
 
-    The depth limit counts the account's own sub-accounts too, so that moving a
-    payer with employees under another payer cannot push them past the limit.
+    ``locked`` holds the parent's whole chain, locked (``_lock_chains``), so the
+    chain cannot change until commit. The depth limit counts the account's own
+    sub-accounts too, so that moving a payer with employees under another payer
+    cannot push them past the limit.
     """
     if parent.is_system:
         raise InvalidAccountStructure("A system account cannot be a payer.", field="parent")
@@ -136,13 +202,10 @@ def _check_parent(account: Account | None, parent: Account, currency: str) -> No
         )
     if parent.status == Account.Status.CLOSED:
         raise InvalidAccountStructure("The payer account is closed.", field="parent")
-    depth = 1
-    node: Account | None = parent
-    while node is not None:
-        if account is not None and node.pk == account.pk:
-            raise InvalidAccountStructure("That link would make a cycle.", field="parent")
-        depth += 1
-        node = node.parent
+    chain = _chain_above(parent, locked)
+    if account is not None and any(node.pk == account.pk for node in chain):
+        raise InvalidAccountStructure("That link would make a cycle.", field="parent")
+    depth = 1 + len(chain)
     if account is not None:
         depth += _subtree_levels(account)
     if depth > settings.BILLING_MAX_ACCOUNT_DEPTH:
@@ -170,8 +233,9 @@ def account_create(
     """Open a client account with a fresh check-digit number (a sub-account under ``parent``)."""
     currency = currency or (parent.currency if parent else settings.BILLING_DEFAULT_CURRENCY)
     if parent is not None:
-        parent = Account.objects.select_for_update().get(pk=parent.pk)
-        _check_parent(None, parent, currency)
+        locked = _lock_chains([parent.pk])
+        parent = locked[parent.pk]
+        _check_parent(None, parent, currency, locked)
     account = Account(
         number=account_numbers_allocate(1)[0],
         kind=Account.Kind.CLIENT,
@@ -218,18 +282,20 @@ def account_update(
 def account_set_parent(*, account: Account, parent: Account | None) -> Account:
     """Attach a funds-free account under a payer, or detach it to pay for itself.
 
-    Locks the account and the new parent in primary-key order.
+    Locks the account, the new parent and every account above either of them (their
+    chains up to the root payers) in primary-key order, and checks for a cycle on
+    those locked rows (``_lock_chains``). Two links that close a cycle only together
+    (X under Y while Y's payer goes under an account below X) both lock the account
+    the second one moves, so the second waits for the first, sees its link and is
+    refused; checking unlocked chains let both pass.
     """
-    ids = sorted({account.pk} | ({parent.pk} if parent else set()))
-    locked = {
-        a.pk: a for a in Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-    }
+    locked = _lock_chains([account.pk, *([parent.pk] if parent else [])])
     acc = locked[account.pk]
     if acc.is_system:
         raise InvalidAccountStructure("System accounts have no payer.", field="parent")
     if parent is not None:
         new_parent = locked[parent.pk]
-        _check_parent(acc, new_parent, acc.currency)
+        _check_parent(acc, new_parent, acc.currency, locked)
         if acc.balance or acc.held:
             raise AccountHasFunds(
                 "Only an account with no balance and no holds can become a sub-account."

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
 from accounts.selectors import linked_to_brands
 from core.api.scope import Scope
@@ -59,7 +60,11 @@ def account_chain(account: Account, *, refresh: bool = True) -> list[Account]:
     ``refresh=False`` trusts the given instance (just read by the caller).
     """
     chain = [Account.objects.get(pk=account.pk) if refresh else account]
+    seen = {chain[0].pk}
     while chain[-1].parent_id is not None:
+        if chain[-1].parent_id in seen:  # corrupt data: never walk it forever
+            raise AccountChainLoop(account=chain[0].number)
+        seen.add(chain[-1].parent_id)
         chain.append(Account.objects.get(pk=chain[-1].parent_id))
     return chain
 

@@ -41,6 +41,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from psycopg.types.numeric import Int8Dumper
 
+from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
 from accounts.services import account_numbers_allocate
 from brands.models import Brand, Service
@@ -387,6 +388,8 @@ def chain_of(locked: dict[int, LockedAccount], account_id: int) -> list[LockedAc
     """The named account first, its root payer last."""
     chain = [locked[account_id]]
     while chain[-1].parent_id is not None:
+        if len(chain) >= len(locked):  # more links than locked accounts: a loop
+            raise AccountChainLoop(account=chain[0].number)
         chain.append(locked[chain[-1].parent_id])
     return chain
 
