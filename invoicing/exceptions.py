@@ -39,6 +39,12 @@ class TooManyRecords(DomainError):
     default_message = "Too many records in one request."
 
 
+class IngestConflict(DomainError):
+    code = "ingest_conflict"
+    status = 409
+    default_message = "Parallel batches kept storing the same records; send the batch again."
+
+
 class MalformedFile(DomainError):
     code = "malformed_file"
     status = 400

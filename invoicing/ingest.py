@@ -23,8 +23,13 @@ transaction: either every valid record of it is stored, or nothing is.
    (``reading_backwards`` unless it is a plausible rollover), each reading's
    ``consumption`` is computed, and a late reading landing between two others
    updates the next one's consumption. The meters are locked (in id order)
-   for that, so two batches for one meter queue rather than race. An
-   account/service with no meter yet gets one, installed at its first reading.
+   for that, so two batches for one meter queue rather than race, and known
+   external ids are looked up again under those locks (a parallel batch's
+   readings are duplicates, not readings going backwards). One external id sent
+   for two meters by parallel batches meets the unique constraint instead: the
+   batch is placed again from a savepoint and the stored one counts as a
+   duplicate. An account/service with no meter yet gets one, installed at its
+   first reading.
 
 Timestamps without an offset are read in the business time zone.
 """
@@ -44,11 +49,13 @@ import psycopg
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 
-from invoicing.exceptions import MalformedFile, TooManyRecords
+from invoicing.exceptions import IngestConflict, MalformedFile, TooManyRecords
 from invoicing.meters import reading_step
 
 STAGE = "invoicing_stage"
 MAX_API_RECORDS = 10_000
+# Placements of a readings batch before giving up on parallel batches with its external ids.
+DUPLICATE_ATTEMPTS = 5
 
 USAGE = "usage"
 READINGS = "readings"
@@ -542,11 +549,28 @@ def _readings_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -
             candidates.append(
                 _Reading(idx, account_id, service_id, value, moment, external_id, serial, src)
             )
-    fresh = _drop_duplicates(cursor, candidates, result)
-    if fresh:
-        accepted, updates = _place_on_meters(cursor, fresh, result)
-        _write_readings(cursor, accepted, updates)
-        result.accepted = len(accepted)
+    checked = list(result.errors)
+    for attempt in range(1, DUPLICATE_ATTEMPTS + 1):
+        # A parallel batch may store one of these external ids after the duplicate check
+        # (on another meter, so the meter locks do not order the two): the insert then
+        # meets the unique constraint, having waited for that batch to commit. Roll back
+        # to the savepoint and place the batch again: the stored reading is a duplicate now.
+        result.errors, result.duplicates, result.accepted = list(checked), 0, 0
+        try:
+            with transaction.atomic():
+                fresh = _drop_duplicates(cursor, candidates, result)
+                if fresh:
+                    accepted, updates = _place_on_meters(cursor, fresh, result)
+                    _write_readings(cursor, accepted, updates)
+                    result.accepted = len(accepted)
+            break
+        except IntegrityError as exc:
+            if _constraint_name(exc) != "invoicing_meterreading_unique_external_id":
+                raise
+            if attempt == DUPLICATE_ATTEMPTS:
+                raise IngestConflict(
+                    "Parallel batches keep storing the same readings; send this batch again."
+                ) from None
     result.errors.sort(key=lambda error: error.index)
 
 
@@ -649,6 +673,9 @@ def _place_on_meters(
     stored readings whose predecessor changed.
     """
     meters_by_series = _lock_meters(cursor, readings)
+    # Again under the meter locks: a parallel batch for the same meter has committed by
+    # now, and its readings are duplicates here, not readings going backwards.
+    readings = _drop_duplicates(cursor, readings, result)
     by_meter: dict[int, list[_Reading]] = defaultdict(list)
     meter_info: dict[int, _Meter] = {}
     for reading in readings:
