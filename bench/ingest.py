@@ -3,7 +3,8 @@
     .venv/bin/python bench/ingest.py [--records 1000000] [--accounts 10000] [--rounds 2]
 
 Writes a CSV of N usage records (header ``account,service,quantity,occurred_at,external_id``)
-for accounts of a brand of its own, then, ``--rounds`` times and alternating, measures
+for accounts of a brand of its own (each subscribed to both services), then, ``--rounds``
+times and alternating, measures
   ingest_usage  the management command (in this process, ``call_command``): COPY into a
                 text staging table, one validating INSERT ... SELECT ... ON CONFLICT DO
                 NOTHING, per-row errors, all in one transaction;
@@ -27,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,7 @@ def prepare(accounts: int) -> dict:
     call_command("migrate", verbosity=0, interactive=False)
     from accounts.services import account_numbers_allocate
     from brands.models import Brand, Service
+    from invoicing import services
 
     stamp = f"{int(time.time() * 1000) % 10**10:010d}"
     with transaction.atomic():
@@ -61,7 +64,7 @@ def prepare(accounts: int) -> dict:
             tax_id="7707083893",
             invoice_prefix=f"UB{stamp}",
         )
-        services = [
+        bench_services = [
             Service.objects.create(brand=brand, code=code, name=code, vat_rate=20)
             for code in ("data", "calls")
         ]
@@ -93,7 +96,31 @@ def prepare(accounts: int) -> dict:
                 [f"ubench{stamp}", accounts, numbers, brand.pk],
             )
             account_ids = [row[0] for row in cursor.fetchall()]
-    return {"stamp": stamp, "service_ids": [s.pk for s in services], "account_ids": account_ids}
+        # Usage needs a subscription on its day (``no_subscription``): every account takes
+        # both services from the start of the year the records fall in.
+        tariffs = [
+            services.tariff_create(
+                service=service, kind="per_unit", price="0.01", valid_from=date(2026, 1, 1)
+            )
+            for service in bench_services
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO invoicing_subscription (account_id, service_id, tariff_id, starts_on,
+                                                    created_at)
+                SELECT a, t.service_id, t.id, %s, now()
+                FROM unnest(%s::bigint[]) AS a CROSS JOIN invoicing_tariff t
+                WHERE t.id = ANY(%s::bigint[])
+                """,
+                [date(2026, 1, 1), account_ids, [t.pk for t in tariffs]],
+            )
+            cursor.execute("ANALYZE invoicing_subscription")
+    return {
+        "stamp": stamp,
+        "service_ids": [s.pk for s in bench_services],
+        "account_ids": account_ids,
+    }
 
 
 def write_csv(path: Path, records: int, population: dict) -> None:

@@ -13,7 +13,11 @@ transaction: either every valid record of it is stored, or nothing is.
    client account linked to the service's brand and in the caller's brand scope,
    quantity / reading is a non-negative number with at most six decimals, the moment
    is an ISO-8601-shaped date and time PostgreSQL reads, not in the future, an
-   external id is present) and, for usage, inserts the valid rows with one ``INSERT
+   external id is present; usage also needs a subscription of the account to the
+   service on the business day it occurred, ``no_subscription`` otherwise: the
+   rating bills usage per subscription only, so it would be stored and never billed.
+   Usage that arrives before its subscription is sent again once it exists, and
+   its external id makes the resend safe) and, for usage, inserts the valid rows with one ``INSERT
    ... SELECT`` (optimistically without ``ON CONFLICT``; again with ``ON CONFLICT
    (service, external_id) DO NOTHING`` only if a duplicate shows up: the rows it
    skips are the duplicates, within the batch or already stored). Invalid rows come
@@ -99,6 +103,10 @@ MESSAGES = {
     "invalid_timestamp": "The timestamp must be an ISO 8601 date and time.",
     "future_timestamp": "The timestamp is in the future.",
     "invalid_external_id": "external_id is required (at most 100 characters).",
+    "no_subscription": (
+        "The account has no subscription to this service on that day, so the usage would"
+        " never be billed; send it again once the subscription exists."
+    ),
     "no_meter": "No meter of this account and service was installed at that time.",
     "reading_backwards": "The reading is below the previous reading of the meter.",
     "reading_backwards_next": "A later reading of the meter is below this one.",
@@ -173,14 +181,29 @@ _READ_CAREFUL = f"""
 """
 
 
-def _checked_sql(value_name: str, *, fast: bool) -> str:
+# Usage needs a subscription of its account to its service on its business day: the
+# rating bills usage per subscription segment and nothing else. Subscriptions of one
+# account and service never overlap (an exclusion constraint), so at most one matches.
+_SUBSCRIPTION_JOIN = """
+        LEFT JOIN invoicing_subscription sub
+          ON sub.account_id = a.id AND sub.service_id = sv.id
+         AND sub.starts_on <= (r.moment_tz AT TIME ZONE %(tz)s)::date
+         AND (sub.ends_on IS NULL OR sub.ends_on >= (r.moment_tz AT TIME ZONE %(tz)s)::date)
+"""
+
+
+def _checked_sql(value_name: str, *, fast: bool, subscription: bool = False) -> str:
     """Every staged row with its error code (NULL when valid), resolved ids and typed values.
 
     ``fast``: the staging table is typed (COPY parsed ids and numbers) and moments are
     cast in bulk; otherwise it is text and every value goes through the exact,
     exception-free readers. Both accept the same values; the rules after reading are
     shared. ``OFFSET 0`` keeps each layer's expressions from being evaluated twice.
+    ``subscription``: a valid row also needs a subscription on its day
+    (``no_subscription``), for usage; a meter reading counts without one (it is the
+    baseline of the next one's consumption).
     """
+    no_subscription = "WHEN sub.id IS NULL THEN 'no_subscription'" if subscription else ""
     return f"""
     SELECT c.idx, c.error, c.account_id, c.service_id, c.external_id, c.meter, c.source,
            CASE WHEN c.error IS NULL THEN c.num END AS value,
@@ -202,6 +225,7 @@ def _checked_sql(value_name: str, *, fast: bool) -> str:
                 WHEN r.moment_tz > now() + interval '1 day' THEN 'future_timestamp'
                 WHEN r.external_id IS NULL OR r.external_id = ''
                      OR length(r.external_id) > 100 THEN 'invalid_external_id'
+                {no_subscription}
             END AS error
         FROM (
             SELECT s.idx, s.external_id, s.meter,
@@ -216,6 +240,7 @@ def _checked_sql(value_name: str, *, fast: bool) -> str:
          AND (%(scope)s::bigint[] IS NULL OR sv.brand_id = ANY(%(scope)s::bigint[]))
         LEFT JOIN accounts_account_brands ab
           ON ab.account_id = a.id AND ab.brand_id = sv.brand_id
+        {_SUBSCRIPTION_JOIN if subscription else ""}
         OFFSET 0
     ) c
     """
@@ -225,7 +250,7 @@ def _usage_apply_sql(*, fast: bool, on_conflict: bool) -> str:
     """One pass: validate, insert the valid rows, return the refused ones (and the counts)."""
     conflict = "ON CONFLICT (service_id, external_id) DO NOTHING" if on_conflict else ""
     return f"""
-    WITH checked AS MATERIALIZED ({_checked_sql("quantity", fast=fast)}),
+    WITH checked AS MATERIALIZED ({_checked_sql("quantity", fast=fast, subscription=True)}),
     ins AS (
         INSERT INTO invoicing_usagerecord
             (account_id, service_id, quantity, occurred_at, external_id, source)

@@ -169,6 +169,7 @@ def usage(account, service, ext, quantity="1.5", at="2026-01-10T10:00:00+03:00")
 
 
 def test_api_usage_partial_acceptance(side_a, side_b):
+    subscribe(side_a.api, side_a.account, tariff(side_a.api, side_a.service).json()["id"])
     records = [
         usage(side_a.account, side_a.service, "u1"),
         usage(side_a.account, side_a.service, "u2", quantity="-3"),

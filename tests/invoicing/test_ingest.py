@@ -1,6 +1,7 @@
 """Bulk ingest: per-record errors, duplicates, nothing else lost, never a half-written batch."""
 
 import io
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -25,6 +26,15 @@ def record(account, service, quantity="1.5", at="2026-01-10T10:00:00+03:00", ext
         "occurred_at": at,
         "external_id": ext,
     }
+
+
+@pytest.fixture(autouse=True)
+def subscribed(account, service, subscribe):
+    """``account`` takes ``service`` on every day these tests use: usage needs a subscription
+    (``no_subscription``, see test_usage_without_subscription.py)."""
+    return subscribe(
+        account, service, price="1", valid_from=date(2024, 1, 1), starts_on=date(2024, 1, 1)
+    )
 
 
 def codes(result):

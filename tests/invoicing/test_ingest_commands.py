@@ -22,7 +22,10 @@ def test_ingest_meter_readings_command_reports_rows_as_json(account, service, tm
     assert MeterReading.objects.filter(account=account).count() == 2
 
 
-def test_ingest_usage_command_takes_a_number_of_workers(account, service, tmp_path, capsys):
+def test_ingest_usage_command_takes_a_number_of_workers(
+    account, service, subscribe, tmp_path, capsys
+):
+    subscribe(account, service, price="1")
     path = tmp_path / "usage.csv"
     path.write_text(
         "account,service,quantity,occurred_at,external_id\n"

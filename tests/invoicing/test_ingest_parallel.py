@@ -18,6 +18,12 @@ def small_parts(monkeypatch):
     monkeypatch.setattr(ingest_parallel, "MIN_PATIENCE", 1.0)
 
 
+@pytest.fixture(autouse=True)
+def subscribed(account, service, subscribe):
+    """Usage needs a subscription on its day (``no_subscription``)."""
+    return subscribe(account, service, price="1")
+
+
 def write(path, account, service, rows):
     lines = ["account,service,quantity,occurred_at,external_id"]
     lines += [f"{account.pk},{service.pk},{q},2026-01-05T10:00:00+03:00,{ext}" for q, ext in rows]
