@@ -51,7 +51,18 @@ worker's transaction simply rolls back. Per chunk: rate into a temp table; one
 partial unique index
 ``(account, brand, period) WHERE kind = 'invoice' AND status <> 'void'``: an
 account is never billed twice, whoever races) and, in the same statement, their
-lines. In draft mode the chunk stops there (``draft_ready`` once all chunks
+lines. **Drafts of other runs** for the chunk's accounts (and the run's brand) in
+the period are replaced first: a draft is a proposal that nothing was posted for,
+and the newer run rates with what is known now, so an operator who runs a period
+again (drafts waiting for approval, or left by a failed approval) gets it billed,
+in the new run's mode; the older run, approved later, issues only what is still
+its own. A draft that another transaction holds at that moment (an approval
+issuing it, a void) is left to it (``SKIP LOCKED``: waiting there could deadlock
+with an approval, which locks the accounts first), and the account is recorded
+as a failure with the code ``draft_in_other_run`` naming that run, counted in the
+run's ``failed``: a skipped account is always visible on the run.
+
+In draft mode the chunk stops there (``draft_ready`` once all chunks
 are done; ``invoice_run_approve`` issues them in chunks, each locking its
 accounts before its drafts: accounts first, invoices second is the order of every
 posting, allocation and void, so none of them deadlock). Issuing a batch

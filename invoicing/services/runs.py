@@ -68,16 +68,72 @@ SELECT id FROM inv ORDER BY id
 """
 
 
+# Drafts other runs left for these accounts (and the run's brand) in this period: a draft
+# is a proposal nobody posted, and this run rates with what is known now, so it replaces
+# them. SKIP LOCKED: a draft another transaction holds (an approval issuing it, a void)
+# is left to it; waiting here, before the accounts are locked, could deadlock with an
+# approval, which locks accounts first. The account is then reported as skipped.
+_REPLACE_DRAFTS_SQL = """
+WITH replaced AS (
+    SELECT id FROM invoicing_invoice
+    WHERE account_id = ANY(%(accounts)s::bigint[]) AND period_id = %(period)s
+      AND kind = 'invoice' AND status = 'draft' AND run_id IS DISTINCT FROM %(run)s
+      AND (%(brand)s::bigint IS NULL OR brand_id = %(brand)s::bigint)
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+),
+lines AS (
+    DELETE FROM invoicing_invoiceline l USING replaced r WHERE l.invoice_id = r.id
+)
+DELETE FROM invoicing_invoice i USING replaced r WHERE i.id = r.id
+"""
+
+# (account, brand) pairs the rating bills that still have another run's draft after the
+# insert: a draft held by another transaction, or inserted by a parallel run meanwhile.
+_SKIPPED_SQL = f"""
+SELECT t.account_id, t.brand_id, min(i.run_id)
+FROM (
+    SELECT account_id, brand_id FROM {RATED_TABLE}
+    GROUP BY account_id, brand_id HAVING SUM(amount) > 0
+) t
+JOIN invoicing_invoice i
+  ON i.account_id = t.account_id AND i.brand_id = t.brand_id AND i.period_id = %(period)s
+ AND i.kind = 'invoice' AND i.status = 'draft' AND i.run_id IS DISTINCT FROM %(run)s
+GROUP BY t.account_id, t.brand_id
+ORDER BY t.account_id, t.brand_id
+"""
+DRAFT_IN_OTHER_RUN = "draft_in_other_run"
+
+
 def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
-    """Rate and create (draft or issued) invoices for accounts not yet billed this period."""
+    """Rate and create (draft or issued) invoices for accounts not yet billed this period.
+
+    Drafts of other runs for these accounts are replaced (``_REPLACE_DRAFTS_SQL``);
+    an account whose draft cannot be replaced right now becomes a failure with the
+    code ``draft_in_other_run`` naming that run, never a silent gap.
+    """
     outcome = ChunkOutcome()
     started = timezone.now()
+    params = {"period": run.period_id, "now": started, "run": run.pk, "brand": run.brand_id}
+    with connection.cursor() as cursor:
+        cursor.execute(_REPLACE_DRAFTS_SQL, {**params, "accounts": list(account_ids)})
     rate_accounts(account_ids, run.period, run.brand_id)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_INVOICES_SQL, {"period": run.period_id, "now": started, "run": run.pk}
-        )
+        cursor.execute(_INSERT_INVOICES_SQL, params)
         created = [row[0] for row in cursor.fetchall()]
+        cursor.execute(_SKIPPED_SQL, params)
+        skipped = cursor.fetchall()
+    outcome.failures.extend(
+        Failure(
+            account_id,
+            brand_id,
+            DRAFT_IN_OTHER_RUN,
+            f"Run #{other_run} has a draft for this account, brand and period that another"
+            " transaction is changing (an approval or a void): not billed by this run. Run"
+            " the period again once that is done.",
+        )
+        for account_id, brand_id, other_run in skipped
+    )
     if run.mode == InvoiceRun.Mode.DRAFT:
         outcome.invoices = len(created)
         return outcome

@@ -137,13 +137,17 @@ def test_invoice_run_draft_then_approve(transactional_db):
         services.invoice_run_approve(run=run)
 
 
-def test_invoice_run_draft_blocks_a_second_billing_of_the_same_accounts(transactional_db):
+def test_invoice_run_after_a_draft_run_bills_each_account_once(transactional_db):
+    """The second run replaces the first one's drafts (see test_draft_runs.py); approving
+    the first afterwards issues nothing more."""
     population = build_population(10)
     draft = run_sync(mode="draft")
     issue = run_sync(mode="issue")
-    assert issue.invoices_issued == 0
+    assert (issue.invoices_issued, issue.failed) == (len(population.expected), 0)
     with SYNC_Q:
         services.invoice_run_approve(run=draft)
+    draft.refresh_from_db()
+    assert (draft.status, draft.total) == (InvoiceRun.Status.COMPLETED, 0)  # nothing left
     assert Invoice.objects.filter(status="issued").count() == len(population.expected)
     assert ledger_accruals() == population.expected_total
 
