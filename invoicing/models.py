@@ -37,6 +37,27 @@ class DateRange(Func):
     output_field = DateRangeField()
 
 
+class TransactionIdField(models.Field):
+    """A PostgreSQL ``xid8``: the full id of the transaction that wrote a row.
+
+    Usage records and meter readings carry theirs (``pg_current_xact_id()``, the
+    column default); an invoice carries ``inputs_xmin``, the oldest transaction
+    still running when its inputs were last checked. A row whose transaction id
+    is below that had committed (or aborted) before the check began, so the check
+    saw it; any other row may have been invisible to it and counts as new for the
+    next check. Commit order, not clocks: see ``invoicing.services.recalculation``.
+    """
+
+    description = "PostgreSQL full transaction id (xid8)"
+
+    def db_type(self, connection) -> str:
+        return "xid8"
+
+
+def current_transaction_id() -> Func:
+    return Func(function="pg_current_xact_id", output_field=TransactionIdField())
+
+
 class BillingPeriod(models.Model):
     """A calendar month of business days ("YYYY-MM"); closed once it has been billed."""
 
@@ -258,6 +279,12 @@ class UsageRecord(models.Model):
     external_id = models.CharField(max_length=100)
     source = models.CharField(max_length=100, blank=True, db_default="")
     created_at = models.DateTimeField(db_default=Now())
+    xact_id = TransactionIdField(
+        null=True,
+        editable=False,
+        db_default=current_transaction_id(),
+        help_text="The writing transaction (NULL for rows stored before it was recorded).",
+    )
 
     class Meta:
         ordering = ["-occurred_at"]
@@ -343,6 +370,12 @@ class MeterReading(models.Model):
     external_id = models.CharField(max_length=100)
     source = models.CharField(max_length=100, blank=True, db_default="")
     created_at = models.DateTimeField(db_default=Now())
+    xact_id = TransactionIdField(
+        null=True,
+        editable=False,
+        db_default=current_transaction_id(),
+        help_text="The writing transaction (NULL for rows stored before it was recorded).",
+    )
 
     class Meta:
         ordering = ["-taken_at"]
@@ -536,6 +569,15 @@ class Invoice(models.Model):
     rated_at = models.DateTimeField(help_text="Usage and readings known at this moment were rated.")
     inputs_checked_at = models.DateTimeField(
         help_text="Last time a recalculation compared this period with the inputs known then."
+    )
+    inputs_xmin = TransactionIdField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=(
+            "The oldest transaction still running when the inputs were last checked: usage"
+            " and readings written by it or later ones are new to that check."
+        ),
     )
     run = models.ForeignKey(
         InvoiceRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="invoices"

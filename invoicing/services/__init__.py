@@ -97,7 +97,13 @@ earlier adjustments; any difference becomes an adjustment invoice
 an accrual, a credit note with ``ledger.services.credit_note_post`` (client +,
 the brand's revenue -) and its credit is applied to the original invoice
 first. Runs recalculate the billed periods of their accounts whose usage or
-readings arrived after the last check.
+readings are new to the last check, by commit order: every usage record and
+reading carries its writing transaction (``xact_id``, an ``xid8``), every check
+records the oldest transaction still running when it began (``inputs_xmin``), and
+a row written by that transaction or a later one is new. A batch that began before
+a check and committed after it is so picked up by the next run; comparing the
+rows' insert time (transaction start, database clock) with the check's time
+(application clock) missed it.
 
 **Penalties** (``penalties``): a daily job marks overdue invoices and accrues
 ``daily rate x overdue amount`` per invoice per day after the grace days, up

@@ -3,7 +3,8 @@ compare per service with the original plus its earlier adjustments, and issue an
 difference as an adjustment invoice (a debit note, or a credit note whose credit pays
 the original first). ``invoice_recalculate`` does it on demand; runs call
 ``_recalculate_changed`` for their accounts' billed periods whose usage or readings
-arrived after the last check, comparing set-based first.
+are new to the last check, comparing set-based first. "New" is decided by commit
+order, not by clocks: see ``inputs_xmin``.
 """
 
 from __future__ import annotations
@@ -35,9 +36,33 @@ RECALC_LOOKBACK_MONTHS = 12
 
 
 def _recalc_margin() -> timedelta:
-    # Usage rows carry their transaction's start time; a batch that started before a
-    # rating and committed after it was not seen by it. Look back this far.
+    # Only for rows stored before their writing transaction was recorded (``xact_id``
+    # NULL) and invoices checked before the marker existed: those compare insert times
+    # (a transaction's start, on the database clock) and look back this far.
     return timedelta(minutes=int(_setting("INVOICING_RECALC_MARGIN_MINUTES", 15)))
+
+
+def inputs_xmin() -> str:
+    """The marker a check records before it rates: the oldest transaction still running.
+
+    Every transaction with a lower id had finished when this snapshot was taken, so
+    the rating (later statements, later snapshots) sees what it committed. A usage
+    batch that began before the check and commits after it has an id at or above
+    this one (its id is assigned at its first write, while it runs), so the next
+    check finds its rows ``xact_id >= inputs_xmin``, whatever the clocks say; rows
+    of transactions that finished in between are merely re-checked.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        return cursor.fetchone()[0]
+
+
+# Whether a stored input row is new to the invoice's last check (see ``inputs_xmin``).
+_NEW_TO_CHECK = """
+    CASE WHEN {row}.xact_id IS NOT NULL AND i.inputs_xmin IS NOT NULL
+         THEN {row}.xact_id >= i.inputs_xmin
+         ELSE {row}.created_at > i.inputs_checked_at - %(margin)s END
+"""
 
 
 def _recalculate_changed(
@@ -47,7 +72,7 @@ def _recalculate_changed(
     outcome = ChunkOutcome()
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT i.id, i.account_id, i.period_id FROM invoicing_invoice i
             JOIN invoicing_billingperiod p ON p.id = i.period_id
             WHERE i.account_id = ANY(%(accounts)s::bigint[])
@@ -61,14 +86,14 @@ def _recalculate_changed(
                     WHERE u.account_id = i.account_id
                       AND u.occurred_at >= (p.starts_on::timestamp AT TIME ZONE %(tz)s)
                       AND u.occurred_at < ((p.ends_on + 1)::timestamp AT TIME ZONE %(tz)s)
-                      AND u.created_at > i.inputs_checked_at - %(margin)s
+                      AND {_NEW_TO_CHECK.format(row="u")}
                 )
                 OR EXISTS (
                     SELECT 1 FROM invoicing_meterreading r
                     WHERE r.account_id = i.account_id
                       AND r.taken_at >= ((p.starts_on - interval '4 months')::timestamp
                                          AT TIME ZONE %(tz)s)
-                      AND r.created_at > i.inputs_checked_at - %(margin)s
+                      AND {_NEW_TO_CHECK.format(row="r")}
                 )
               )
             ORDER BY i.id
@@ -92,15 +117,16 @@ def _recalculate_changed(
     originals: list[int] = []
     for period_id, rows in sorted(by_period.items()):
         period = BillingPeriod.objects.get(pk=period_id)
+        checked_at, xmin = timezone.now(), inputs_xmin()
         rate_accounts(sorted({account_id for _o, account_id in rows}), period, run.brand_id)
         ids = [original_id for original_id, _a in rows]
         with connection.cursor() as cursor:
             cursor.execute(_CHANGED_ORIGINALS_SQL, {"originals": ids})
             changed = [row[0] for row in cursor.fetchall()]
             cursor.execute(
-                "UPDATE invoicing_invoice SET inputs_checked_at = %s"
+                "UPDATE invoicing_invoice SET inputs_checked_at = %s, inputs_xmin = %s::xid8"
                 " WHERE id = ANY(%s) AND NOT id = ANY(%s)",
-                [timezone.now(), ids, changed],
+                [checked_at, xmin, ids, changed],
             )
         originals.extend(changed)
     for original_id in sorted(originals):
@@ -191,7 +217,7 @@ def _recalculate_original(original_id: int) -> Invoice | None:
     original = (
         Invoice.objects.select_for_update(of=("self",)).select_related("period").get(pk=original_id)
     )
-    checked_at = timezone.now()
+    checked_at, xmin = timezone.now(), inputs_xmin()
     rate_accounts([original.account_id], original.period, original.brand_id)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -229,7 +255,12 @@ def _recalculate_original(original_id: int) -> Invoice | None:
             {"original": original.pk},
         )
         differences = [row for row in cursor.fetchall() if row[2] != 0]
-    Invoice.objects.filter(pk=original.pk).update(inputs_checked_at=checked_at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE invoicing_invoice SET inputs_checked_at = %s, inputs_xmin = %s::xid8"
+            " WHERE id = %s",
+            [checked_at, xmin, original.pk],
+        )
     if not differences:
         return None
     total = sum((row[2] for row in differences), ZERO)

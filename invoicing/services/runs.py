@@ -27,7 +27,7 @@ from invoicing.rating import RATED_TABLE, RatedLine, rate_accounts, rated_lines
 from invoicing.services.inputs import _pk, _setting, today
 from invoicing.services.issuing import ChunkOutcome, Failure, _issue
 from invoicing.services.periods import billing_period_ended_get, billing_period_get
-from invoicing.services.recalculation import _recalculate_changed
+from invoicing.services.recalculation import _recalculate_changed, inputs_xmin
 from invoicing.services.status import S
 from ledger import services as ledger
 
@@ -45,9 +45,9 @@ WITH totals AS (
 inv AS (
     INSERT INTO invoicing_invoice
         (account_id, brand_id, period_id, kind, status, currency, subtotal, vat, total,
-         paid_amount, rated_at, inputs_checked_at, run_id, pdf)
+         paid_amount, rated_at, inputs_checked_at, inputs_xmin, run_id, pdf)
     SELECT account_id, brand_id, %(period)s, 'invoice', 'draft', currency, total - vat, vat,
-           total, 0, %(now)s, %(now)s, %(run)s, ''
+           total, 0, %(now)s, %(now)s, %(xmin)s::xid8, %(run)s, ''
     FROM totals
     ORDER BY account_id, brand_id
     ON CONFLICT (account_id, brand_id, period_id)
@@ -117,6 +117,7 @@ def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
     params = {"period": run.period_id, "now": started, "run": run.pk, "brand": run.brand_id}
     with connection.cursor() as cursor:
         cursor.execute(_REPLACE_DRAFTS_SQL, {**params, "accounts": list(account_ids)})
+    params["xmin"] = inputs_xmin()  # before rating: see recalculation.inputs_xmin
     rate_accounts(account_ids, run.period, run.brand_id)
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_INVOICES_SQL, params)
