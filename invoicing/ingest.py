@@ -246,17 +246,34 @@ def _checked_sql(value_name: str, *, fast: bool, subscription: bool = False) -> 
     """
 
 
-def _usage_apply_sql(*, fast: bool, on_conflict: bool) -> str:
-    """One pass: validate, insert the valid rows, return the refused ones (and the counts)."""
+LOAD_TABLE = "invoicing_usageload"
+
+
+def _usage_apply_sql(*, fast: bool, on_conflict: bool, load: bool = False) -> str:
+    """One pass: validate, insert the valid rows, return the refused ones (and the counts).
+
+    ``load``: the valid rows go to the load table of a parallel ingest (with their
+    load id, part and index), for ``invoicing.ingest_parallel`` to publish together.
+    """
     conflict = "ON CONFLICT (service_id, external_id) DO NOTHING" if on_conflict else ""
-    return f"""
-    WITH checked AS MATERIALIZED ({_checked_sql("quantity", fast=fast, subscription=True)}),
-    ins AS (
-        INSERT INTO invoicing_usagerecord
+    insert = (
+        f"""INSERT INTO {LOAD_TABLE}
+            (load_id, part, idx, account_id, service_id, quantity, occurred_at, external_id,
+             source)
+        SELECT %(load)s, %(part)s, idx, account_id, service_id, value, moment, external_id,
+               left(source, 100)
+        FROM checked WHERE error IS NULL"""
+        if load
+        else f"""INSERT INTO invoicing_usagerecord
             (account_id, service_id, quantity, occurred_at, external_id, source)
         SELECT account_id, service_id, value, moment, external_id, left(source, 100)
         FROM checked WHERE error IS NULL
-        {conflict}
+        {conflict}"""
+    )
+    return f"""
+    WITH checked AS MATERIALIZED ({_checked_sql("quantity", fast=fast, subscription=True)}),
+    ins AS (
+        {insert}
         RETURNING 1
     )
     SELECT -1::bigint, NULL::text, (SELECT count(*) FROM ins),
@@ -431,9 +448,10 @@ def _usage_apply(
     cursor.execute(f"SELECT count(*) FROM {STAGE}")
     staged = cursor.fetchone()[0]
     cursor.execute(f"ANALYZE {STAGE}")  # real row counts for the validation joins
+    load = params.get("load") is not None
     try:
         with transaction.atomic():
-            cursor.execute(_usage_apply_sql(fast=fast, on_conflict=False), params)
+            cursor.execute(_usage_apply_sql(fast=fast, on_conflict=False, load=load), params)
             rows = cursor.fetchall()
     except IntegrityError as exc:
         if _constraint_name(exc) != "invoicing_usagerecord_unique_external_id":
@@ -481,10 +499,19 @@ def usage_ingest_records(
 
 
 def usage_ingest_file(
-    *, stream: IO[bytes], source: str = "file", brand_ids: Iterable[int] | None = None
+    *,
+    stream: IO[bytes],
+    source: str = "file",
+    brand_ids: Iterable[int] | None = None,
+    load: tuple[int, int] | None = None,
 ) -> IngestResult:
     """Ingest a CSV file of usage records (header: account, service, quantity, occurred_at,
-    external_id[, source]). Error indexes are data row numbers (1-based)."""
+    external_id[, source]). Error indexes are data row numbers (1-based).
+
+    ``load=(load_id, part)``: one part of a parallel ingest. Its valid rows go to the
+    load table instead (``accepted`` counts them; duplicates are only known when the
+    load is published, see ``invoicing.ingest_parallel``).
+    """
     result = IngestResult()
     start = stream.tell() if stream.seekable() else None
 
@@ -494,11 +521,12 @@ def usage_ingest_file(
         _stage_file(cursor, USAGE, stream, typed=typed)
         return []
 
+    params = _scope_params(brand_ids, source)
+    if load is not None:
+        params["load"], params["part"] = load
     with transaction.atomic(), connection.cursor() as cursor:
         _begin(cursor)
-        _usage_batch(
-            cursor, result, _scope_params(brand_ids, source), stage, fast=start is not None
-        )
+        _usage_batch(cursor, result, params, stage, fast=start is not None)
     return result
 
 

@@ -1,19 +1,24 @@
 """Parallel ingest of one large usage CSV file: the file split at line boundaries, one
-PostgreSQL session per part, committed together.
+PostgreSQL session per part, published by one transaction.
 
 Each part goes through ``usage_ingest_file`` (COPY into staging, one validating
 ``INSERT ... SELECT``) in its own thread and database connection: the work happens in
-PostgreSQL, so the parts really run on separate cores. The parts' transactions wait
-for each other before committing, and all roll back if any part fails, so a file is
-still stored whole or not at all (only a crash in the instant between the parts'
-commits could leave part of it, and a rerun completes it: stored records come back as
-duplicates).
+PostgreSQL, so the parts really run on separate cores. A part does not store its valid
+rows in ``invoicing_usagerecord``: it writes them to the load table
+(``invoicing_usageload``, unlogged) under the file's load id and commits. When every
+part has succeeded, ONE transaction moves the whole load into ``invoicing_usagerecord``
+(``ON CONFLICT DO NOTHING`` only when a duplicate shows up, the first row of the file
+winning) and the counts come from it: ``accepted`` what it inserted, ``duplicates`` the
+rest, per-record errors from the parts (data row numbers of the whole file). So the
+file is stored whole or not at all, whatever dies when: a part that fails (or a
+coordinator that dies) leaves only unpublished rows in the load table, which are
+deleted (at once, or by the next parallel ingest once a day old), and a rerun stores
+the file once. An external id repeated across parts is a duplicate like any other.
+PREPARE TRANSACTION would have let the parts insert in parallel too, but it needs
+``max_prepared_transactions`` (0 by default) and a durable coordinator log.
 
-Two parts carrying the same external id would make one wait for the other's commit,
-which waits for it at the barrier: the wait times out, everything rolls back, and the
-file is ingested again by one session. A database deadlock between parts ends the same
-way. Files with quoted fields (a newline might hide in a quote) and small files are
-ingested by one session from the start.
+Files with quoted fields (a newline might hide in a quote) and small files are
+ingested by one session, in one transaction.
 """
 
 from __future__ import annotations
@@ -22,17 +27,23 @@ import io
 import itertools
 import mmap
 import threading
-import time
 from pathlib import Path
 
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 
-from invoicing.ingest import IngestResult, RecordError, usage_ingest_file
+from invoicing.ingest import (
+    LOAD_TABLE,
+    IngestResult,
+    RecordError,
+    _begin,
+    _constraint_name,
+    usage_ingest_file,
+)
 
 # Below this much data one session is as fast as several.
 PARALLEL_MIN_BYTES = 4 << 20
-# The shortest wait at the commit barrier for the other parts (seconds).
-MIN_PATIENCE = 10.0
+# Loads left behind by a coordinator that died are deleted after this long.
+STALE_LOAD = "1 day"
 
 
 class _Segment(io.RawIOBase):
@@ -77,10 +88,6 @@ class _Segment(io.RawIOBase):
         super().close()
 
 
-class _Abandoned(Exception):
-    """Another part failed or the parts could not meet: roll this one back."""
-
-
 def _plan(path: Path, workers: int) -> tuple[bytes, list[tuple[int, int, int]]] | None:
     """The header and [(start, end, rows before)] per part, or None to use one session."""
     with path.open("rb") as stream:
@@ -113,40 +120,67 @@ def usage_ingest_path(
     """Ingest a usage CSV file, in ``workers`` parallel sessions when it is large enough."""
     plan = _plan(path, workers)
     if plan is not None:
-        result = _ingest_parts(path, *plan, source=source, brand_ids=brand_ids)
-        if result is not None:
-            return result
+        return _ingest_parts(path, *plan, source=source, brand_ids=brand_ids)
     with path.open("rb") as stream:
         return usage_ingest_file(stream=stream, source=source, brand_ids=brand_ids)
 
 
-def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult | None:
-    """All parts in parallel, committed together; None when they should be redone by one."""
-    barrier = threading.Barrier(len(parts))
+_PUBLISH_SQL = f"""
+INSERT INTO invoicing_usagerecord (account_id, service_id, quantity, occurred_at, external_id,
+                                   source)
+SELECT account_id, service_id, quantity, occurred_at, external_id, source
+FROM {LOAD_TABLE} WHERE load_id = %s
+"""
+# Only after a duplicate showed up: the first row of the file wins, as in one session.
+_PUBLISH_SKIPPING_DUPLICATES_SQL = (
+    _PUBLISH_SQL + " ORDER BY part, idx ON CONFLICT (service_id, external_id) DO NOTHING"
+)
+
+
+def _new_load() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {LOAD_TABLE} WHERE staged_at < now() - %s::interval", [STALE_LOAD]
+        )
+        cursor.execute("SELECT nextval('invoicing_usageload_id_seq')")
+        return cursor.fetchone()[0]
+
+
+def _publish(load_id: int) -> int:
+    """Move the load into ``invoicing_usagerecord`` in one transaction; how many rows."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        _begin(cursor)
+        try:
+            with transaction.atomic():
+                cursor.execute(_PUBLISH_SQL, [load_id])
+        except IntegrityError as exc:
+            if _constraint_name(exc) != "invoicing_usagerecord_unique_external_id":
+                raise
+            cursor.execute(_PUBLISH_SKIPPING_DUPLICATES_SQL, [load_id])
+        inserted = cursor.rowcount
+        cursor.execute(f"DELETE FROM {LOAD_TABLE} WHERE load_id = %s", [load_id])
+    return inserted
+
+
+def _discard(load_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {LOAD_TABLE} WHERE load_id = %s", [load_id])
+
+
+def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult:
+    """Every part into the load table in parallel, then the load published at once."""
+    load_id = _new_load()
     results: list[IngestResult | None] = [None] * len(parts)
     failures: list[BaseException] = []
-    first_arrival: list[float] = []
-    started = time.monotonic()
 
     def run(number: int, start: int, end: int) -> None:
         stream = io.BufferedReader(_Segment(path, header, start, end), 1 << 20)
         try:
-            with transaction.atomic():
-                results[number] = usage_ingest_file(
-                    stream=stream, source=source, brand_ids=brand_ids
-                )
-                if not first_arrival:
-                    first_arrival.append(time.monotonic())
-                # Wait as long again as the first part took before giving up on a
-                # part that is stuck behind another's uncommitted external id.
-                patience = max(MIN_PATIENCE, 2 * (first_arrival[0] - started))
-                try:
-                    barrier.wait(timeout=patience)
-                except threading.BrokenBarrierError:
-                    raise _Abandoned from None
+            results[number] = usage_ingest_file(
+                stream=stream, source=source, brand_ids=brand_ids, load=(load_id, number)
+            )
         except BaseException as exc:  # reported to the caller below
             failures.append(exc)
-            barrier.abort()
         finally:
             stream.close()
             connection.close()
@@ -159,18 +193,21 @@ def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult | N
         thread.start()
     for thread in threads:
         thread.join()
-    real = [exc for exc in failures if not isinstance(exc, _Abandoned | OperationalError)]
-    if real:
-        raise real[0]
-    if failures:
-        return None  # stuck on a shared external id or a deadlock: one session redoes it
+    try:
+        if failures:
+            raise failures[0]
+        inserted = _publish(load_id)
+    except BaseException:
+        _discard(load_id)
+        raise
     total = IngestResult()
     for (_, _, rows_before), part in zip(parts, results, strict=True):
         total.received += part.received
-        total.accepted += part.accepted
-        total.duplicates += part.duplicates
+        total.accepted += part.accepted  # staged: valid rows
         total.errors += [
             RecordError(error.index + rows_before, error.code, error.message)
             for error in part.errors
         ]
+    total.duplicates = total.accepted - inserted
+    total.accepted = inserted
     return total

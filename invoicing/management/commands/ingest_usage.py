@@ -13,7 +13,7 @@ class Command(IngestFileCommand):
         "Load usage records from a CSV file through PostgreSQL COPY (header: account, service, "
         "quantity, occurred_at, external_id[, source]). Valid rows are stored in one "
         "transaction; duplicates are counted; invalid rows are reported by data row number. "
-        "A large file is loaded by --workers parallel sessions that commit together."
+        "A large file is loaded by --workers parallel sessions and published by one transaction."
     )
 
     def add_arguments(self, parser: Any) -> None:
