@@ -713,6 +713,8 @@ class InvoiceAllocation(models.Model):
         PAYMENT_REVERSAL = "payment_reversal", "Payment reversal"
         CREDIT_BALANCE = "credit_balance", "Credit balance at issue"
         CREDIT_NOTE = "credit_note", "Credit note"
+        CREDIT = "credit", "Other credit (transfer in, adjustment, reversal of a charge)"
+        CREDIT_REVERSAL = "credit_reversal", "Reversal of another credit"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
     source = models.CharField(max_length=20, choices=Source.choices)

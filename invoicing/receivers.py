@@ -1,28 +1,34 @@
 """Receivers of ledger and catalogue signals (connected in ``InvoicingConfig.ready``).
 
 ``transaction_posted`` fires for every posting, inside its transaction: the
-receiver returns after one string comparison for anything but payments and
-payment reversals (debits are benchmarked in the thousands per second).
+receiver returns after one set lookup for anything that cannot raise a client
+balance (debits are benchmarked in the thousands per second).
 ``service_vat_rate_changing`` fires before a service's VAT rate changes: VAT is
 part of every line's amount, so the change must not reach billed days.
 """
 
 from ledger.models import TransactionKind
 
-PAYMENT = TransactionKind.PAYMENT.value
-REVERSAL = TransactionKind.REVERSAL.value
+# Kinds that can raise a client balance; debits, accruals, captures and refunds cannot.
+CREDITING = frozenset(
+    kind.value
+    for kind in (
+        TransactionKind.PAYMENT,
+        TransactionKind.TRANSFER,
+        TransactionKind.CREDIT_NOTE,
+        TransactionKind.ADJUSTMENT,
+        TransactionKind.REVERSAL,
+    )
+)
 
 
 def allocate_on_posting(sender, transaction, **kwargs) -> None:
-    kind = transaction.kind
-    if kind == PAYMENT:
-        from invoicing.services import payment_allocate
+    """Postings that can raise a payer's balance settle invoices (or take a reversed
+    credit's allocations back): see ``invoicing.services.allocation``."""
+    if transaction.kind in CREDITING:
+        from invoicing.services import posting_allocate
 
-        payment_allocate(transaction)
-    elif kind == REVERSAL and transaction.metadata.get("reversed_kind") == PAYMENT:
-        from invoicing.services import payment_reversal_unallocate
-
-        payment_reversal_unallocate(transaction)
+        posting_allocate(transaction)
 
 
 def refuse_vat_change_on_billed_days(sender, service, vat_rate, **kwargs) -> None:

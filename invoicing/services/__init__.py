@@ -85,10 +85,15 @@ see ``invoice_numbers_allocate``.
 moves the table allows.
 **Allocation** (``allocation``): a receiver of
 ``ledger.signals.transaction_posted`` (inside the posting's transaction,
-holding the account lock) allocates a payment to the account's open invoices
-oldest first, and a payment reversal takes its allocations back; for every
-other posting it returns at once, and for a payment to an account without open
-invoices it costs one indexed EXISTS.
+holding the payer's lock) settles the open invoices of the payer's whole tree
+(the payer and every sub-account below it: their invoices are debts of the
+payer's balance), oldest first. Money in (payments, transfers in) pays invoices
+in full; corrections (credit notes, adjustments up, reversals of charges) pay
+them only as far as they owe more than the payer's debt, so an invoice is unpaid
+exactly as far as the payer is in debt; a reversal of a credit takes its
+allocations back. Debits, accruals, captures and refunds return at once; a
+credit to a tree without open invoices costs one query. Penalties take the
+payer's debt as a bound too (see ``penalties``).
 
 **Recalculation** (``recalculation``) re-rates a billed (account, brand,
 period) with what is known now and compares per service with the original plus
@@ -122,7 +127,12 @@ from invoicing.exceptions import (
     TariffOverlap,
 )
 from invoicing.rating import RatedLine
-from invoicing.services.allocation import payment_allocate, payment_reversal_unallocate
+from invoicing.services.allocation import (
+    payment_allocate,
+    payment_reversal_unallocate,
+    posting_allocate,
+    posting_unallocate,
+)
 from invoicing.services.inputs import (
     CENT,
     FIRST_DAY,
@@ -148,7 +158,11 @@ from invoicing.services.periods import (
     billing_period_get,
     check_days_open,
 )
-from invoicing.services.recalculation import RECALC_LOOKBACK_MONTHS, invoice_recalculate
+from invoicing.services.recalculation import (
+    RECALC_LOOKBACK_MONTHS,
+    inputs_xmin,
+    invoice_recalculate,
+)
 from invoicing.services.runs import (
     invoice_preview,
     invoice_run_approve,
@@ -208,6 +222,7 @@ __all__ = [
     "check_days_open",
     "check_transition",
     "derived_status",
+    "inputs_xmin",
     "invoice_number_format",
     "invoice_numbers_allocate",
     "invoice_preview",
@@ -230,6 +245,8 @@ __all__ = [
     "penalties_accrue",
     "penalty_policy_set",
     "post_accruals",
+    "posting_allocate",
+    "posting_unallocate",
     "round_money",
     "service_create",
     "service_update",

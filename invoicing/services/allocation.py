@@ -1,14 +1,44 @@
-"""Payment allocation, called by the receiver of ``ledger.signals.transaction_posted``
-inside the posting's transaction (the account is locked): a payment pays the account's
-open invoices oldest first, a payment reversal takes its allocations back (and, when
-needed, credit-balance allocations), and a credit note's credit pays the invoice it
-adjusts first. Invoices are locked in id order, so allocations never deadlock.
+"""Allocation of money to invoices, called by the receiver of
+``ledger.signals.transaction_posted`` inside the posting's transaction, which holds the
+lock of the payer's chain (``ledger.lock_accounts``).
+
+**Whose invoices.** A sub-account holds no money: its invoices are debts of the root
+payer's balance. So money a payer receives pays the open invoices of its whole tree
+(the payer and every sub-account below it), oldest first, those of the account the
+posting names (and its own sub-accounts) before the rest.
+
+**Which postings free money for invoices** (``posting_allocate``); for each payer
+whose balance a posting raised, by its net amount on that payer:
+
+- money in from outside the tree, a ``payment`` or a ``transfer`` in, pays open
+  invoices in full (up to what they owe), even when the payer has other debts: it is
+  what the client paid, and the invoices are what it owes for;
+- a correction of an earlier charge, a ``credit_note`` not issued by invoicing, an
+  ``adjustment`` up, a ``reversal`` of a debit, accrual, hold capture, refund or
+  transfer out, pays invoices only as far as they owe more than the payer's debt after
+  it: what corrects a debit pays that debit, not the invoices, and an invoice stays
+  unpaid exactly as far as the payer is really in debt;
+- a credit note issued by invoicing pays the invoice it adjusts first
+  (``_apply_credit_note``, called when it is issued), and a reversal of an invoice's
+  own accrual (voiding it) frees nothing (the void takes the invoice away).
+
+A reversal that takes money back (of a payment, a transfer in, an adjustment up ...)
+takes back what the original allocated, newest invoice first
+(``posting_unallocate``; for a payment also credit-balance allocations, see there).
+
+**Locks.** The posting holds the payer's row lock (every service that changes a tree's
+invoices locks the tree's payer first: postings, issuing, approval, voiding,
+recalculation); the tree's invoices are then locked in id order, the order
+``invoices_mark_overdue`` uses, so allocation never deadlocks.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -16,30 +46,84 @@ from accounts.models import Account
 from invoicing.models import Invoice, InvoiceAllocation
 from invoicing.services.inputs import ZERO, today
 from invoicing.services.status import S, derived_status, invoice_status_set
-from ledger.models import Transaction
+from ledger.models import Transaction, TransactionKind
+
+_MONEY_IN = {TransactionKind.PAYMENT.value, TransactionKind.TRANSFER.value}
+_SOURCE_OF_KIND = {
+    TransactionKind.PAYMENT.value: InvoiceAllocation.Source.PAYMENT,
+    TransactionKind.CREDIT_NOTE.value: InvoiceAllocation.Source.CREDIT_NOTE,
+}
+
+# The payer's tree (the payer and every account below it; UNION ends even on a loop)
+# and whether any of it has an open invoice: one query, whatever the posting.
+_TREE_SQL = """
+WITH RECURSIVE tree(id) AS (
+    SELECT %(payer)s::bigint
+  UNION
+    SELECT a.id FROM accounts_account a JOIN tree t ON a.parent_id = t.id
+)
+SELECT ARRAY(SELECT id FROM tree ORDER BY id),
+       EXISTS (SELECT 1 FROM invoicing_invoice i
+               WHERE i.account_id IN (SELECT id FROM tree)
+                 AND i.status IN ('issued', 'partly_paid', 'overdue') AND i.total > 0)
+"""
+
+_ROOT_SQL = """
+WITH RECURSIVE up(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM accounts_account WHERE id = %s
+  UNION ALL
+    SELECT a.id, a.parent_id, u.depth + 1
+    FROM accounts_account a JOIN up u ON a.id = u.parent_id
+    WHERE u.depth < 64
+)
+SELECT id FROM up WHERE parent_id IS NULL
+"""
 
 
-def _open_invoices_locked(account_id: int) -> list[Invoice]:
-    """The account's open invoices, locked in id order (deadlock-free), oldest issued first."""
+def _tree(payer_id: int) -> tuple[list[int], bool]:
+    """The payer's tree and whether it has an open invoice."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TREE_SQL, {"payer": payer_id})
+        ids, has_open = cursor.fetchone()
+    return list(ids), has_open
+
+
+def _root_of(account_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(_ROOT_SQL, [account_id])
+        row = cursor.fetchone()
+    return row[0] if row else account_id
+
+
+def _open_invoices_locked(
+    account_ids: Sequence[int], named: set[int] | None = None
+) -> list[Invoice]:
+    """The open invoices of these accounts, locked in id order (deadlock-free), oldest
+    issued first; those of the ``named`` accounts before the others."""
     invoices = list(
         Invoice.objects.select_for_update()
-        .filter(account_id=account_id, status__in=Invoice.OPEN_STATUSES, total__gt=0)
+        .filter(account_id__in=list(account_ids), status__in=Invoice.OPEN_STATUSES, total__gt=0)
         .order_by("id")
     )
-    invoices.sort(key=lambda inv: (inv.issued_at or timezone.now(), inv.pk))
+    named = named or set()
+    invoices.sort(
+        key=lambda inv: (inv.account_id not in named, inv.issued_at or timezone.now(), inv.pk)
+    )
     return invoices
 
 
 def _allocate(
     *,
-    account_id: int,
+    account_ids: Sequence[int],
     amount: Decimal,
     source: str,
     transaction_id: int | None,
     first: int | None = None,
+    named: set[int] | None = None,
 ) -> Decimal:
-    """Apply ``amount`` to open invoices, oldest first (``first`` before all). Returns the rest."""
-    invoices = _open_invoices_locked(account_id)
+    """Apply ``amount`` to open invoices, oldest first (``first`` before all, then those of
+    the ``named`` accounts). Returns the rest."""
+    invoices = _open_invoices_locked(account_ids, named)
     if first is not None:
         invoices.sort(key=lambda inv: inv.pk != first)
     remaining = amount
@@ -73,26 +157,91 @@ def _allocate(
     return remaining
 
 
-def payment_allocate(txn: Transaction) -> None:
-    """A payment was posted (the account is locked): pay open invoices, oldest first."""
-    if not Invoice.objects.filter(
-        account_id=txn.account_id, status__in=Invoice.OPEN_STATUSES, total__gt=0
-    ).exists():
-        return
-    _allocate(
-        account_id=txn.account_id,
-        amount=txn.amount,
-        source=InvoiceAllocation.Source.PAYMENT,
-        transaction_id=txn.pk,
+def _payer_credits(txn: Transaction) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
+    """Net amount per payer (client entries carry ``balance_after``) and its last balance."""
+    net: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    after: dict[int, Decimal] = {}
+    for entry in sorted(txn.entries.all(), key=lambda e: e.pk or 0):
+        if entry.balance_after is None:
+            continue
+        net[entry.account_id] += entry.amount
+        after[entry.account_id] = entry.balance_after
+    return net, after
+
+
+def _frees_nothing(txn: Transaction) -> bool:
+    """Postings whose credit invoicing settles itself: an issued credit note (its own
+    invoice first, ``_apply_credit_note``) and the reversal of an invoice's accrual (a
+    void: the invoice goes away with it). The reversal of an issued credit note takes
+    its allocations back like any reversed credit."""
+    if txn.subject_type != "invoice":
+        return False
+    if txn.kind == TransactionKind.CREDIT_NOTE:
+        return True
+    return (
+        txn.kind == TransactionKind.REVERSAL
+        and txn.metadata.get("reversed_kind") == TransactionKind.ACCRUAL.value
     )
 
 
-def payment_reversal_unallocate(reversal: Transaction) -> None:
-    """A payment was reversed: take its allocations back (newest invoice first).
+def _named_subtree(account_id: int, tree: list[int]) -> set[int]:
+    """The named account and the accounts below it, within the payer's tree."""
+    if account_id not in tree:
+        return set()
+    below, _ = _tree(account_id)
+    return set(below)
 
-    When part of the reversed money had reached invoices as a credit balance at
-    issue (and so has no trace to this payment), credit-balance allocations are
-    taken back, newest first, until the invoices owe at least the account's debt.
+
+def posting_allocate(txn: Transaction) -> None:
+    """A posting raised or lowered payers' balances (they are locked): settle invoices.
+
+    See the module docstring for which postings free money and how much.
+    """
+    if _frees_nothing(txn):
+        return
+    net, after = _payer_credits(txn)
+    if txn.kind == TransactionKind.REVERSAL and any(amount < 0 for amount in net.values()):
+        posting_unallocate(txn)
+    for payer_id, amount in sorted(net.items()):
+        if amount <= 0:
+            continue
+        tree, has_open = _tree(payer_id)
+        if not has_open:
+            continue
+        budget = amount
+        if txn.kind not in _MONEY_IN:
+            owed = (
+                Invoice.objects.filter(
+                    account_id__in=tree, status__in=Invoice.OPEN_STATUSES, total__gt=0
+                ).aggregate(owed=Sum(F("total") - F("paid_amount")))["owed"]
+                or ZERO
+            )
+            budget = min(amount, owed - max(-after[payer_id], ZERO))
+            if budget <= 0:
+                continue
+        named = _named_subtree(txn.account_id, tree) if txn.account_id != payer_id else None
+        _allocate(
+            account_ids=tree,
+            amount=budget,
+            source=_SOURCE_OF_KIND.get(txn.kind, InvoiceAllocation.Source.CREDIT),
+            transaction_id=txn.pk,
+            named=named,
+        )
+
+
+def payment_allocate(txn: Transaction) -> None:
+    """A payment was posted (its payer is locked): pay the payer's tree's open invoices."""
+    posting_allocate(txn)
+
+
+def posting_unallocate(reversal: Transaction) -> None:
+    """A posting that had paid invoices was reversed: take its allocations back (newest
+    invoice first).
+
+    For a payment, when part of the reversed money had reached invoices as a credit
+    balance at issue (and so has no trace to this payment), credit-balance allocations
+    of the payer's tree are taken back, newest first, until the invoices owe at least
+    the payer's debt.
     """
     direct = list(
         InvoiceAllocation.objects.filter(transaction_id=reversal.reversal_of_id)
@@ -101,28 +250,32 @@ def payment_reversal_unallocate(reversal: Transaction) -> None:
     )
     taken_back = sum((row["total"] for row in direct), ZERO)
     remainder = reversal.amount - taken_back
-    credit_balance = (
-        remainder > 0
-        and InvoiceAllocation.objects.filter(
-            invoice__account_id=reversal.account_id, source=InvoiceAllocation.Source.CREDIT_BALANCE
+    payment = reversal.metadata.get("reversed_kind") == TransactionKind.PAYMENT.value
+    tree: list[int] = []
+    if payment and remainder > 0:
+        root = _root_of(reversal.account_id)
+        tree, _ = _tree(root)
+    credit_balance = bool(tree) and (
+        InvoiceAllocation.objects.filter(
+            invoice__account_id__in=tree, source=InvoiceAllocation.Source.CREDIT_BALANCE
         ).exists()
     )
     if not direct and not credit_balance:
         return
     amounts = {row["invoice_id"]: row["total"] for row in direct if row["total"] > 0}
     if credit_balance:
-        account = Account.objects.only("balance", "parent_id").get(pk=reversal.account_id)
-        if account.parent_id is None and account.balance < 0:
+        payer = Account.objects.only("balance").get(pk=root)
+        if payer.balance < 0:
             owed = (
                 Invoice.objects.filter(
-                    account_id=reversal.account_id, status__in=Invoice.OPEN_STATUSES, total__gt=0
+                    account_id__in=tree, status__in=Invoice.OPEN_STATUSES, total__gt=0
                 ).aggregate(owed=Sum(F("total") - F("paid_amount")))["owed"]
                 or ZERO
             )
-            missing = min(-account.balance - owed, remainder)
+            missing = min(-payer.balance - owed, remainder)
             if missing > 0:
                 for allocation in InvoiceAllocation.objects.filter(
-                    invoice__account_id=reversal.account_id,
+                    invoice__account_id__in=tree,
                     source=InvoiceAllocation.Source.CREDIT_BALANCE,
                 ).order_by("-invoice_id"):
                     if missing <= 0:
@@ -152,7 +305,9 @@ def payment_reversal_unallocate(reversal: Transaction) -> None:
         allocations.append(
             InvoiceAllocation(
                 invoice=invoice,
-                source=InvoiceAllocation.Source.PAYMENT_REVERSAL,
+                source=InvoiceAllocation.Source.PAYMENT_REVERSAL
+                if payment
+                else InvoiceAllocation.Source.CREDIT_REVERSAL,
                 transaction_id=reversal.pk,
                 amount=-take,
             )
@@ -166,10 +321,17 @@ def payment_reversal_unallocate(reversal: Transaction) -> None:
 def _apply_credit_note(credit_note_id: int, transaction_id: int) -> None:
     """A credit note's credit pays the invoice it adjusts first, then other open invoices."""
     note = Invoice.objects.only("account_id", "adjusts_id", "total").get(pk=credit_note_id)
+    tree, _ = _tree(_root_of(note.account_id))
     _allocate(
-        account_id=note.account_id,
+        account_ids=tree,
+        named={note.account_id},
         amount=-note.total,
         source=InvoiceAllocation.Source.CREDIT_NOTE,
         transaction_id=transaction_id,
         first=note.adjusts_id,
     )
+
+
+def payment_reversal_unallocate(reversal: Transaction) -> None:
+    """A payment was reversed: take its allocations back (see ``posting_unallocate``)."""
+    posting_unallocate(reversal)

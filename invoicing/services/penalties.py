@@ -32,11 +32,51 @@ class PenaltyOutcome:
     failures: list[Failure] = field(default_factory=list)
 
 
+# A batch of overdue invoices with what they owe, bounded by their root payer's debt: a
+# sub-account's invoice is a debt of its payer's balance, and an invoice the payer's
+# funds cover accrues nothing (allocation normally marks it paid already).
+_OVERDUE_BATCH_SQL = """
+WITH RECURSIVE batch AS (
+    SELECT i.id, i.account_id, i.brand_id, i.number, i.currency, i.total,
+           i.total - i.paid_amount AS owed, p.daily_rate_percent, p.cap_percent,
+           COALESCE((SELECT SUM(a.amount) FROM invoicing_penaltyaccrual a
+                     WHERE a.invoice_id = i.id), 0) AS accrued
+    FROM invoicing_invoice i
+    JOIN invoicing_penaltypolicy p ON p.brand_id = i.brand_id AND p.is_active
+    WHERE i.status = 'overdue' AND i.total > 0 AND i.id > %s
+      AND i.due_date + p.grace_days < %s
+      AND NOT EXISTS (SELECT 1 FROM invoicing_penaltyaccrual a
+                      WHERE a.invoice_id = i.id AND a.accrued_on = %s)
+    ORDER BY i.id
+    LIMIT %s
+),
+up(start, id, parent_id, depth) AS (
+    SELECT a.id, a.id, a.parent_id, 0
+    FROM accounts_account a WHERE a.id IN (SELECT account_id FROM batch)
+  UNION ALL
+    SELECT u.start, a.id, a.parent_id, u.depth + 1
+    FROM up u JOIN accounts_account a ON a.id = u.parent_id
+    WHERE u.depth < 64
+),
+payer AS (
+    SELECT u.start, a.balance FROM up u JOIN accounts_account a ON a.id = u.id
+    WHERE u.parent_id IS NULL
+)
+SELECT b.id, b.account_id, b.brand_id, b.number, b.currency, b.total,
+       CASE WHEN payer.balance IS NULL THEN b.owed
+            ELSE LEAST(b.owed, GREATEST(-payer.balance, 0)) END,
+       b.daily_rate_percent, b.cap_percent, b.accrued
+FROM batch b LEFT JOIN payer ON payer.start = b.account_id
+ORDER BY b.id
+"""
+
+
 def penalties_accrue(*, on: date | None = None, batch_size: int = 1000) -> PenaltyOutcome:
     """The daily job: mark overdue invoices, then accrue one day's penalty on each.
 
     Per the brand's ``PenaltyPolicy``: from the day after ``due_date +
-    grace_days``, ``daily_rate_percent`` of the outstanding amount, rounded
+    grace_days``, ``daily_rate_percent`` of the outstanding amount (never more than
+    the root payer's debt: what the payer's funds cover is not overdue), rounded
     half-up to the cent, until the penalties on the invoice reach
     ``cap_percent`` of its total. Posted as accruals in batches; running twice
     on a day changes nothing (idempotency key ``penalty:<invoice>:<day>`` and
@@ -48,23 +88,7 @@ def penalties_accrue(*, on: date | None = None, batch_size: int = 1000) -> Penal
     while True:
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(
-                    """
-                    SELECT i.id, i.account_id, i.brand_id, i.number, i.currency, i.total,
-                           i.total - i.paid_amount, p.daily_rate_percent, p.cap_percent,
-                           COALESCE((SELECT SUM(a.amount) FROM invoicing_penaltyaccrual a
-                                     WHERE a.invoice_id = i.id), 0)
-                    FROM invoicing_invoice i
-                    JOIN invoicing_penaltypolicy p ON p.brand_id = i.brand_id AND p.is_active
-                    WHERE i.status = 'overdue' AND i.total > 0 AND i.id > %s
-                      AND i.due_date + p.grace_days < %s
-                      AND NOT EXISTS (SELECT 1 FROM invoicing_penaltyaccrual a
-                                      WHERE a.invoice_id = i.id AND a.accrued_on = %s)
-                    ORDER BY i.id
-                    LIMIT %s
-                    """,
-                    [last_id, on, on, batch_size],
-                )
+                cursor.execute(_OVERDUE_BATCH_SQL, [last_id, on, on, batch_size])
                 rows = cursor.fetchall()
             if not rows:
                 return outcome

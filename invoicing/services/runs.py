@@ -102,7 +102,7 @@ JOIN invoicing_invoice i
 GROUP BY t.account_id, t.brand_id
 ORDER BY t.account_id, t.brand_id
 """
-DRAFT_IN_OTHER_RUN = "draft_in_other_run"
+_DRAFT_IN_OTHER_RUN = "draft_in_other_run"
 
 
 def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
@@ -128,7 +128,7 @@ def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
         Failure(
             account_id,
             brand_id,
-            DRAFT_IN_OTHER_RUN,
+            _DRAFT_IN_OTHER_RUN,
             f"Run #{other_run} has a draft for this account, brand and period that another"
             " transaction is changing (an approval or a void): not billed by this run. Run"
             " the period again once that is done.",
