@@ -33,6 +33,7 @@ from accounts.services import (
 )
 from brands.models import Brand
 from brands.selectors import brands_in_scope
+from core.api.permissions import reads
 from core.api.schema import ERRORS
 from core.api.views import ScopedViewSet, in_scope
 
@@ -55,6 +56,11 @@ class ClientViewSet(
     ordering_fields = ["id", "name", "created_at"]
     ordering = ["id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    required = {
+        **reads("accounts.view_client"),
+        "create": ("billing", "accounts.add_client"),
+        "partial_update": ("billing", "accounts.change_client"),
+    }
 
     def get_queryset(self):
         return clients_in_scope(self.scope)
@@ -93,6 +99,13 @@ class AccountViewSet(
     ordering_fields = ["id", "number", "created_at"]
     ordering = ["id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    required = {
+        **reads("accounts.view_account"),
+        "create": ("billing", "accounts.add_account"),
+        "partial_update": ("billing", "accounts.change_account"),
+        "block": ("billing", "accounts.block_account"),
+        "unblock": ("billing", "accounts.block_account"),
+    }
 
     def get_queryset(self):
         accounts = accounts_in_scope(self.scope)

@@ -4,6 +4,7 @@ from brands.api.serializers import BrandSerializer, ServiceSerializer
 from brands.filtersets import BrandFilterSet, ServiceFilterSet
 from brands.models import Brand, Service
 from brands.selectors import brands_in_scope, services_in_scope
+from core.api.permissions import reads
 from core.api.views import ScopedViewSet
 
 
@@ -15,6 +16,7 @@ class BrandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     filterset_class = BrandFilterSet
     ordering_fields = ["id", "code", "name"]
     ordering = ["id"]
+    required = reads("brands.view_brand")
 
     def get_queryset(self):
         return brands_in_scope(self.scope)
@@ -28,6 +30,7 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     filterset_class = ServiceFilterSet
     ordering_fields = ["id", "code", "name"]
     ordering = ["id"]
+    required = reads("brands.view_service")
 
     def get_queryset(self):
         return services_in_scope(self.scope)

@@ -26,6 +26,7 @@ from accounts.selectors import account_in_scope, account_ref_in_scope, accounts_
 from brands.models import Brand
 from brands.selectors import services_in_scope
 from core.api.pagination import CursorPagination
+from core.api.permissions import reads
 from core.api.schema import ERRORS, IDEMPOTENCY_KEY
 from core.api.scope import Scope
 from core.api.views import NotFoundInScope, ScopedViewSet, in_scope
@@ -114,6 +115,8 @@ class _MoneyView(ScopedViewSet):
 
 
 class PaymentViewSet(_MoneyView):
+    required = {"create": ("payments", "ledger.post_payment")}
+
     @extend_schema(
         request=PaymentCreateSerializer,
         responses={201: TransactionSerializer, **POST_ERRORS},
@@ -172,6 +175,7 @@ class _ChargeViewSet(_MoneyView):
 
 class DebitViewSet(_ChargeViewSet):
     service_function = staticmethod(services.debit_post)
+    required = {"create": ("debits", "ledger.post_debit")}
 
     @extend_schema(
         request=ChargeCreateSerializer,
@@ -190,6 +194,7 @@ class DebitViewSet(_ChargeViewSet):
 
 class AccrualViewSet(_ChargeViewSet):
     service_function = staticmethod(services.accrual_post)
+    required = {"create": ("accruals", "ledger.post_accrual")}
 
     @extend_schema(
         request=ChargeCreateSerializer,
@@ -203,6 +208,8 @@ class AccrualViewSet(_ChargeViewSet):
 
 
 class TransferViewSet(_MoneyView):
+    required = {"create": ("transfers", "ledger.post_transfer")}
+
     @extend_schema(
         request=TransferCreateSerializer,
         responses={201: TransactionSerializer, **POST_ERRORS},
@@ -229,6 +236,8 @@ class TransferViewSet(_MoneyView):
 
 
 class RefundViewSet(_MoneyView):
+    required = {"create": ("refunds", "ledger.post_refund")}
+
     @extend_schema(
         request=RefundCreateSerializer,
         responses={201: TransactionSerializer, **POST_ERRORS},
@@ -261,6 +270,10 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
     filterset_class = TransactionFilterSet
     ordering_fields = ["id", "created_at", "amount"]
     ordering = ["-id"]
+    required = {
+        **reads("ledger.view_transaction"),
+        "reverse": ("reversals", "ledger.reverse_transaction"),
+    }
 
     def get_queryset(self):
         return transactions_with_details(transactions_in_scope(self.scope))
@@ -299,6 +312,12 @@ class HoldViewSet(
     filterset_class = HoldFilterSet
     ordering_fields = ["id", "created_at", "expires_at"]
     ordering = ["-id"]
+    required = {
+        **reads("ledger.view_hold"),
+        "create": ("holds", "ledger.post_hold"),
+        "capture": ("holds", "ledger.settle_hold"),
+        "void": ("holds", "ledger.settle_hold"),
+    }
 
     def get_queryset(self):
         return holds_in_scope(self.scope)
@@ -390,6 +409,10 @@ class AccountLedgerViewSet(ScopedViewSet):
     queryset = Account.objects.none()
     filterset_class = None
     filter_backends: list = []  # the history has its own date filter (EntryFilterSet)
+    required = {
+        "balance": ("read", "accounts.view_account"),
+        "entries": ("read", "ledger.view_entry"),
+    }
 
     def get_queryset(self):
         return accounts_in_scope(self.scope)
