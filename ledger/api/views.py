@@ -1,10 +1,12 @@
 """Money endpoints and the transaction and hold reads.
 
 Every write calls a ledger service with the caller's ``Caller`` and the
-request's ``Idempotency-Key`` (``core.api.views.money_post``). The
+request's ``Idempotency-Key`` (``access.idempotency.money_post``). The
 view resolves every referenced id within the caller's scope first (404 when
 outside it) and passes the account's currency, so the ledger checks the
-currency's minor unit.
+currency's minor unit. What each action needs (a key capability, a staff
+permission) is its view's ``required`` map (``core.api.permissions``); which
+postings a partner reads and acts on is ``ledger.selectors``'.
 """
 
 from __future__ import annotations
@@ -44,14 +46,18 @@ from ledger.api.serializers import (
     ReverseSerializer,
     TransactionSerializer,
     TransferCreateSerializer,
+    redact_transfer_sides,
 )
 from ledger.filtersets import EntryFilterSet, HoldFilterSet, TransactionFilterSet
 from ledger.models import Entry, Hold, Transaction
 from ledger.selectors import (
     account_balance,
-    account_entries,
+    entries_in_scope,
     holds_in_scope,
+    holds_settleable_by,
     transactions_in_scope,
+    transactions_reversible_by,
+    transfer_hidden_accounts,
 )
 
 POST_ERRORS = {409: ERRORS[409], 422: ERRORS[422]}
@@ -263,7 +269,12 @@ class RefundViewSet(_MoneyView):
 
 
 class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """Transactions on the caller's accounts, newest first by default."""
+    """Transactions on the caller's accounts, newest first by default.
+
+    On an account shared with brands outside the caller's scope, only the
+    postings that carry one of its brands or that its own keys posted; a
+    transfer's side outside the scope shows no payer and no ``balance_after``.
+    """
 
     queryset = Transaction.objects.none()  # for the schema; get_queryset() scopes
     serializer_class = TransactionSerializer
@@ -276,7 +287,23 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
     }
 
     def get_queryset(self):
+        if self.action == "reverse":
+            return transactions_reversible_by(self.scope)
         return transactions_with_details(transactions_in_scope(self.scope))
+
+    def _represent(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
+        hidden = transfer_hidden_accounts(self.scope, transactions)
+        return [
+            redact_transfer_sides(TransactionSerializer(txn).data, hidden.get(txn.pk))
+            for txn in transactions
+        ]
+
+    def list(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self._represent(list(page)))
+
+    def retrieve(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return Response(self._represent([self.get_object()])[0])
 
     @extend_schema(
         request=ReverseSerializer,
@@ -286,7 +313,7 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
     @action(detail=True, methods=["post"], filterset_class=None)
     def reverse(self, request: Any, pk: Any = None) -> Response:
         """Undo a transaction with its mirror image; a transaction is reversed at most once
-        (409 ``already_reversed``)."""
+        (409 ``already_reversed``). A partner reverses only what its own keys posted."""
         serializer = ReverseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         original = self.get_object()
@@ -320,6 +347,8 @@ class HoldViewSet(
     }
 
     def get_queryset(self):
+        if self.action in {"capture", "void"}:
+            return holds_settleable_by(self.scope)  # a partner settles only its own holds
         return holds_in_scope(self.scope)
 
     @extend_schema(
@@ -442,9 +471,15 @@ class AccountLedgerViewSet(ScopedViewSet):
     )
     @action(detail=True, methods=["get"], filterset_class=None)
     def entries(self, request: Any, pk: Any = None) -> Response:
-        """The account's history, newest first (``?from=&to=``, inclusive, ISO 8601)."""
+        """The account's history, newest first (``?from=&to=``, inclusive, ISO 8601).
+
+        On an account shared with brands outside the caller's scope, only the
+        entries of postings that carry one of its brands or that it posted.
+        """
         account = self.get_object()
-        filterset = EntryFilterSet(request.query_params, queryset=account_entries(account))
+        filterset = EntryFilterSet(
+            request.query_params, queryset=entries_in_scope(self.scope, account)
+        )
         if not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
         paginator = NewestFirst()
