@@ -19,7 +19,7 @@ import pytest
 from accounts.models import Account, Client
 from accounts.services import account_block, account_set_parent
 from core.caller import Caller
-from ledger.models import Entry, Hold, Transaction
+from ledger.models import Transaction
 from ledger.services import payment_post, transfer_post
 from tests.api.helpers import error_of, post
 from tests.factories import AccountFactory, ClientFactory, UserFactory
@@ -79,37 +79,6 @@ def shared(side_a, side_b, operator) -> Shared:
         a_hold=charge(side_a, "/api/v1/holds/", "5.00"),
         b_hold=charge(side_b, "/api/v1/holds/", "6.00"),
     )
-
-
-def ledger_state() -> dict:
-    """Everything a refused request must leave as it was."""
-    clients = Client.objects.order_by("pk").values()
-    accounts = Account.objects.filter(kind=Account.Kind.CLIENT).order_by("pk")
-    return {
-        "transactions": Transaction.objects.count(),
-        "entries": Entry.objects.count(),
-        "holds": list(Hold.objects.order_by("pk").values_list("pk", "status", "captured_amount")),
-        "accounts": [
-            {k: v for k, v in row.items() if k != "updated_at"} for row in accounts.values()
-        ],
-        "links": sorted(Account.brands.through.objects.values_list("account_id", "brand_id")),
-        "clients": [{k: v for k, v in row.items() if k != "updated_at"} for row in clients],
-    }
-
-
-@pytest.fixture
-def unchanged():
-    """``with unchanged(): ...`` asserts that the block moved nothing at all."""
-
-    class _Unchanged:
-        def __enter__(self):
-            self.before = ledger_state()
-
-        def __exit__(self, *exc):
-            if exc[0] is None:
-                assert ledger_state() == self.before
-
-    return _Unchanged
 
 
 def _ids(api, path: str, **query) -> set[int]:
