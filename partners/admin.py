@@ -9,6 +9,8 @@ from django.http import HttpRequest
 from access.models import ApiIdempotencyRecord, ApiKey, Partner
 from access.services import api_key_create, api_key_revoke, api_key_update
 from core.api.principal import CAPABILITIES
+from core.errors import DomainError
+from partners.destinations import validate_webhook_url
 from partners.models import (
     WebhookAttempt,
     WebhookDelivery,
@@ -153,6 +155,14 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["partner", "url", "secret", "event_types", "is_active"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            validate_webhook_url(url)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return url
 
 
 @admin.register(WebhookEndpoint)
