@@ -94,28 +94,6 @@ def holds_settleable_by(scope: Scope, qs: QuerySet[Hold] | None = None) -> Query
     return qs if scope.brand_ids is None else qs.filter(caller=scope.caller.ref)
 
 
-def transaction_is_readable(scope: Scope, txn: Transaction) -> bool:
-    """``transactions_in_scope`` for one transaction already in memory (one query at most)."""
-    if scope.brand_ids is None:
-        return True
-    sides = [txn.account_id] + ([txn.counter_account_id] if txn.counter_account_id else [])
-    brands = account_brand_ids(sides)
-    return any(
-        readable_through(scope, account_brands=brands[a], brand_id=txn.brand_id, caller=txn.caller)
-        for a in sides
-    )
-
-
-def hold_is_readable(scope: Scope, hold: Hold) -> bool:
-    """``holds_in_scope`` for one hold already in memory."""
-    if scope.brand_ids is None:
-        return True
-    brands = account_brand_ids([hold.account_id])[hold.account_id]
-    return readable_through(
-        scope, account_brands=brands, brand_id=hold.brand_id, caller=hold.caller
-    )
-
-
 def transfer_hidden_accounts(
     scope: Scope, transactions: Iterable[Transaction]
 ) -> dict[int, frozenset[int]]:
