@@ -3,7 +3,7 @@
 Rating inputs (``Tariff``/``TariffTier``, ``Subscription``, ``UsageRecord``,
 ``MeterReading``) are written by services and bulk ingest; rating outputs
 (``Invoice``/``InvoiceLine``) are written set-based by the invoice run. See the
-design overview in ``invoicing/services.py``.
+design overview in ``invoicing/services/__init__.py``.
 
 Dates are inclusive ranges of business days (``TIME_ZONE``): a subscription
 ``starts_on``..``ends_on`` and a tariff ``valid_from``..``valid_to`` include

@@ -1,10 +1,9 @@
 from rest_framework.routers import SimpleRouter
 
-from brands.api.views import BrandViewSet
+from brands.api.views import BrandViewSet, ServiceViewSet
 
 router = SimpleRouter()
 router.register("brands", BrandViewSet, basename="brand")
-# /services/ is served by invoicing.api (the billing API adds POST and PATCH to the
-# read-only ServiceViewSet defined here).
+router.register("services", ServiceViewSet, basename="service")
 
 urlpatterns = router.urls

@@ -5,11 +5,9 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from brands.models import Service
 from core.api.fields import IdField, StrictCharField
 from core.api.parsers import is_json_float
 from invoicing.models import Invoice, InvoiceLine, InvoiceRun, Subscription, Tariff
@@ -141,34 +139,6 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 class SubscriptionEndSerializer(serializers.Serializer):
     ends_on = serializers.DateField(help_text="Last day of the subscription (inclusive).")
-
-
-class ServiceWriteSerializer(serializers.ModelSerializer):
-    brand = IdField()
-    code = StrictCharField(max_length=64)
-    name = StrictCharField(max_length=200)
-    unit = StrictCharField(max_length=32, required=False)
-    vat_rate = StrictCharField(
-        max_length=6,
-        required=False,
-        validators=[RegexValidator(r"^\d{1,3}(?:\.\d{1,2})?$", 'A percentage such as "20.00".')],
-        help_text='A percentage string: "20.00" for 20%. Default: the brand\'s rate.',
-    )
-
-    class Meta:
-        model = Service
-        fields = ["brand", "code", "name", "unit", "vat_rate"]
-
-
-class ServiceUpdateSerializer(ServiceWriteSerializer):
-    brand = None
-    code = StrictCharField(max_length=64, required=False)
-    name = StrictCharField(max_length=200, required=False)
-    is_active = serializers.BooleanField(required=False)
-
-    class Meta:
-        model = Service
-        fields = ["code", "name", "unit", "vat_rate", "is_active"]
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})

@@ -8,14 +8,12 @@ from invoicing.api.views import (
     InvoiceRunViewSet,
     InvoiceViewSet,
     MeterReadingsView,
-    ServiceViewSet,
     SubscriptionViewSet,
     TariffViewSet,
     UsageView,
 )
 
 router = SimpleRouter()
-router.register("services", ServiceViewSet, basename="service")
 router.register("tariffs", TariffViewSet, basename="tariff")
 router.register("subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("invoice-runs", InvoiceRunViewSet, basename="invoice-run")

@@ -1,7 +1,7 @@
 """The billing API (see ``../shared/API.md``, "Billing"): reads through scoped querysets,
 writes through ``invoicing.services`` and ``invoicing.ingest``.
 
-A partner works only with its brands: services and tariffs of its brands,
+A partner works only with its brands: tariffs of its brands' services,
 subscriptions and invoices of accounts linked to them, runs of its brands.
 Anything else is 404, like something that does not exist.
 """
@@ -17,8 +17,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import accounts_in_scope
-from brands.api.serializers import ServiceSerializer
-from brands.api.views import ServiceViewSet as ServiceReadViewSet
 from brands.selectors import brands_in_scope, services_in_scope
 from core.api.parsers import is_json_float
 from core.api.permissions import reads
@@ -33,8 +31,6 @@ from invoicing.api.serializers import (
     MeterReadingBatchSerializer,
     RecalculateResultSerializer,
     RecalculateSerializer,
-    ServiceUpdateSerializer,
-    ServiceWriteSerializer,
     SubscriptionEndSerializer,
     SubscriptionSerializer,
     TariffCreateSerializer,
@@ -51,34 +47,6 @@ from invoicing.models import Invoice, InvoiceRun, Subscription, Tariff
 from invoicing.selectors import invoices_in_scope
 
 STATE_ERRORS = {409: ERRORS[409], 422: ERRORS[422]}
-
-
-class ServiceViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ServiceReadViewSet):
-    """The service catalogue of the caller's brands: list, read, add, change."""
-
-    http_method_names = ["get", "post", "patch", "head", "options"]
-    required = {
-        **ServiceReadViewSet.required,
-        "create": ("billing", "brands.add_service"),
-        "partial_update": ("billing", "brands.change_service"),
-    }
-
-    @extend_schema(request=ServiceWriteSerializer, responses={201: ServiceSerializer})
-    def create(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        data = _valid(ServiceWriteSerializer, request.data)
-        brand = in_scope(brands_in_scope(self.scope), data.pop("brand"), "brand")
-        service = services.service_create(brand=brand, **data)
-        return Response(ServiceSerializer(service).data, status=201)
-
-    @extend_schema(request=ServiceUpdateSerializer, responses={200: ServiceSerializer})
-    def partial_update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        service = self.get_object()
-        data = _valid(ServiceUpdateSerializer, request.data, partial=True)
-        service = services.service_update(service=service, **data)
-        return Response(ServiceSerializer(service).data)
-
-    def update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
-        return self.partial_update(request, *args, **kwargs)
 
 
 def _valid(serializer_class: type[serializers.Serializer], data: Any, **kwargs: Any) -> dict:

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from invoicing.models import Invoice, InvoiceRun, Tariff, UsageRecord
+from invoicing.services import billing_period_close, billing_period_for_day, today
 from ledger.services import payment_post
 from tests.api.conftest import make_side
 from tests.api.helpers import error_of, post
@@ -80,6 +81,24 @@ def test_api_services_create_and_update_in_own_brand_only(side_a, side_b):
         {"brand": side_a.brand.pk, "code": "y", "name": "Y", "vat_rate": 20},
     )
     assert error_of(bad) == (400, "validation_error")
+
+
+def test_api_service_vat_rate_cannot_change_on_billed_days(side_a):
+    """VAT is part of every billed line: a new rate is refused while today's period is
+    closed (brands announce the change, invoicing refuses it); other fields still change."""
+    url = f"{V1}/services/{side_a.service.pk}/"
+    rate = f"{side_a.service.vat_rate:.2f}"
+    billing_period_close(period=billing_period_for_day(today()))
+    refused = side_a.api.patch(url, {"vat_rate": "10.00"}, format="json")
+    assert error_of(refused) == (409, "period_closed")
+    side_a.service.refresh_from_db()
+    assert f"{side_a.service.vat_rate:.2f}" == rate
+    same = side_a.api.patch(url, {"vat_rate": rate, "name": "Renamed"}, format="json")
+    assert (same.status_code, same.json()["name"], same.json()["vat_rate"]) == (
+        200,
+        "Renamed",
+        rate,
+    )
 
 
 def test_api_tariffs_tiered_and_validation(side_a, side_b):

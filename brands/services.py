@@ -1,0 +1,87 @@
+"""Writes of the service catalogue: add a service to a brand's catalogue, change one.
+
+A service is validated like a model (``full_clean``: code pattern, unique code per
+brand, VAT between 0 and 100) and refused with ``validation_error``. A change of the
+VAT rate is announced first with ``brands.signals.service_vat_rate_changing``, inside
+the transaction: the apps that bill refuse it when it would reach billed days
+(invoicing: a closed billing period), since VAT is part of every line's amount.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from brands.models import Brand, Service
+from brands.signals import service_vat_rate_changing
+from core.errors import ValidationFailed
+
+SERVICE_FIELDS = {"code", "name", "unit", "vat_rate", "is_active"}
+
+
+@transaction.atomic
+def service_create(
+    *, brand: Brand | int, code: str, name: str, unit: str = "pcs", vat_rate: Any = None
+) -> Service:
+    """Add a service to a brand's catalogue (VAT defaults to the brand's rate)."""
+    brand_obj = brand if isinstance(brand, Brand) else Brand.objects.get(pk=brand)
+    rate = brand_obj.default_vat_rate if vat_rate is None else _vat_rate(vat_rate)
+    service = Service(brand=brand_obj, code=code, name=name, unit=unit, vat_rate=rate)
+    _full_clean(service)
+    service.save()
+    return service
+
+
+@transaction.atomic
+def service_update(*, service: Service, **fields: Any) -> Service:
+    """Change a service's fields (``SERVICE_FIELDS``); a new VAT rate may be refused."""
+    unknown = set(fields) - SERVICE_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown service fields: {sorted(unknown)}")
+    if "vat_rate" in fields:
+        fields["vat_rate"] = _vat_rate(fields["vat_rate"])
+        if fields["vat_rate"] != service.vat_rate:
+            service_vat_rate_changing.send(
+                sender=Service, service=service, vat_rate=fields["vat_rate"]
+            )
+    for name, value in fields.items():
+        setattr(service, name, value)
+    _full_clean(service)
+    service.save(update_fields=list(fields))
+    return service
+
+
+def _vat_rate(value: Any) -> Decimal:
+    """A finite, non-negative percentage with at most 2 decimals; floats are refused."""
+    if isinstance(value, float | bool) or value is None:
+        raise ValidationFailed(
+            "vat_rate must be a decimal string.", field="vat_rate", value=repr(value)
+        )
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError, TypeError):
+        raise ValidationFailed(
+            "vat_rate is not a number.", field="vat_rate", value=str(value)
+        ) from None
+    if not number.is_finite() or number < 0:
+        raise ValidationFailed(
+            "vat_rate must be a finite, non-negative number.", field="vat_rate", value=str(value)
+        )
+    if number != number.quantize(Decimal("0.01")):
+        raise ValidationFailed("vat_rate has more than 2 decimal places.", field="vat_rate")
+    if abs(number) >= Decimal(10) ** 14:
+        raise ValidationFailed("vat_rate is too large.", field="vat_rate")
+    return number
+
+
+def _full_clean(obj: Any) -> None:
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        details = {name: [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
+        raise ValidationFailed(
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in details.items()), **details
+        ) from None
