@@ -221,6 +221,27 @@ def test_transfer_entries_hide_the_side_outside_scope(side_a, side_b, operator, 
         assert listed == [seen.json()]  # the list redacts exactly like the detail
 
 
+def test_operators_transfer_out_of_the_shared_account(side_a, side_b, shared, operator):
+    """From the shared account to A's own: A reads it through its own account only (the
+    shared side, neither of its brands nor its posting, is redacted); B reads neither side."""
+    txn = transfer_post(
+        from_account=shared.account,
+        to_account=side_a.account,
+        amount="25.00",
+        caller=Caller.for_user(operator),
+    )
+    seen = side_a.api.get(f"/api/v1/transactions/{txn.pk}/")
+    assert seen.status_code == 200
+    entries = {e["amount"]: e for e in seen.json()["entries"]}
+    assert entries["-25.00"]["account"] is None and entries["-25.00"]["balance_after"] is None
+    assert entries["25.00"]["account"] == side_a.account.pk
+    assert entries["25.00"]["balance_after"] == "1025.00"
+    assert side_b.api.get(f"/api/v1/transactions/{txn.pk}/").status_code == 404
+    assert txn.pk not in _ids(side_b.api, "/api/v1/transactions/")
+    history = side_a.api.get(f"/api/v1/accounts/{shared.account.pk}/entries/").json()
+    assert txn.pk not in [e["transaction"] for e in history["results"]]
+
+
 def test_transfer_posted_by_the_partner_shows_both_sides(side_a):
     other = AccountFactory(brands=[side_a.brand])
     response = post(
