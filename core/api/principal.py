@@ -33,7 +33,7 @@ class ApiPrincipal:
     partner_id: int
     partner_name: str
     brand_ids: frozenset[int]
-    capabilities: frozenset[str] = ALL_CAPABILITIES
+    capabilities: frozenset[str]
 
     is_authenticated = True
     is_anonymous = False
