@@ -229,6 +229,8 @@ class _Batch:
     def run(self) -> list[Result]:
         self._replay_seen_keys()
         self._follow_refs_to_replays()
+        if not self._pending():
+            return self._write({})
         holds, originals = self._read_references()
         locked = lock_accounts(self._account_ids(holds, originals), strict=False)
         locked_holds = {
