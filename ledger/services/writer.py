@@ -25,6 +25,7 @@ service sends it itself, interleaved in item order with ``hold_changed``).
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -148,10 +149,8 @@ def _dump_json(value: Any) -> str:
 
 
 def _txn_values(values: dict[str, Any], columns: Iterable[str]) -> list[Any]:
-    return [
-        _dump_json(values.get(c)) if c in _TXN_JSON else values.get(c, _TXN_DEFAULTS.get(c))
-        for c in columns
-    ]
+    merged = {**_TXN_DEFAULTS, **values}
+    return [_dump_json(merged[c]) if c in _TXN_JSON else merged.get(c) for c in columns]
 
 
 def _key_values(record: IdempotencyRecord, txn_id: int | None, hold_id: int | None, at: datetime):
@@ -181,8 +180,7 @@ def _entry_values(entry_id: int, txn_id: int, leg: Leg, currency: str, at: datet
     return [values[c] for c in ENTRY_COLUMNS_WITH_ID]
 
 
-def _account_state(acc: LockedAccount) -> list[Any]:
-    return [getattr(acc, name) for name in ACCOUNT_STATE_COLUMNS]
+_account_state = operator.attrgetter(*ACCOUNT_STATE_COLUMNS)  # LockedAccount -> its state row
 
 
 def transaction_from_row(txn_id: int, values: dict[str, Any]) -> Transaction:
@@ -402,7 +400,7 @@ def _write_many(
             _copy(raw, ENTRY_TABLE, ENTRY_COLUMNS_WITH_ID, entry_rows)
         if key_rows:
             _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)
-    dirty = [_account_state(acc) for acc in accounts if acc.dirty]
+    dirty = [_account_state(acc) for acc in accounts if acc.dirty]  # rows -> one array a column
     closed = [[getattr(h, name) for name in _HOLD_CLOSE_ATTNAMES] for h in closed_holds]
     with hot_cursor() as cursor:
         if dirty:
