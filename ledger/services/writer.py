@@ -145,12 +145,12 @@ _HOLD_CLOSE_ATTNAMES = [Hold._meta.get_field(c).attname for c in HOLD_CLOSE_COLU
 
 
 def _dump_json(value: Any) -> str:
-    return json.dumps(value or {}, cls=DjangoJSONEncoder)
+    return json.dumps(value, cls=DjangoJSONEncoder) if value else "{}"
 
 
 def _txn_values(values: dict[str, Any], columns: Iterable[str]) -> list[Any]:
-    merged = {**_TXN_DEFAULTS, **values}
-    return [_dump_json(merged[c]) if c in _TXN_JSON else merged.get(c) for c in columns]
+    """A transaction row in ``columns`` order; ``values`` already holds every default."""
+    return [_dump_json(values[c]) if c in _TXN_JSON else values.get(c) for c in columns]
 
 
 def _key_values(record: IdempotencyRecord, txn_id: int | None, hold_id: int | None, at: datetime):
@@ -166,18 +166,27 @@ def _key_values(record: IdempotencyRecord, txn_id: int | None, hold_id: int | No
     return [values[c] for c in KEY_COLUMNS]
 
 
-def _entry_values(entry_id: int, txn_id: int, leg: Leg, currency: str, at: datetime) -> list[Any]:
-    values = {
-        "id": entry_id,
-        "transaction_id": txn_id,
-        "account_id": leg.account_id,
-        "subaccount_id": leg.subaccount_id,
-        "amount": leg.amount,
-        "balance_after": leg.balance_after,
-        "currency": currency,
-        "created_at": at,
-    }
-    return [values[c] for c in ENTRY_COLUMNS_WITH_ID]
+_ENTRY_FILLED = (
+    "id", "transaction_id", "account_id", "subaccount_id", "amount", "balance_after",
+    "currency", "created_at",
+)  # fmt: skip
+_ENTRY_ORDER = [_ENTRY_FILLED.index(c) for c in ENTRY_COLUMNS_WITH_ID]
+_ENTRY_IN_ORDER = list(range(len(_ENTRY_FILLED))) == _ENTRY_ORDER
+
+
+def _entry_values(entry_id: int, txn_id: int, leg: Leg, currency: str, at: datetime) -> Sequence:
+    """An entry row in ``ENTRY_COLUMNS_WITH_ID`` order."""
+    row = (
+        entry_id,
+        txn_id,
+        leg.account_id,
+        leg.subaccount_id,
+        leg.amount,
+        leg.balance_after,
+        currency,
+        at,
+    )
+    return row if _ENTRY_IN_ORDER else [row[i] for i in _ENTRY_ORDER]
 
 
 _account_state = operator.attrgetter(*ACCOUNT_STATE_COLUMNS)  # LockedAccount -> its state row
@@ -185,10 +194,15 @@ _account_state = operator.attrgetter(*ACCOUNT_STATE_COLUMNS)  # LockedAccount ->
 
 def transaction_from_row(txn_id: int, values: dict[str, Any]) -> Transaction:
     """The model instance of a row just inserted, built like a fetched row (no query)."""
-    values = {**_TXN_DEFAULTS, **values, "id": txn_id}
-    return Transaction.from_db(
-        "default", _TXN_FIELD_NAMES, [values.get(n) for n in _TXN_FIELD_NAMES]
-    )
+    return _transaction(_with_defaults(values, txn_id))
+
+
+def _with_defaults(header: dict[str, Any], txn_id: int | None) -> dict[str, Any]:
+    return {**_TXN_DEFAULTS, **header, "id": txn_id}
+
+
+def _transaction(values: dict[str, Any]) -> Transaction:
+    return Transaction.from_db("default", _TXN_FIELD_NAMES, [values[n] for n in _TXN_FIELD_NAMES])
 
 
 class _PostedEntries(QuerySet):
@@ -308,7 +322,8 @@ def _write_posting(
 
     One statement with data-modifying CTEs: one round trip for the whole write.
     """
-    values = {**posting.header, "created_at": posting.at}
+    values = _with_defaults(posting.header, None)
+    values["created_at"] = posting.at
     if posting.hold is not None:
         values["hold_id"] = posting.hold.pk
     if posting.reversal_of is not None:
@@ -335,7 +350,8 @@ def _write_posting(
     with hot_cursor() as cursor:
         cursor.execute(sql, params, prepare=PREPARE)
         txn_id, entry_ids = cursor.fetchone()
-    txn = transaction_from_row(txn_id, values)
+    values["id"] = txn_id
+    txn = _transaction(values)
     # Entry ids come back in insertion order, which is the order of the legs.
     _attach_entries(txn, entry_ids, posting.legs, posting.at)
     posting.transaction = txn
@@ -372,15 +388,16 @@ def _write_many(
     written = []
     next_entry = 0
     for posting, txn_id in zip(postings, sorted(txn_ids), strict=True):
-        values = {**posting.header, "created_at": posting.at}
+        values = _with_defaults(posting.header, txn_id)
+        values["created_at"] = posting.at
         if posting.hold is not None:
             values["hold_id"] = posting.hold.pk
         if posting.reversal_of is not None:
             values["reversal_of_id"] = posting.reversal_of.transaction.pk
-        txn = transaction_from_row(txn_id, values)
+        txn = _transaction(values)
         posting.transaction = txn
         written.append(txn)
-        txn_rows.append(_txn_values({**values, "id": txn_id}, TXN_COLUMNS_WITH_ID))
+        txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))
         currency = values["currency"]
         for leg in posting.legs:
             entry_rows.append(
