@@ -345,7 +345,13 @@ class AccountAdmin(DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
         "spent_month",
         "spent_month_on",
     )
-    status_fields = ("status", "status_reason", "status_changed_at", "status_changed_by")
+    status_fields = (
+        "status",
+        "status_reason",
+        "status_changed_at",
+        "status_changed_by",
+        "status_changed_by_caller",
+    )
     system_fields = ("system_key", "brand", "service", "channel")
     limit_fields = (
         "credit_limit",

@@ -7,10 +7,12 @@ __all__ = [
     "AccountChainLoop",
     "AccountClosed",
     "AccountHasFunds",
+    "BlockedByStaff",
     "CurrencyMismatch",
     "InvalidAccountStructure",
     "InvalidStatusTransition",
     "PermissionDenied",
+    "SharedObject",
 ]
 
 
@@ -57,3 +59,20 @@ class AccountChainLoop(InvalidAccountStructure):
     code = "account_chain_loop"
     status = 409
     default_message = "The account's payer chain loops back on itself; the structure needs repair."
+
+
+class SharedObject(DomainError):
+    """A partner may not change what it shares with brands outside its key's scope."""
+
+    code = "shared_object"
+    status = 403
+    default_message = (
+        "This client or account is shared with brands outside your scope; "
+        "only the operator may change it."
+    )
+
+
+class BlockedByStaff(DomainError):
+    code = "blocked_by_staff"
+    status = 403
+    default_message = "The operator blocked this account; only the operator may unblock it."

@@ -30,7 +30,7 @@ def with_default():
 
 
 class Migration(migrations.Migration):
-    dependencies = [("invoicing", "0003_ingest_safe_casts")]
+    dependencies = [("invoicing", "0004_permissions")]
 
     operations = [
         migrations.AddField(model_name="usagerecord", name="xact_id", field=xact_field()),
