@@ -9,6 +9,8 @@ the secret part: the full key is shown once, when it is created.
 
 from django.db import models
 
+from core.audit.models import audit_event_model
+
 
 class Partner(models.Model):
     name = models.CharField(max_length=200, unique=True)
@@ -45,6 +47,18 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+# Keys: creation, name, partner and revocation are recorded by a database trigger with the
+# actor (core.audit); ``last_used_at``, written as keys are used, is not. The key's brand
+# links are recorded by ``partners.models.ApiKeyBrandEvent``.
+API_KEY_AUDITED_FIELDS = ["partner", "name", "prefix", "revoked_at"]
+
+
+class ApiKeyEvent(
+    audit_event_model(ApiKey, fields=API_KEY_AUDITED_FIELDS, verbose_name="API key audit event")
+):
+    """An API key was created, renamed or revoked."""
 
 
 class ApiIdempotencyRecord(models.Model):
