@@ -26,6 +26,7 @@ from accounts.exceptions import (
 from accounts.models import Account, Client, PartnerClient
 from accounts.signals import account_status_changed
 from brands.models import Brand
+from core.audit.context import actor_from
 from core.validators import account_number_from_sequence
 
 NUMBER_SEQUENCE = "accounts_account_number_seq"
@@ -269,6 +270,7 @@ def _can_change_status(user: Any) -> bool:
     return user is None or user.has_perm("accounts.block_account")
 
 
+@actor_from(user="changed_by")  # the audit trail's actor, when nothing outer named one
 @transaction.atomic
 def account_set_status(
     *, account: Account, status: str, reason: str = "", changed_by: Any = None

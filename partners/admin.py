@@ -8,7 +8,10 @@ from django.http import HttpRequest
 
 from access.models import ApiIdempotencyRecord, ApiKey, Partner
 from access.services import api_key_create, api_key_revoke
+from core.audit.admin import AuditHistoryMixin
+from core.audit.history import RelatedEvents
 from partners.models import (
+    ApiKeyBrandEvent,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -66,7 +69,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditHistoryMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["prefix", "partner", "name", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["partner", ("revoked_at", admin.EmptyFieldListFilter)]
@@ -74,6 +77,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     filter_horizontal = ["brands"]
     actions = ["revoke"]
+    audit_related = (RelatedEvents(ApiKeyBrandEvent, "apikey", subject=lambda event: "brand link"),)
 
     def get_readonly_fields(self, request, obj=None):
         # An existing key's scope is fixed: revoke it and create a new one instead.

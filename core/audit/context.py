@@ -35,11 +35,13 @@ what differs per change (a status reason) is a column of the audited row.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pghistory
+from django.db import connection
 from pghistory import runtime as pghistory_runtime
 
 from core.api.principal import ApiPrincipal
@@ -50,6 +52,32 @@ def current() -> dict[str, Any] | None:
     """The metadata of the audit context this thread is in, or None outside any."""
     tracker = getattr(pghistory_runtime._tracker, "value", None)
     return tracker.metadata if tracker is not None else None
+
+
+@contextlib.contextmanager
+def audit_context(**metadata: Any) -> Iterator[Any]:
+    """``pghistory.context`` that leaves nothing behind in the database transaction.
+
+    pghistory sets its variables with ``set_config(..., true)``: they last until
+    the end of the database transaction, so a write later in the same
+    transaction, after the block, would still be attributed to it. Leaving the
+    outermost block inside a transaction clears them.
+    """
+    outermost = current() is None
+    with pghistory.context(**metadata) as context:
+        yield context
+    if outermost:
+        forget_in_transaction()
+
+
+def forget_in_transaction() -> None:
+    if connection.connection is None or not connection.in_atomic_block or connection.needs_rollback:
+        return  # autocommit: the variables ended with their statement
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('pghistory.context_id', '', true),"
+            " set_config('pghistory.context_metadata', '', true)"
+        )
 
 
 def annotate(**metadata: Any) -> None:
@@ -114,14 +142,33 @@ def acting(
         given.update(user_metadata(user))
     given.update({k: v for k, v in metadata.items() if v not in (None, "")})
     outer = current()
+    if outer is None and not given:
+        yield {}  # nobody to name: a context without an actor would say nothing
+        return
     if outer is not None:
         if outer.get("actor"):
             given = {k: v for k, v in given.items() if k not in outer and k != "actor"}
         outer.update(given)
         yield outer
         return
-    with pghistory.context(**given) as context:
+    with audit_context(**given) as context:
         yield context.metadata
+
+
+def actor_from(*, caller: str | None = None, user: str | None = None) -> Callable:
+    """Decorate a service: it acts as its ``caller``/``user`` keyword argument (see ``acting``)."""
+
+    def decorate(service: Callable) -> Callable:
+        @functools.wraps(service)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with acting(
+                kwargs.get(caller) if caller else None, user=kwargs.get(user) if user else None
+            ):
+                return service(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 # --------------------------------------------------------------------------- django-q2 tasks
@@ -151,6 +198,7 @@ def task_finished(sender: Any = None, **kwargs: Any) -> None:
     context = stack.pop()
     if context is not None:
         context.__exit__(None, None, None)
+        forget_in_transaction()
 
 
 def _function_name(func: Any) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.utils.text import capfirst
 
 from core.audit.trackers import LABELS
 
@@ -181,7 +182,7 @@ class _ValueFormatter:
                 continue
             model_field = _field(tracked, name)
             old, new = diff[name]
-            label = str(getattr(model_field, "verbose_name", name))
+            label = capfirst(str(getattr(model_field, "verbose_name", name)))
             shown_old, shown_new = self.show(model_field, old), self.show(model_field, new)
             if shown_old != shown_new:  # a blank created as blank says nothing
                 result.append(FieldChange(name, label, shown_old, shown_new))

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pghistory
-
 from core.api.scope import request_id_of
-from core.audit.context import current, user_metadata
+from core.audit.context import audit_context, current, user_metadata
 
 # Reads change nothing that is audited; not opening a context for them keeps them as cheap
 # as they were (the context adds a set_config to every write statement sent through Django).
@@ -28,7 +26,7 @@ def request_metadata(request: Any) -> dict[str, Any]:
 
 
 class AuditContextMiddleware:
-    """Opens ``pghistory.context`` around write requests (after ``AuthenticationMiddleware``).
+    """Opens an audit context around write requests (placed after ``AuthenticationMiddleware``).
 
     The site and the admin log users in with sessions, so the user is known
     here. The API authenticates API keys inside the view; there
@@ -41,5 +39,5 @@ class AuditContextMiddleware:
     def __call__(self, request: Any) -> Any:
         if request.method not in WRITE_METHODS or current() is not None:
             return self.get_response(request)
-        with pghistory.context(**request_metadata(request)):
+        with audit_context(**request_metadata(request)):
             return self.get_response(request)
