@@ -1,11 +1,12 @@
 """Who acts: the actor attached to every audit event written inside a block.
 
-``pghistory.context(**metadata)`` prefixes each write statement sent through
-Django's connection with ``set_config('pghistory.context_*', ..., true)``; the
-audit triggers store the metadata once per context in ``pghistory_context``
-and point each event at it. The metadata here says who acted:
+An audit context (``core.audit.runtime.audit_context``, pghistory's
+``pghistory.context`` made safe for this code base) hands its metadata to the
+database with every write statement; the audit triggers store it once per
+context in ``pghistory_context`` and point each event at it. The metadata
+says who acted:
 
-``actor``       ``user:<id>``, ``partner:<id>`` or ``system:<name>`` (as ``core.caller.Caller.ref``)
+``actor``       ``user:<id>``, ``partner:<id>`` or ``system:<name>`` (``Caller.ref``)
 ``user``        the Django user's id (and ``username``), when a user acted
 ``partner``     the partner's id (and ``partner_name``, ``api_key``: the key's id)
 ``system``      the command or task name, for ``system:`` actors
@@ -40,50 +41,22 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pghistory
-from django.db import connection
-from pghistory import runtime as pghistory_runtime
-
 from core.api.principal import ApiPrincipal
+from core.audit.runtime import active, audit_context
 from core.caller import Caller
 
 
 def current() -> dict[str, Any] | None:
     """The metadata of the audit context this thread is in, or None outside any."""
-    tracker = getattr(pghistory_runtime._tracker, "value", None)
-    return tracker.metadata if tracker is not None else None
-
-
-@contextlib.contextmanager
-def audit_context(**metadata: Any) -> Iterator[Any]:
-    """``pghistory.context`` that leaves nothing behind in the database transaction.
-
-    pghistory sets its variables with ``set_config(..., true)``: they last until
-    the end of the database transaction, so a write later in the same
-    transaction, after the block, would still be attributed to it. Leaving the
-    outermost block inside a transaction clears them.
-    """
-    outermost = current() is None
-    with pghistory.context(**metadata) as context:
-        yield context
-    if outermost:
-        forget_in_transaction()
-
-
-def forget_in_transaction() -> None:
-    if connection.connection is None or not connection.in_atomic_block or connection.needs_rollback:
-        return  # autocommit: the variables ended with their statement
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('pghistory.context_id', '', true),"
-            " set_config('pghistory.context_metadata', '', true)"
-        )
+    context = active()
+    return context.metadata if context is not None else None
 
 
 def annotate(**metadata: Any) -> None:
     """Add to (or overwrite in) the current audit context; nothing outside one."""
-    if current() is not None:
-        pghistory.context(**{k: v for k, v in metadata.items() if v not in (None, "")})
+    context = active()
+    if context is not None:
+        context.metadata.update({k: v for k, v in metadata.items() if v not in (None, "")})
 
 
 def user_metadata(user: Any) -> dict[str, Any]:
@@ -183,7 +156,7 @@ def task_started(sender: Any = None, func: Any = None, task: dict | None = None,
         return
     task = task or {}
     name = _function_name(func if func is not None else task.get("func"))
-    context = pghistory.context(
+    context = audit_context(
         **system_metadata(name, task=task.get("name") or "", task_id=task.get("id") or "")
     )
     context.__enter__()
@@ -198,7 +171,6 @@ def task_finished(sender: Any = None, **kwargs: Any) -> None:
     context = stack.pop()
     if context is not None:
         context.__exit__(None, None, None)
-        forget_in_transaction()
 
 
 def _function_name(func: Any) -> str:

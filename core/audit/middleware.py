@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from core.api.scope import request_id_of
-from core.audit.context import audit_context, current, user_metadata
+from core.audit.context import current, user_metadata
+from core.audit.runtime import audit_context
 
 # Reads change nothing that is audited; not opening a context for them keeps them as cheap
 # as they were (the context adds a set_config to every write statement sent through Django).
