@@ -11,6 +11,7 @@ from django.urls import reverse
 from accounts.models import Account, AccountEvent, Client, ClientEvent
 from accounts.services import (
     account_block,
+    account_numbers_allocate,
     account_set_parent,
     account_update,
     client_update,
@@ -324,3 +325,19 @@ def test_client_and_account_creation_through_the_api_are_recorded(side):
     assert Client.objects.get(pk=created.json()["id"])
     for event in (client_event, account_event):
         assert metadata(event)["actor"] == f"partner:{side.partner.pk}"
+
+
+def test_bulk_inserted_accounts_get_one_event_each_in_one_context():
+    holder = ClientFactory()
+    with written() as w, acting(Caller.system("import_2026_03")):
+        created = Account.objects.bulk_create(
+            Account(number=number, client=holder, currency="RUB", credit_limit=Decimal("9.00"))
+            for number in account_numbers_allocate(3)
+        )
+        Account.objects.bulk_create([])  # nothing inserted, nothing recorded
+    events = w.of(AccountEvent)
+    assert [e.pgh_obj_id for e in events] == [a.pk for a in created]
+    assert {e.pgh_label for e in events} == {"create"}
+    assert {e.pgh_diff["credit_limit"][1] for e in events} == {"9.00"}
+    assert len({e.pgh_context_id for e in events}) == 1
+    assert metadata(events[0])["actor"] == "system:import_2026_03"
