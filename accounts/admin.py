@@ -346,7 +346,13 @@ class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ExportMixin, admin
         "spent_month",
         "spent_month_on",
     )
-    status_fields = ("status", "status_reason", "status_changed_at", "status_changed_by")
+    status_fields = (
+        "status",
+        "status_reason",
+        "status_changed_at",
+        "status_changed_by",
+        "status_changed_by_caller",
+    )
     system_fields = ("system_key", "brand", "service", "channel")
     limit_fields = (
         "credit_limit",

@@ -134,6 +134,13 @@ class Account(models.Model):
     status_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    status_changed_by_caller = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",  # bulk loaders (COPY) that do not name the column
+        help_text="Who made the last status change: user:<id>, partner:<id> or system:<name>.",
+    )
     brands = models.ManyToManyField(Brand, blank=True, related_name="accounts")
     parent = models.ForeignKey(
         "self",

@@ -216,7 +216,7 @@ REST_FRAMEWORK = {
         "access.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsPartnerOrStaff"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.ActionPermission"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -273,6 +273,9 @@ BILLING_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("BILLING_WEBHOOK_MAX_ATTEMPTS"
 # How long a process trusts its snapshot of who subscribes to what (seconds).
 BILLING_WEBHOOK_SUBSCRIPTION_TTL = float(os.environ.get("BILLING_WEBHOOK_SUBSCRIPTION_TTL", "5"))
 BILLING_WEBHOOK_ENQUEUE = env_bool("BILLING_WEBHOOK_ENQUEUE", True)
+# Endpoints on loopback, private, link-local or other non-public addresses are refused
+# (when saved and, after DNS resolution, at every delivery) unless this is on.
+BILLING_WEBHOOK_ALLOW_PRIVATE = env_bool("BILLING_WEBHOOK_ALLOW_PRIVATE", False)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)

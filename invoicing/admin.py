@@ -178,7 +178,13 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm("invoicing.change_billingperiod")
 
-    @admin.action(description="Close the selected periods (billed days keep their prices)")
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.close_billingperiod")
+
+    @admin.action(
+        description="Close the selected periods (billed days keep their prices)",
+        permissions=["close"],
+    )
     def close_periods(self, request: HttpRequest, queryset) -> None:
         for period in queryset:
             services.billing_period_close(period=period)
@@ -219,6 +225,12 @@ class InvoiceRunAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return obj is None and request.user.has_perm("invoicing.approve_invoicerun")
 
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.approve_invoicerun")
+
+    def has_resume_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.add_invoicerun")
+
     @admin.display(description="progress")
     def progress(self, run: InvoiceRun) -> str:
         if not run.total:
@@ -227,7 +239,7 @@ class InvoiceRunAdmin(ReadOnlyAdmin):
 
     @admin.action(
         description="Approve the selected draft runs (issue their invoices)",
-        permissions=["change"],
+        permissions=["approve"],
     )
     def approve_runs(self, request: HttpRequest, queryset) -> None:
         for run in queryset:
@@ -240,7 +252,7 @@ class InvoiceRunAdmin(ReadOnlyAdmin):
 
     @admin.action(
         description="Resume the selected runs (enqueue their unfinished chunks again)",
-        permissions=["change"],
+        permissions=["resume"],
     )
     def resume_runs(self, request: HttpRequest, queryset) -> None:
         for run in queryset:

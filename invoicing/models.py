@@ -53,6 +53,7 @@ class BillingPeriod(models.Model):
 
     class Meta:
         ordering = ["-starts_on"]
+        permissions = [("close_billingperiod", "Can close billing periods")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(code__regex=r"^\d{4}-(0[1-9]|1[0-2])$"),
@@ -583,6 +584,7 @@ class Invoice(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("recalculate_invoice", "Can recalculate billed periods (adjustments)")]
         indexes = [
             models.Index(fields=["account", "period"], name="invoicing_invoice_account_idx"),
             models.Index(fields=["period", "brand", "status"], name="invoicing_invoice_period_idx"),

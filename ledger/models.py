@@ -98,7 +98,16 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        permissions = [("post_adjustment", "Can post manual balance adjustments")]
+        # What each posting needs from a staff user, in the admin and over the API alike.
+        permissions = [
+            ("post_adjustment", "Can post manual balance adjustments"),
+            ("post_payment", "Can post payments received"),
+            ("post_debit", "Can post debits (write-offs)"),
+            ("post_accrual", "Can post accruals (charges)"),
+            ("post_refund", "Can post refunds"),
+            ("post_transfer", "Can post transfers between accounts"),
+            ("reverse_transaction", "Can reverse transactions"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0),
@@ -232,6 +241,10 @@ class Hold(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("post_hold", "Can place holds (reserve funds)"),
+            ("settle_hold", "Can capture and void holds"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0),

@@ -85,6 +85,7 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "webhook deliveries"
+        permissions = [("redeliver_webhookdelivery", "Can redeliver webhooks")]
         indexes = [
             models.Index(
                 fields=["next_attempt_at"],

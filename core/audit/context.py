@@ -100,7 +100,7 @@ def system_metadata(name: str, **extra: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def acting(
-    caller: Caller | None = None, *, user: Any = None, **metadata: Any
+    caller: Caller | None = None, *, user: Any = None, ref: str | None = None, **metadata: Any
 ) -> Iterator[dict[str, Any]]:
     """Run a block as ``caller`` (or ``user``): its audit events name that actor.
 
@@ -109,10 +109,12 @@ def acting(
     gets a context of its own.
     """
     given: dict[str, Any] = {}
-    if caller is not None:
-        given.update(caller_metadata(caller))
     if user is not None:
         given.update(user_metadata(user))
+    if caller is not None:
+        given.update(caller_metadata(caller))
+    if ref:  # a Caller.ref ("partner:3"): it names the actor even beside a user
+        given.update(caller_metadata(Caller(ref=ref)))
     given.update({k: v for k, v in metadata.items() if v not in (None, "")})
     outer = current()
     if outer is None and not given:
@@ -128,14 +130,19 @@ def acting(
         yield context.metadata
 
 
-def actor_from(*, caller: str | None = None, user: str | None = None) -> Callable:
-    """Decorate a service: it acts as its ``caller``/``user`` keyword argument (see ``acting``)."""
+def actor_from(
+    *, caller: str | None = None, user: str | None = None, ref: str | None = None
+) -> Callable:
+    """Decorate a service: it acts as the keyword arguments named here (see ``acting``):
+    ``caller`` a ``Caller``, ``user`` a Django user, ``ref`` a ``Caller.ref`` string."""
 
     def decorate(service: Callable) -> Callable:
         @functools.wraps(service)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with acting(
-                kwargs.get(caller) if caller else None, user=kwargs.get(user) if user else None
+                kwargs.get(caller) if caller else None,
+                user=kwargs.get(user) if user else None,
+                ref=kwargs.get(ref) if ref else None,
             ):
                 return service(*args, **kwargs)
 

@@ -11,7 +11,12 @@ from django.urls import reverse
 from django_q.tasks import async_task
 
 from access.models import ApiKey, ApiKeyEvent
-from access.services import api_key_create, api_key_revoke, partner_get_or_create
+from access.services import (
+    api_key_create,
+    api_key_revoke,
+    api_key_update,
+    partner_get_or_create,
+)
 from accounts.models import Account, AccountEvent
 from brands.models import BrandEvent
 from core.audit.context import acting
@@ -139,19 +144,26 @@ def test_api_key_creation_and_revocation_through_the_services(staff_user):
     brands = [BrandFactory(), BrandFactory()]
     partner = partner_get_or_create(name="Keys Partner", brands=brands)
     with written() as w, acting(user=staff_user):
-        key, _ = api_key_create(partner=partner, brands=brands, name="checkout")
+        key, _ = api_key_create(
+            partner=partner, brands=brands, name="checkout", capabilities=["read", "payments"]
+        )
     (created,) = w.of(ApiKeyEvent)
     assert created.pgh_label == "create"
     assert created.pgh_diff == {
         "partner": [None, str(partner.pk)],
         "name": [None, "checkout"],
         "prefix": [None, key.prefix],
+        "capabilities": [None, "{read,payments}"],
     }
     links = w.of(ApiKeyBrandEvent)
     assert sorted(e.pgh_diff["brand"][1] for e in links) == sorted(str(b.pk) for b in brands)
     assert {e.apikey_id for e in links} == {key.pk}
     assert all(metadata(e)["actor"] == f"user:{staff_user.pk}" for e in [created, *links])
     assert "hashed_secret" not in created.pgh_diff  # the secret's hash is never copied
+
+    with written() as w, acting(user=staff_user):
+        api_key_update(api_key=key, capabilities=["read"])
+    assert w.only(ApiKeyEvent).pgh_diff == {"capabilities": ["{read,payments}", "{read}"]}
 
     with written() as w, acting(Caller.system("key_rotation")):
         api_key_revoke(api_key=key)
@@ -184,14 +196,16 @@ def test_api_key_created_by_the_command_names_the_command():
         assert metadata(recorded)["command"] == "create_api_key"
 
 
-def test_api_key_rename_and_revoke_through_the_admin(staff, side):
+def test_api_key_rename_capabilities_and_revoke_through_the_admin(staff, side):
     key = side.partner.api_keys.get()
     page = staff.get(_change_url(key))
+    data = admin_form_data(page) | {"name": "renamed", "capabilities": ["read", "holds"]}
     with written() as w:
-        response = staff.post(_change_url(key), admin_form_data(page) | {"name": "renamed"})
+        response = staff.post(_change_url(key), data)
     assert response.status_code == 302, response.context and response.context["adminform"].errors
     event = w.only(ApiKeyEvent)
-    assert event.pgh_diff == {"name": ["", "renamed"]}
+    assert event.pgh_diff["name"] == ["", "renamed"]
+    assert event.pgh_diff["capabilities"][1] == "{read,holds}"
     assert metadata(event)["actor"] == f"user:{staff.user.pk}"
 
     with written() as w:

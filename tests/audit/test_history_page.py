@@ -99,11 +99,14 @@ def test_api_key_history_page_shows_brands_and_revocation(staff, staff_user):
     brand = BrandFactory(code="HISTBR")
     partner = partner_get_or_create(name="History Partner", brands=[brand])
     with acting(user=staff_user):
-        key, _ = api_key_create(partner=partner, brands=[brand], name="pos")
+        key, _ = api_key_create(
+            partner=partner, brands=[brand], name="pos", capabilities=["read", "payments"]
+        )
         api_key_revoke(api_key=key)
     rows = _rows(staff.get(_url(key, "history")).content.decode())
     assert len(rows) == 3
     assert "Revoked at" in rows[0]
+    assert "Capabilities: read, payments" in " ".join(rows)
     assert any("created brand link" in row and "HISTBR" in row for row in rows)
 
 

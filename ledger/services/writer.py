@@ -1,0 +1,437 @@
+"""The one writer of ledger rows: transactions, entries, idempotency keys, holds, and the
+running state of the locked accounts.
+
+Every posting, single or bulk, ends in ``write_postings``. It takes what the
+planners produced (``Posting``: a transaction header and its legs, plus new or
+closed ``Hold`` rows and the idempotency records of hold operations) and the
+locked accounts whose state changed, and writes them:
+
+* **one posting** (and at most one hold and one hold key: every single-posting
+  service): the transaction, its entries, the idempotency record and the
+  accounts' new state in *one* statement (data-modifying CTEs), cached per shape
+  and prepared on the server. A hold is written beside it with the ORM, as
+  before;
+* **many**: ids for transactions, entries and new holds are taken from the
+  tables' sequences in one round trip, in item order (so each account's
+  ``balance_after`` chain follows the ids, exactly as one-by-one postings would
+  leave it); holds, transactions, entries and keys are written with ``COPY``;
+  the accounts' state and closed holds with one ``UPDATE ... FROM unnest`` each.
+  Seven statements at most, whatever the batch size.
+
+``transaction_posted`` is sent for each posting once it is written (the bulk
+service sends it itself, interleaved in item order with ``hold_changed``).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, models
+from django.db.models import QuerySet
+
+from core.caller import Caller
+from ledger.models import Entry, Hold, IdempotencyKey, Transaction
+from ledger.services.idempotency import IdempotencyRecord
+from ledger.services.locking import PREPARE, LockedAccount, hot_cursor
+from ledger.services.sql import (
+    ACCOUNT_STATE_COLUMNS,
+    ACCOUNTS_UPDATE_MANY_SQL,
+    ENTRY_COLUMNS_WITH_ID,
+    ENTRY_TABLE,
+    HOLD_CLOSE_COLUMNS,
+    HOLD_COLUMNS_WITH_ID,
+    HOLD_TABLE,
+    HOLDS_CLOSE_MANY_SQL,
+    KEY_COLUMNS,
+    KEY_TABLE,
+    TAKE_IDS_SQL,
+    TXN_COLUMNS,
+    TXN_COLUMNS_WITH_ID,
+    TXN_TABLE,
+    accounts_update_sql,
+    copy_sql,
+    posting_sql,
+)
+from ledger.signals import transaction_posted
+
+
+@dataclass(slots=True)
+class Leg:
+    """One entry of a posting. Client legs land on the payer and carry ``balance_after``."""
+
+    account_id: int
+    amount: Decimal
+    subaccount_id: int | None = None
+    balance_after: Decimal | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Posting:
+    """A transaction to write: its header (columns by name), legs that sum to zero, its moment.
+
+    ``hold`` (a capture's hold) and ``reversal_of`` (an original posted in the same
+    write) may be rows that get their ids in this very write; the writer fills
+    ``hold_id`` / ``reversal_of_id`` from them. ``transaction`` is set once written.
+    """
+
+    header: dict[str, Any]
+    legs: list[Leg]
+    at: datetime
+    idempotency: IdempotencyRecord | None = None
+    hold: Hold | None = None
+    reversal_of: Posting | None = None
+    transaction: Transaction | None = field(default=None)
+
+
+def header(
+    *,
+    kind: str,
+    caller: Caller,
+    account_id: int,
+    amount: Decimal,
+    currency: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A transaction header: the columns every posting names, and the ones it adds."""
+    return {
+        "kind": kind,
+        "account_id": account_id,
+        "amount": amount,
+        "currency": currency,
+        "caller": caller.ref,
+        "created_by_id": caller.user_id,
+        "request_id": caller.request_id,
+        **fields,
+    }
+
+
+# --------------------------------------------------------------------------- rows from _meta
+
+
+def _defaults(model: type[models.Model]) -> dict[str, Any]:
+    """What an unnamed column of a new row holds: the field's default, NULL, or ''."""
+    out: dict[str, Any] = {}
+    for f in model._meta.concrete_fields:
+        if f.primary_key:
+            continue
+        if f.has_default():
+            out[f.attname] = f.get_default()
+        elif f.null:
+            out[f.attname] = None
+        elif f.blank and isinstance(f, models.CharField):
+            out[f.attname] = ""
+    return out
+
+
+def _json_columns(model: type[models.Model]) -> frozenset[str]:
+    fields = model._meta.concrete_fields
+    return frozenset(f.column for f in fields if isinstance(f, models.JSONField))
+
+
+_TXN_DEFAULTS = _defaults(Transaction)
+_TXN_JSON = _json_columns(Transaction)
+_TXN_FIELD_NAMES = [f.attname for f in Transaction._meta.concrete_fields]
+_ENTRY_FIELD_NAMES = [f.attname for f in Entry._meta.concrete_fields]
+_HOLD_ATTNAMES = [Hold._meta.get_field(c).attname for c in HOLD_COLUMNS_WITH_ID]
+_HOLD_JSON = _json_columns(Hold)
+_HOLD_CLOSE_ATTNAMES = [Hold._meta.get_field(c).attname for c in HOLD_CLOSE_COLUMNS]
+
+
+def _dump_json(value: Any) -> str:
+    return json.dumps(value, cls=DjangoJSONEncoder) if value else "{}"
+
+
+def _txn_values(values: dict[str, Any], columns: Iterable[str]) -> list[Any]:
+    """A transaction row in ``columns`` order; ``values`` already holds every default."""
+    return [_dump_json(values[c]) if c in _TXN_JSON else values.get(c) for c in columns]
+
+
+def _key_values(record: IdempotencyRecord, txn_id: int | None, hold_id: int | None, at: datetime):
+    values = {
+        "caller": record.caller,
+        "key": record.key,
+        "operation": record.operation,
+        "request_hash": record.request_hash,
+        "transaction_id": txn_id,
+        "hold_id": hold_id,
+        "created_at": at,
+    }
+    return [values[c] for c in KEY_COLUMNS]
+
+
+_ENTRY_FILLED = (
+    "id", "transaction_id", "account_id", "subaccount_id", "amount", "balance_after",
+    "currency", "created_at",
+)  # fmt: skip
+_ENTRY_ORDER = [_ENTRY_FILLED.index(c) for c in ENTRY_COLUMNS_WITH_ID]
+_ENTRY_IN_ORDER = list(range(len(_ENTRY_FILLED))) == _ENTRY_ORDER
+
+
+def _entry_values(entry_id: int, txn_id: int, leg: Leg, currency: str, at: datetime) -> Sequence:
+    """An entry row in ``ENTRY_COLUMNS_WITH_ID`` order."""
+    row = (
+        entry_id,
+        txn_id,
+        leg.account_id,
+        leg.subaccount_id,
+        leg.amount,
+        leg.balance_after,
+        currency,
+        at,
+    )
+    return row if _ENTRY_IN_ORDER else [row[i] for i in _ENTRY_ORDER]
+
+
+_account_state = operator.attrgetter(*ACCOUNT_STATE_COLUMNS)  # LockedAccount -> its state row
+
+
+def transaction_from_row(txn_id: int, values: dict[str, Any]) -> Transaction:
+    """The model instance of a row just inserted, built like a fetched row (no query)."""
+    return _transaction(_with_defaults(values, txn_id))
+
+
+def _with_defaults(header: dict[str, Any], txn_id: int | None) -> dict[str, Any]:
+    return {**_TXN_DEFAULTS, **header, "id": txn_id}
+
+
+def _transaction(values: dict[str, Any]) -> Transaction:
+    return Transaction.from_db("default", _TXN_FIELD_NAMES, [values[n] for n in _TXN_FIELD_NAMES])
+
+
+class _PostedEntries(QuerySet):
+    """The entries of a transaction this process just wrote, built only if read.
+
+    Served from the transaction's prefetch cache, so reading them (the API's
+    response) costs no query, and not reading them (most callers) costs nothing.
+    """
+
+    def _fetch_all(self) -> None:
+        if self._result_cache is None:
+            txn_id, entry_ids, legs, currency, now = self._posted
+            self._result_cache = [
+                Entry.from_db(
+                    "default",
+                    _ENTRY_FIELD_NAMES,
+                    _entry_values(entry_id, txn_id, leg, currency, now),
+                )
+                for entry_id, leg in zip(entry_ids, legs, strict=True)
+            ]
+        super()._fetch_all()
+
+
+def _attach_entries(txn: Transaction, entry_ids: list[int], legs: list[Leg], now: datetime) -> None:
+    """Give a just-written transaction its entries as if prefetched."""
+    queryset = _PostedEntries(model=Entry)
+    queryset._posted = (txn.pk, entry_ids, legs, txn.currency, now)
+    queryset._prefetch_done = True
+    txn._prefetched_objects_cache = {"entries": queryset}
+    txn.reversed_by_id = None  # just posted: nothing reverses it yet
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+def write_postings(
+    postings: Sequence[Posting],
+    *,
+    accounts: Iterable[LockedAccount],
+    now: datetime,
+    new_holds: Sequence[Hold] = (),
+    closed_holds: Sequence[Hold] = (),
+    hold_keys: Sequence[tuple[IdempotencyRecord, Hold, datetime]] = (),
+    send_signals: bool = True,
+) -> list[Transaction]:
+    """Write postings, holds, hold keys and the changed (``dirty``) accounts; return the
+    transactions in the order of ``postings``.
+
+    ``new_holds`` are unsaved ``Hold``s (they get their ids here, and are written in
+    the state they have now); ``closed_holds`` are existing rows whose status,
+    captured amount and closing time changed; ``hold_keys`` are the idempotency
+    records of hold operations (record, hold, moment). The accounts' ``updated_at``
+    becomes ``now``; every other row carries its own moment.
+    """
+    for posting in postings:
+        if sum(leg.amount for leg in posting.legs) != 0:
+            raise AssertionError("A posting's entries must sum to zero.")
+    if len(postings) <= 1 and len(new_holds) <= 1 and len(closed_holds) <= 1:
+        return _write_one(
+            postings[0] if postings else None,
+            accounts,
+            now,
+            new_holds[0] if new_holds else None,
+            closed_holds[0] if closed_holds else None,
+            hold_keys,
+            send_signals,
+        )
+    return _write_many(postings, accounts, now, new_holds, closed_holds, hold_keys, send_signals)
+
+
+def write_accounts(accounts: Iterable[LockedAccount], now: datetime) -> None:
+    """Write the running state of the changed locked accounts (one UPDATE)."""
+    dirty = [acc for acc in accounts if acc.dirty]
+    if dirty:
+        params: list[Any] = [now]
+        for acc in dirty:
+            params += _account_state(acc)
+        with hot_cursor() as cursor:
+            cursor.execute(accounts_update_sql(len(dirty)), params, prepare=PREPARE)
+
+
+def _write_one(
+    posting: Posting | None,
+    accounts: Iterable[LockedAccount],
+    now: datetime,
+    new_hold: Hold | None,
+    closed_hold: Hold | None,
+    hold_keys: Sequence[tuple[IdempotencyRecord, Hold, datetime]],
+    send_signals: bool,
+) -> list[Transaction]:
+    """The single posting's write: one statement for the posting and the accounts."""
+    if new_hold is not None:
+        new_hold.save(force_insert=True)
+    written = []
+    if posting is not None:
+        written.append(_write_posting(posting, accounts, now, send_signals))
+    else:
+        write_accounts(accounts, now)
+    if closed_hold is not None:
+        closed_hold.save(update_fields=["status", "captured_amount", "closed_at"])
+    for record, hold, at in hold_keys:
+        IdempotencyKey.objects.create(
+            caller=record.caller,
+            key=record.key,
+            operation=record.operation,
+            request_hash=record.request_hash,
+            hold=hold,
+            created_at=at,
+        )
+    return written
+
+
+def _write_posting(
+    posting: Posting, accounts: Iterable[LockedAccount], now: datetime, send_signals: bool
+) -> Transaction:
+    """Insert the transaction, its entries, the idempotency record and the account state.
+
+    One statement with data-modifying CTEs: one round trip for the whole write.
+    """
+    values = _with_defaults(posting.header, None)
+    values["created_at"] = posting.at
+    if posting.hold is not None:
+        values["hold_id"] = posting.hold.pk
+    if posting.reversal_of is not None:
+        values["reversal_of_id"] = posting.reversal_of.transaction.pk
+    params = _txn_values(values, TXN_COLUMNS)
+    params += (values["currency"], posting.at)
+    for leg in posting.legs:
+        params += (leg.account_id, leg.subaccount_id, leg.amount, leg.balance_after)
+    record = posting.idempotency
+    if record is not None:
+        params += (
+            value
+            for column, value in zip(
+                KEY_COLUMNS, _key_values(record, None, None, posting.at), strict=True
+            )
+            if column not in ("transaction_id", "hold_id")
+        )
+    dirty = [acc for acc in accounts if acc.dirty]
+    if dirty:
+        params.append(now)
+    for acc in dirty:
+        params += _account_state(acc)
+    sql = posting_sql(len(posting.legs), record is not None, len(dirty))
+    with hot_cursor() as cursor:
+        cursor.execute(sql, params, prepare=PREPARE)
+        txn_id, entry_ids = cursor.fetchone()
+    values["id"] = txn_id
+    txn = _transaction(values)
+    # Entry ids come back in insertion order, which is the order of the legs.
+    _attach_entries(txn, entry_ids, posting.legs, posting.at)
+    posting.transaction = txn
+    if send_signals:
+        transaction_posted.send(sender=Transaction, transaction=txn)
+    return txn
+
+
+def _copy(cursor: Any, table: str, columns: dict[str, str], rows: Iterable[Sequence]) -> None:
+    with connection.wrap_database_errors, cursor.copy(copy_sql(table, columns)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _write_many(
+    postings: Sequence[Posting],
+    accounts: Iterable[LockedAccount],
+    now: datetime,
+    new_holds: Sequence[Hold],
+    closed_holds: Sequence[Hold],
+    hold_keys: Sequence[tuple[IdempotencyRecord, Hold, datetime]],
+    send_signals: bool,
+) -> list[Transaction]:
+    """Any number of postings and holds in a handful of statements (ids, COPY, UPDATE)."""
+    entry_count = sum(len(p.legs) for p in postings)
+    with hot_cursor() as cursor:
+        cursor.execute(TAKE_IDS_SQL, [len(postings), entry_count, len(new_holds)])
+        txn_ids, entry_ids, hold_ids = cursor.fetchone()
+    for hold, hold_id in zip(new_holds, sorted(hold_ids), strict=True):
+        hold.pk = hold_id
+        hold._state.adding = False
+    entry_ids = sorted(entry_ids)
+    txn_rows, entry_rows, key_rows = [], [], []
+    written = []
+    next_entry = 0
+    for posting, txn_id in zip(postings, sorted(txn_ids), strict=True):
+        values = _with_defaults(posting.header, txn_id)
+        values["created_at"] = posting.at
+        if posting.hold is not None:
+            values["hold_id"] = posting.hold.pk
+        if posting.reversal_of is not None:
+            values["reversal_of_id"] = posting.reversal_of.transaction.pk
+        txn = _transaction(values)
+        posting.transaction = txn
+        written.append(txn)
+        txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))
+        currency = values["currency"]
+        for leg in posting.legs:
+            entry_rows.append(
+                _entry_values(entry_ids[next_entry], txn_id, leg, currency, posting.at)
+            )
+            next_entry += 1
+        if posting.idempotency is not None:
+            key_rows.append(_key_values(posting.idempotency, txn_id, None, posting.at))
+    for record, hold, at in hold_keys:
+        key_rows.append(_key_values(record, None, hold.pk, at))
+    connection.ensure_connection()
+    with connection.connection.cursor() as raw:
+        if new_holds:
+            _copy(raw, HOLD_TABLE, HOLD_COLUMNS_WITH_ID, map(_hold_row, new_holds))
+        if txn_rows:
+            _copy(raw, TXN_TABLE, TXN_COLUMNS_WITH_ID, txn_rows)
+            _copy(raw, ENTRY_TABLE, ENTRY_COLUMNS_WITH_ID, entry_rows)
+        if key_rows:
+            _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)
+    dirty = [_account_state(acc) for acc in accounts if acc.dirty]  # rows -> one array a column
+    closed = [[getattr(h, name) for name in _HOLD_CLOSE_ATTNAMES] for h in closed_holds]
+    with hot_cursor() as cursor:
+        if dirty:
+            cursor.execute(ACCOUNTS_UPDATE_MANY_SQL, [now, *map(list, zip(*dirty, strict=True))])
+        if closed:
+            cursor.execute(HOLDS_CLOSE_MANY_SQL, [*map(list, zip(*closed, strict=True))])
+    if send_signals:
+        for txn in written:
+            transaction_posted.send(sender=Transaction, transaction=txn)
+    return written
+
+
+def _hold_row(hold: Hold) -> list[Any]:
+    return [
+        _dump_json(getattr(hold, name)) if column in _HOLD_JSON else getattr(hold, name)
+        for column, name in zip(HOLD_COLUMNS_WITH_ID, _HOLD_ATTNAMES, strict=True)
+    ]
