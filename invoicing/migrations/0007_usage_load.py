@@ -32,6 +32,6 @@ DROP SEQUENCE invoicing_usageload_id_seq;
 
 
 class Migration(migrations.Migration):
-    dependencies = [("invoicing", "0005_inputs_transaction_ids")]
+    dependencies = [("invoicing", "0006_inputs_transaction_ids")]
 
     operations = [migrations.RunSQL(CREATE, DROP)]

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("invoicing", "0006_usage_load"),
+        ("invoicing", "0007_usage_load"),
     ]
 
     operations = [

@@ -30,7 +30,7 @@ def with_default():
 
 
 class Migration(migrations.Migration):
-    dependencies = [("invoicing", "0004_permissions")]
+    dependencies = [("invoicing", "0005_audit_events")]
 
     operations = [
         migrations.AddField(model_name="usagerecord", name="xact_id", field=xact_field()),
