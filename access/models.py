@@ -12,6 +12,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from core.api.principal import CAPABILITIES
+from core.audit.models import audit_event_model
 
 
 def all_capabilities() -> list[str]:
@@ -67,6 +68,18 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+# Keys: creation, name, partner, capabilities and revocation are recorded by a database
+# trigger with the actor (core.audit); ``last_used_at``, written as keys are used, is not.
+# The key's brand links are recorded by ``partners.models.ApiKeyBrandEvent``.
+API_KEY_AUDITED_FIELDS = ["partner", "name", "prefix", "capabilities", "revoked_at"]
+
+
+class ApiKeyEvent(
+    audit_event_model(ApiKey, fields=API_KEY_AUDITED_FIELDS, verbose_name="API key audit event")
+):
+    """An API key was created, renamed, given other capabilities or revoked."""
 
 
 class ApiIdempotencyRecord(models.Model):

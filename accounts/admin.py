@@ -40,6 +40,7 @@ from accounts.services import (
     client_update,
 )
 from approvals.notices import approval_filed_notice
+from core.audit.admin import AuditHistoryMixin
 from core.caller import Caller
 from core.errors import DomainError
 
@@ -206,7 +207,7 @@ class AccountInline(admin.TabularInline):
 
 
 @admin.register(Client)
-class ClientAdmin(DomainErrorsAsMessages, ImportExportModelAdmin):
+class ClientAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ImportExportModelAdmin):
     resource_classes = [ClientResource]
     list_display = (
         "name",
@@ -319,7 +320,7 @@ class AccountResource(resources.ModelResource):
         return str(account.balance - account.held + account.credit_limit)
 
 
-class AccountAdmin(DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
+class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
     form = AccountAdminForm
     resource_classes = [AccountResource]
     list_display = (

@@ -27,6 +27,7 @@ from accounts.exceptions import (
 from accounts.models import Account, Client, PartnerClient
 from accounts.signals import account_status_changed
 from brands.models import Brand
+from core.audit.context import actor_from
 from core.validators import account_number_from_sequence
 
 NUMBER_SEQUENCE = "accounts_account_number_seq"
@@ -286,6 +287,7 @@ def _caller_ref(changed_by: Any, caller_ref: str | None) -> str:
     return f"user:{changed_by.pk}" if getattr(changed_by, "pk", None) else "system"
 
 
+@actor_from(user="changed_by", ref="caller_ref")  # the audit actor, unless an outer one
 @transaction.atomic
 def account_set_status(
     *,

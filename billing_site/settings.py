@@ -42,12 +42,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "pgtrigger",
+    "pghistory",
     "django_filters",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "import_export",
     "django_q",
+    "core.audit",
     "access",
     "approvals",
     "brands",
@@ -65,6 +67,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Write requests run in an audit context naming the user and request id (core.audit).
+    "core.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -12,6 +12,7 @@ from approvals.notices import approval_filed_notice
 from brands.maker_checker import bank_details_changes, bank_details_request
 from brands.models import Brand, Service
 from brands.services import BANK_FIELDS
+from core.audit.admin import AuditHistoryMixin
 from core.caller import Caller
 
 
@@ -26,7 +27,7 @@ class ServiceInline(admin.TabularInline):
 
 
 @admin.register(Brand)
-class BrandAdmin(admin.ModelAdmin):
+class BrandAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = (
         "code",
         "name",

@@ -4,6 +4,8 @@ allocation): here they are read, and their PDF downloaded."""
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from core.audit.admin import AuditHistoryMixin
+from core.audit.history import RelatedEvents
 from core.errors import DomainError
 from invoicing import services
 from invoicing.admin_pdf import InvoicePdfAdminMixin
@@ -19,6 +21,7 @@ from invoicing.models import (
     Subscription,
     Tariff,
     TariffTier,
+    TariffTierEvent,
     UsageRecord,
 )
 
@@ -113,7 +116,7 @@ class TariffTierInline(admin.TabularInline):
 
 
 @admin.register(Tariff)
-class TariffAdmin(ReadOnlyAdmin):
+class TariffAdmin(AuditHistoryMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "service",
@@ -128,6 +131,9 @@ class TariffAdmin(ReadOnlyAdmin):
     search_fields = ["plan", "service__code", "service__name"]
     list_select_related = ["service__brand"]
     inlines = [TariffTierInline]
+    audit_related = (
+        RelatedEvents(TariffTierEvent, "tariff", subject=lambda event: f"tier {event.position}"),
+    )
 
 
 @admin.register(Subscription)

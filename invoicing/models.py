@@ -24,6 +24,7 @@ from django.db.models.functions import Now
 
 from accounts.models import MONEY, Account, currency_validator
 from brands.models import Brand, Service
+from core.audit.models import audit_event_model
 from ledger.models import Transaction
 
 QUANTITY = {"max_digits": 20, "decimal_places": 6}
@@ -184,6 +185,40 @@ class TariffTier(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_quantity}..{self.up_to or '∞'} @ {self.price}"
+
+
+# Prices: every tariff version and band created, changed or removed is recorded by a
+# database trigger with old and new values and the actor (core.audit).
+TARIFF_AUDITED_FIELDS = [
+    "service",
+    "plan",
+    "kind",
+    "price",
+    "minimum_charge",
+    "currency",
+    "valid_from",
+    "valid_to",
+]
+TARIFF_TIER_AUDITED_FIELDS = ["tariff", "position", "from_quantity", "up_to", "price"]
+
+
+class TariffEvent(
+    audit_event_model(
+        Tariff, fields=TARIFF_AUDITED_FIELDS, delete=True, verbose_name="tariff audit event"
+    )
+):
+    """A tariff version was added, changed (ended by a newer one) or removed."""
+
+
+class TariffTierEvent(
+    audit_event_model(
+        TariffTier,
+        fields=TARIFF_TIER_AUDITED_FIELDS,
+        delete=True,
+        verbose_name="tariff tier audit event",
+    )
+):
+    """A band of a tiered tariff was added, changed or removed (shown on its tariff's page)."""
 
 
 class Subscription(models.Model):

@@ -9,9 +9,12 @@ from django.http import HttpRequest
 from access.models import ApiIdempotencyRecord, ApiKey, Partner
 from access.services import api_key_create, api_key_revoke, api_key_update
 from core.api.principal import CAPABILITIES
+from core.audit.admin import AuditHistoryMixin
+from core.audit.history import RelatedEvents
 from core.errors import DomainError
 from partners.destinations import validate_webhook_url
 from partners.models import (
+    ApiKeyBrandEvent,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -76,7 +79,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditHistoryMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = [
         "prefix",
@@ -92,6 +95,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     filter_horizontal = ["brands"]
     actions = ["revoke"]
+    audit_related = (RelatedEvents(ApiKeyBrandEvent, "apikey", subject=lambda event: "brand link"),)
 
     def get_readonly_fields(self, request, obj=None):
         # An existing key's scope is fixed: revoke it and create a new one instead.
