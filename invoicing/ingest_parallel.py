@@ -27,6 +27,7 @@ from pathlib import Path
 
 from django.db import OperationalError, connection, transaction
 
+from invoicing.exceptions import MalformedFile
 from invoicing.ingest import IngestResult, RecordError, usage_ingest_file
 
 # Below this much data one session is as fast as several.
@@ -159,7 +160,10 @@ def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult | N
         thread.start()
     for thread in threads:
         thread.join()
-    real = [exc for exc in failures if not isinstance(exc, _Abandoned | OperationalError)]
+    # A part's refusal of the file names a line of the part: one session redoes the file
+    # and names the line in the whole file.
+    redo = _Abandoned | OperationalError | MalformedFile
+    real = [exc for exc in failures if not isinstance(exc, redo)]
     if real:
         raise real[0]
     if failures:
