@@ -68,11 +68,3 @@ def _render(data: Any) -> bytes:
 
 def _json(body: bytes, status: int) -> HttpResponse:
     return HttpResponse(body, status=status, content_type="application/json")
-
-
-def _render(data: Any) -> bytes:
-    return JSONRenderer().render(data)
-
-
-def _json(body: bytes, status: int) -> HttpResponse:
-    return HttpResponse(body, status=status, content_type="application/json")

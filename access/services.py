@@ -15,7 +15,7 @@ from django.db.models import Model, Q
 from django.utils import timezone
 
 from access.models import ApiIdempotencyRecord, ApiKey, Partner
-from core.api.principal import ApiPrincipal
+from core.api.principal import CAPABILITIES, ApiPrincipal
 from core.errors import DomainError
 
 KEY_PREFIX = "bk_"
@@ -41,6 +41,21 @@ def partner_get_or_create(*, name: str, brands: Iterable[Model] = ()) -> Partner
     return partner
 
 
+def _capabilities(capabilities: Iterable[str] | None) -> list[str]:
+    """Known capabilities in their canonical order; None means all of them."""
+    if capabilities is None:
+        return list(CAPABILITIES)
+    wanted = set(capabilities)
+    unknown = sorted(wanted - set(CAPABILITIES))
+    if unknown or not wanted:
+        raise InvalidPartnerSetting(
+            f"Choose one or more of: {', '.join(CAPABILITIES)}.",
+            field="capabilities",
+            unknown=unknown,
+        )
+    return [c for c in CAPABILITIES if c in wanted]
+
+
 def _hash_secret(secret: str) -> str:
     # The secret is 256 random bits: a fast hash is enough (nothing to brute-force).
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -48,12 +63,18 @@ def _hash_secret(secret: str) -> str:
 
 @transaction.atomic
 def api_key_create(
-    *, partner: Partner, brands: Iterable[Model], name: str = ""
+    *,
+    partner: Partner,
+    brands: Iterable[Model],
+    name: str = "",
+    capabilities: Iterable[str] | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key scoped to ``brands`` (a subset of the partner's); return it and the raw key.
 
-    The raw key (``bk_<prefix>.<secret>``) is never stored and cannot be shown again.
+    ``capabilities`` narrow what it may do (default: everything). The raw key
+    (``bk_<prefix>.<secret>``) is never stored and cannot be shown again.
     """
+    granted = _capabilities(capabilities)
     brands = list(brands)
     allowed = set(partner.brands.values_list("pk", flat=True))
     if not brands or any(brand.pk not in allowed for brand in brands):
@@ -61,10 +82,36 @@ def api_key_create(
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
-        partner=partner, name=name, prefix=prefix, hashed_secret=_hash_secret(secret)
+        partner=partner,
+        name=name,
+        prefix=prefix,
+        hashed_secret=_hash_secret(secret),
+        capabilities=granted,
     )
     key.brands.set(brands)
     return key, f"{KEY_PREFIX}{prefix}.{secret}"
+
+
+@transaction.atomic
+def api_key_update(
+    *, api_key: ApiKey, name: str | None = None, capabilities: Iterable[str] | None = None
+) -> ApiKey:
+    """Rename a key or change its capabilities (its brands are fixed: make a new key instead).
+
+    Takes effect at once in this process, within BILLING_API_KEY_CACHE_SECONDS elsewhere.
+    """
+    fields: list[str] = []
+    if name is not None:
+        api_key.name = name
+        fields.append("name")
+    if capabilities is not None:
+        api_key.capabilities = _capabilities(capabilities)
+        fields.append("capabilities")
+    if fields:
+        api_key.full_clean(exclude=["partner", "prefix", "hashed_secret", "brands"])
+        api_key.save(update_fields=fields)
+        _authenticated.clear()
+    return api_key
 
 
 @transaction.atomic
@@ -81,6 +128,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 _AUTH_SQL = """
 SELECT k.id, k.hashed_secret, k.revoked_at, k.last_used_at, p.id, p.name, p.is_active,
+       k.capabilities,
        ARRAY(SELECT kb.brand_id FROM access_apikey_brands kb
              JOIN access_partner_brands pb ON pb.brand_id = kb.brand_id AND pb.partner_id = p.id
              WHERE kb.apikey_id = k.id)
@@ -132,7 +180,17 @@ def _api_key_lookup(raw_key: str, *, now: datetime | None) -> ApiPrincipal | Non
         # Same work as a real comparison, so timing does not tell whether a prefix exists.
         hmac.compare_digest(_hash_secret(secret), "0" * 64)
         return None
-    key_id, hashed, revoked_at, last_used_at, partner_id, partner_name, active, brand_ids = row
+    (
+        key_id,
+        hashed,
+        revoked_at,
+        last_used_at,
+        partner_id,
+        partner_name,
+        active,
+        capabilities,
+        brand_ids,
+    ) = row
     if not hmac.compare_digest(_hash_secret(secret), hashed):
         return None
     if revoked_at is not None or not active or not brand_ids:
@@ -143,7 +201,9 @@ def _api_key_lookup(raw_key: str, *, now: datetime | None) -> ApiPrincipal | Non
         ApiKey.objects.filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=threshold), pk=key_id
         ).update(last_used_at=now)
-    return ApiPrincipal(key_id, partner_id, partner_name, frozenset(brand_ids))
+    return ApiPrincipal(
+        key_id, partner_id, partner_name, frozenset(brand_ids), frozenset(capabilities)
+    )
 
 
 # --------------------------------------------------------------------------- idempotent responses

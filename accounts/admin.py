@@ -36,6 +36,7 @@ from accounts.services import (
     client_create,
     client_update,
 )
+from core.audit.admin import AuditHistoryMixin
 from core.errors import DomainError
 
 MAX_ACTION_OBJECTS = 500
@@ -201,7 +202,7 @@ class AccountInline(admin.TabularInline):
 
 
 @admin.register(Client)
-class ClientAdmin(DomainErrorsAsMessages, ImportExportModelAdmin):
+class ClientAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ImportExportModelAdmin):
     resource_classes = [ClientResource]
     list_display = (
         "name",
@@ -314,7 +315,7 @@ class AccountResource(resources.ModelResource):
         return str(account.balance - account.held + account.credit_limit)
 
 
-class AccountAdmin(DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
+class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
     form = AccountAdminForm
     resource_classes = [AccountResource]
     list_display = (
@@ -345,7 +346,13 @@ class AccountAdmin(DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
         "spent_month",
         "spent_month_on",
     )
-    status_fields = ("status", "status_reason", "status_changed_at", "status_changed_by")
+    status_fields = (
+        "status",
+        "status_reason",
+        "status_changed_at",
+        "status_changed_by",
+        "status_changed_by_caller",
+    )
     system_fields = ("system_key", "brand", "service", "channel")
     limit_fields = (
         "credit_limit",

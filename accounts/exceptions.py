@@ -6,10 +6,12 @@ __all__ = [
     "AccountBlocked",
     "AccountClosed",
     "AccountHasFunds",
+    "BlockedByStaff",
     "CurrencyMismatch",
     "InvalidAccountStructure",
     "InvalidStatusTransition",
     "PermissionDenied",
+    "SharedObject",
 ]
 
 
@@ -44,3 +46,20 @@ class InvalidAccountStructure(DomainError):
     code = "invalid_account_structure"
     status = 400
     default_message = "That parent account cannot be used."
+
+
+class SharedObject(DomainError):
+    """A partner may not change what it shares with brands outside its key's scope."""
+
+    code = "shared_object"
+    status = 403
+    default_message = (
+        "This client or account is shared with brands outside your scope; "
+        "only the operator may change it."
+    )
+
+
+class BlockedByStaff(DomainError):
+    code = "blocked_by_staff"
+    status = 403
+    default_message = "The operator blocked this account; only the operator may unblock it."

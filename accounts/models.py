@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.db.models.functions import Upper
 
 from brands.models import Brand, Service
+from core.audit.models import audit_event_model
 from core.validators import validate_inn, validate_kpp
 
 MONEY = {"max_digits": 18, "decimal_places": 2}
@@ -132,6 +133,13 @@ class Account(models.Model):
     status_changed_at = models.DateTimeField(null=True, blank=True)
     status_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status_changed_by_caller = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",  # bulk loaders (COPY) that do not name the column
+        help_text="Who made the last status change: user:<id>, partner:<id> or system:<name>.",
     )
     brands = models.ManyToManyField(Brand, blank=True, related_name="accounts")
     parent = models.ForeignKey(
@@ -251,6 +259,50 @@ class Account(models.Model):
     @property
     def is_subaccount(self) -> bool:
         return self.parent_id is not None
+
+
+# --------------------------------------------------------------------------- audit trail
+# Database triggers record every change of these fields (core.audit): old and new values,
+# who acted and when. An account's running state (balance, held, spent_*, negative_since,
+# updated_at), written by every posting, is not among them: those updates fire nothing.
+
+CLIENT_AUDITED_FIELDS = [
+    "kind",
+    "name",
+    "legal_name",
+    "tax_id",
+    "kpp",
+    "ogrn",
+    "email",
+    "phone",
+    "address",
+    "external_ref",
+    "status",
+]
+ACCOUNT_AUDITED_FIELDS = [
+    "name",
+    "parent",
+    "status",
+    "status_reason",
+    "credit_limit",
+    "credit_period_days",
+    "credit_expires_at",
+    "write_off_limit_transaction",
+    "write_off_limit_day",
+    "write_off_limit_month",
+]
+
+
+class ClientEvent(
+    audit_event_model(Client, fields=CLIENT_AUDITED_FIELDS, verbose_name="client audit event")
+):
+    """A client was created or its identity, contacts or status changed (a database trigger)."""
+
+
+class AccountEvent(
+    audit_event_model(Account, fields=ACCOUNT_AUDITED_FIELDS, verbose_name="account audit event")
+):
+    """An account was opened or its limits, status (with reason) or payer changed."""
 
 
 class PartnerClient(models.Model):

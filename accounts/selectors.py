@@ -3,6 +3,11 @@
 A partner sees the client accounts linked (``Account.brands``) to its key's
 brands and the clients owning them, plus the clients it created itself;
 staff (``scope.brand_ids is None``) see every client account.
+
+An account is *shared* for a partner when it is also linked to a brand outside
+the key's scope; a client is shared when one of its accounts is. A partner
+reads a shared account (``ledger.selectors`` limits which of its transactions
+and holds) but may not change it (``accounts.exceptions.SharedObject``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,47 @@ def linked_to_brands(brand_ids: frozenset[int], account_field: str = "pk") -> Ex
     return Exists(
         AccountBrand.objects.filter(account_id=OuterRef(account_field), brand_id__in=brand_ids)
     )
+
+
+def linked_outside_brands(brand_ids: frozenset[int], account_field: str = "pk") -> Exists:
+    """Whether the account in ``account_field`` is linked to a brand not in ``brand_ids``."""
+    return Exists(
+        AccountBrand.objects.filter(account_id=OuterRef(account_field)).exclude(
+            brand_id__in=brand_ids
+        )
+    )
+
+
+def account_is_shared(scope: Scope, account_id: int | None) -> bool:
+    """Whether this account is linked to a brand outside a partner's scope (never for staff)."""
+    if scope.brand_ids is None or account_id is None:
+        return False
+    return (
+        AccountBrand.objects.filter(account_id=account_id)
+        .exclude(brand_id__in=scope.brand_ids)
+        .exists()
+    )
+
+
+def client_is_shared(scope: Scope, client_id: int) -> bool:
+    """Whether one of the client's accounts is linked to a brand outside a partner's scope."""
+    if scope.brand_ids is None:
+        return False
+    return (
+        AccountBrand.objects.filter(account__client_id=client_id)
+        .exclude(brand_id__in=scope.brand_ids)
+        .exists()
+    )
+
+
+def account_brand_ids(account_ids: list[int]) -> dict[int, frozenset[int]]:
+    """{account id: the brands it is linked to} (an account with none maps to an empty set)."""
+    links: dict[int, set[int]] = {pk: set() for pk in account_ids}
+    for account_id, brand_id in AccountBrand.objects.filter(account_id__in=account_ids).values_list(
+        "account_id", "brand_id"
+    ):
+        links[account_id].add(brand_id)
+    return {pk: frozenset(brands) for pk, brands in links.items()}
 
 
 def accounts_in_scope(scope: Scope, qs: QuerySet[Account] | None = None) -> QuerySet[Account]:

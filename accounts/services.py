@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.exceptions import (
     AccountHasFunds,
+    BlockedByStaff,
     InvalidAccountStructure,
     InvalidStatusTransition,
     PermissionDenied,
@@ -26,6 +27,7 @@ from accounts.exceptions import (
 from accounts.models import Account, Client, PartnerClient
 from accounts.signals import account_status_changed
 from brands.models import Brand
+from core.audit.context import actor_from
 from core.validators import account_number_from_sequence
 
 NUMBER_SEQUENCE = "accounts_account_number_seq"
@@ -269,17 +271,34 @@ def _can_change_status(user: Any) -> bool:
     return user is None or user.has_perm("accounts.block_account")
 
 
+def _caller_ref(changed_by: Any, caller_ref: str | None) -> str:
+    if caller_ref:
+        return caller_ref
+    return f"user:{changed_by.pk}" if getattr(changed_by, "pk", None) else "system"
+
+
+@actor_from(user="changed_by", ref="caller_ref")  # the audit actor, unless an outer one
 @transaction.atomic
 def account_set_status(
-    *, account: Account, status: str, reason: str = "", changed_by: Any = None
+    *,
+    account: Account,
+    status: str,
+    reason: str = "",
+    changed_by: Any = None,
+    caller_ref: str | None = None,
 ) -> Account:
     """Move an account along the status machine (open <-> blocked, either -> closed).
 
-    Closing needs a zero balance, no active holds and no open sub-accounts.
-    Locks the account row; postings waiting on it see the new status.
+    ``caller_ref`` says who acts (``user:<id>``, ``partner:<id>``,
+    ``system:<name>``; default: the user, or ``system``) and is kept with the
+    status. A partner may lift only a block that a partner set
+    (``blocked_by_staff`` otherwise). Closing needs a zero balance, no active
+    holds and no open sub-accounts. Locks the account row; postings waiting on
+    it see the new status.
     """
     if not _can_change_status(changed_by):
         raise PermissionDenied("You are not allowed to change account status.")
+    actor = _caller_ref(changed_by, caller_ref)
     locked = Account.objects.select_for_update().get(pk=account.pk)
     if locked.is_system:
         raise InvalidStatusTransition("System accounts have no status to change.")
@@ -291,6 +310,12 @@ def account_set_status(
         )
     if status == Account.Status.BLOCKED and not reason.strip():
         raise InvalidStatusTransition("Blocking needs a reason.", field="reason")
+    if (
+        locked.status == Account.Status.BLOCKED
+        and actor.startswith("partner:")
+        and not locked.status_changed_by_caller.startswith("partner:")
+    ):
+        raise BlockedByStaff(account=locked.pk)
     if status == Account.Status.CLOSED:
         open_children = locked.children.filter(~Q(status=Account.Status.CLOSED)).exists()
         # A sub-account's holds reserve its payer's funds (``held`` stays 0 on the
@@ -308,12 +333,14 @@ def account_set_status(
     locked.status_reason = reason.strip()
     locked.status_changed_at = timezone.now()
     locked.status_changed_by = changed_by if getattr(changed_by, "pk", None) else None
+    locked.status_changed_by_caller = actor
     locked.save(
         update_fields=[
             "status",
             "status_reason",
             "status_changed_at",
             "status_changed_by",
+            "status_changed_by_caller",
             "updated_at",
         ]
     )
@@ -323,15 +350,31 @@ def account_set_status(
     return locked
 
 
-def account_block(*, account: Account, reason: str, blocked_by: Any = None) -> Account:
+def account_block(
+    *, account: Account, reason: str, blocked_by: Any = None, caller_ref: str | None = None
+) -> Account:
     return account_set_status(
-        account=account, status=Account.Status.BLOCKED, reason=reason, changed_by=blocked_by
+        account=account,
+        status=Account.Status.BLOCKED,
+        reason=reason,
+        changed_by=blocked_by,
+        caller_ref=caller_ref,
     )
 
 
-def account_unblock(*, account: Account, unblocked_by: Any = None, reason: str = "") -> Account:
+def account_unblock(
+    *,
+    account: Account,
+    unblocked_by: Any = None,
+    reason: str = "",
+    caller_ref: str | None = None,
+) -> Account:
     return account_set_status(
-        account=account, status=Account.Status.OPEN, reason=reason, changed_by=unblocked_by
+        account=account,
+        status=Account.Status.OPEN,
+        reason=reason,
+        changed_by=unblocked_by,
+        caller_ref=caller_ref,
     )
 
 

@@ -41,12 +41,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "pgtrigger",
+    "pghistory",
     "django_filters",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "import_export",
     "django_q",
+    "core.audit",
     "access",
     "brands",
     "accounts",
@@ -63,6 +65,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Write requests run in an audit context naming the user and request id (core.audit).
+    "core.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -212,7 +216,7 @@ REST_FRAMEWORK = {
         "access.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.IsPartnerOrStaff"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.ActionPermission"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -269,6 +273,9 @@ BILLING_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("BILLING_WEBHOOK_MAX_ATTEMPTS"
 # How long a process trusts its snapshot of who subscribes to what (seconds).
 BILLING_WEBHOOK_SUBSCRIPTION_TTL = float(os.environ.get("BILLING_WEBHOOK_SUBSCRIPTION_TTL", "5"))
 BILLING_WEBHOOK_ENQUEUE = env_bool("BILLING_WEBHOOK_ENQUEUE", True)
+# Endpoints on loopback, private, link-local or other non-public addresses are refused
+# (when saved and, after DNS resolution, at every delivery) unless this is on.
+BILLING_WEBHOOK_ALLOW_PRIVATE = env_bool("BILLING_WEBHOOK_ALLOW_PRIVATE", False)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)

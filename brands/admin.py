@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from brands.models import Brand, Service
+from core.audit.admin import AuditHistoryMixin
 
 
 class ServiceInline(admin.TabularInline):
@@ -16,7 +17,7 @@ class ServiceInline(admin.TabularInline):
 
 
 @admin.register(Brand)
-class BrandAdmin(admin.ModelAdmin):
+class BrandAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = (
         "code",
         "name",

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from core.audit.models import audit_event_model
 from core.validators import validate_bank_account, validate_bik, validate_inn, validate_kpp
 
 VAT_RATE_VALIDATORS = [MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))]
@@ -87,3 +88,29 @@ class Service(models.Model):
 
     def __str__(self) -> str:
         return f"{self.brand.code}/{self.code} — {self.name}"
+
+
+# The brand's registration and bank details (they feed invoices and the payment QR): every
+# change is recorded by a database trigger with old and new values and the actor (core.audit).
+BRAND_AUDITED_FIELDS = [
+    "code",
+    "name",
+    "legal_name",
+    "tax_id",
+    "kpp",
+    "ogrn",
+    "address",
+    "bank_name",
+    "bank_bik",
+    "bank_account",
+    "bank_correspondent_account",
+    "invoice_prefix",
+    "default_vat_rate",
+    "is_active",
+]
+
+
+class BrandEvent(
+    audit_event_model(Brand, fields=BRAND_AUDITED_FIELDS, verbose_name="brand audit event")
+):
+    """A brand was created or its registration, bank or invoicing details changed."""

@@ -4,6 +4,8 @@ allocation): here they are read, and their PDF downloaded."""
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from core.audit.admin import AuditHistoryMixin
+from core.audit.history import RelatedEvents
 from core.errors import DomainError
 from invoicing import services
 from invoicing.admin_pdf import InvoicePdfAdminMixin
@@ -19,6 +21,7 @@ from invoicing.models import (
     Subscription,
     Tariff,
     TariffTier,
+    TariffTierEvent,
     UsageRecord,
 )
 
@@ -113,7 +116,7 @@ class TariffTierInline(admin.TabularInline):
 
 
 @admin.register(Tariff)
-class TariffAdmin(ReadOnlyAdmin):
+class TariffAdmin(AuditHistoryMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "service",
@@ -128,6 +131,9 @@ class TariffAdmin(ReadOnlyAdmin):
     search_fields = ["plan", "service__code", "service__name"]
     list_select_related = ["service__brand"]
     inlines = [TariffTierInline]
+    audit_related = (
+        RelatedEvents(TariffTierEvent, "tariff", subject=lambda event: f"tier {event.position}"),
+    )
 
 
 @admin.register(Subscription)
@@ -172,7 +178,13 @@ class BillingPeriodAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm("invoicing.change_billingperiod")
 
-    @admin.action(description="Close the selected periods (billed days keep their prices)")
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.close_billingperiod")
+
+    @admin.action(
+        description="Close the selected periods (billed days keep their prices)",
+        permissions=["close"],
+    )
     def close_periods(self, request: HttpRequest, queryset) -> None:
         for period in queryset:
             services.billing_period_close(period=period)
@@ -213,6 +225,12 @@ class InvoiceRunAdmin(ReadOnlyAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return obj is None and request.user.has_perm("invoicing.approve_invoicerun")
 
+    def has_approve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.approve_invoicerun")
+
+    def has_resume_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.add_invoicerun")
+
     @admin.display(description="progress")
     def progress(self, run: InvoiceRun) -> str:
         if not run.total:
@@ -221,7 +239,7 @@ class InvoiceRunAdmin(ReadOnlyAdmin):
 
     @admin.action(
         description="Approve the selected draft runs (issue their invoices)",
-        permissions=["change"],
+        permissions=["approve"],
     )
     def approve_runs(self, request: HttpRequest, queryset) -> None:
         for run in queryset:
@@ -234,7 +252,7 @@ class InvoiceRunAdmin(ReadOnlyAdmin):
 
     @admin.action(
         description="Resume the selected runs (enqueue their unfinished chunks again)",
-        permissions=["change"],
+        permissions=["resume"],
     )
     def resume_runs(self, request: HttpRequest, queryset) -> None:
         for run in queryset:

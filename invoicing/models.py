@@ -24,6 +24,7 @@ from django.db.models.functions import Now
 
 from accounts.models import MONEY, Account, currency_validator
 from brands.models import Brand, Service
+from core.audit.models import audit_event_model
 from ledger.models import Transaction
 
 QUANTITY = {"max_digits": 20, "decimal_places": 6}
@@ -52,6 +53,7 @@ class BillingPeriod(models.Model):
 
     class Meta:
         ordering = ["-starts_on"]
+        permissions = [("close_billingperiod", "Can close billing periods")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(code__regex=r"^\d{4}-(0[1-9]|1[0-2])$"),
@@ -183,6 +185,40 @@ class TariffTier(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_quantity}..{self.up_to or '∞'} @ {self.price}"
+
+
+# Prices: every tariff version and band created, changed or removed is recorded by a
+# database trigger with old and new values and the actor (core.audit).
+TARIFF_AUDITED_FIELDS = [
+    "service",
+    "plan",
+    "kind",
+    "price",
+    "minimum_charge",
+    "currency",
+    "valid_from",
+    "valid_to",
+]
+TARIFF_TIER_AUDITED_FIELDS = ["tariff", "position", "from_quantity", "up_to", "price"]
+
+
+class TariffEvent(
+    audit_event_model(
+        Tariff, fields=TARIFF_AUDITED_FIELDS, delete=True, verbose_name="tariff audit event"
+    )
+):
+    """A tariff version was added, changed (ended by a newer one) or removed."""
+
+
+class TariffTierEvent(
+    audit_event_model(
+        TariffTier,
+        fields=TARIFF_TIER_AUDITED_FIELDS,
+        delete=True,
+        verbose_name="tariff tier audit event",
+    )
+):
+    """A band of a tiered tariff was added, changed or removed (shown on its tariff's page)."""
 
 
 class Subscription(models.Model):
@@ -548,6 +584,7 @@ class Invoice(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("recalculate_invoice", "Can recalculate billed periods (adjustments)")]
         indexes = [
             models.Index(fields=["account", "period"], name="invoicing_invoice_account_idx"),
             models.Index(fields=["period", "brand", "status"], name="invoicing_invoice_period_idx"),

@@ -3,9 +3,12 @@
 Transactions, entries, holds and idempotency keys can be viewed but never
 added, changed or deleted here (the database refuses UPDATE and DELETE on
 them anyway). What staff can do instead, each through a ledger service with
-``Caller.for_user``: post a payment, debit, refund or adjustment from an
-account's page, reverse a transaction (with a reason), void or capture a hold.
-Refusals are shown as admin messages and change nothing.
+``Caller.for_user`` and each behind the permission the API checks for the same
+move: post a payment, debit, refund or adjustment from an account's page
+(``ledger.post_payment``, ``post_debit``, ``post_refund``, ``post_adjustment``),
+reverse a transaction with a reason (``ledger.reverse_transaction``), void or
+capture a hold (``ledger.settle_hold``). Refusals are shown as admin messages
+and change nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from ledger import selectors, services
 from ledger.forms import PostingForm
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
 
-POST_PERMISSION = "ledger.add_transaction"
+REVERSE_PERMISSION = "ledger.reverse_transaction"
+SETTLE_HOLD_PERMISSION = "ledger.settle_hold"
 
 
 def _digits(term: str) -> str | None:
@@ -190,7 +194,7 @@ class TransactionAdmin(NumberSearchMixin, ReadOnlyAdmin):
         return admin_link(obj.hold) if obj.hold_id else "-"
 
     def has_reverse_permission(self, request) -> bool:
-        return request.user.has_perm(POST_PERMISSION)
+        return request.user.has_perm(REVERSE_PERMISSION)
 
     @admin.action(
         description="Reverse selected transactions (asks for a reason)", permissions=["reverse"]
@@ -323,9 +327,7 @@ class HoldAdmin(NumberSearchMixin, ReadOnlyAdmin):
         return admin_link(obj.payer, obj.payer.number)
 
     def has_settle_permission(self, request) -> bool:
-        return request.user.has_perm("ledger.change_hold") and request.user.has_perm(
-            POST_PERMISSION
-        )
+        return request.user.has_perm(SETTLE_HOLD_PERMISSION)
 
     def _settle(self, request, queryset, operation, done: str) -> None:
         caller = services.Caller.for_user(request.user)
@@ -405,7 +407,7 @@ class LedgerAccountAdmin(AccountAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {
             **(extra_context or {}),
-            "can_post": request.user.has_perm(POST_PERMISSION),
+            "can_post": PostingForm.allowed_for(request.user),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -417,11 +419,11 @@ class LedgerAccountAdmin(AccountAdmin):
         if account.is_system:
             raise Http404("System accounts are not posted to directly.")
         if not (
-            self.has_view_permission(request, account) and request.user.has_perm(POST_PERMISSION)
+            self.has_view_permission(request, account) and PostingForm.allowed_for(request.user)
         ):
             raise PermissionDenied
         if request.method == "POST":
-            form = PostingForm(request.POST)
+            form = PostingForm(request.POST, user=request.user)
             if form.is_valid():
                 try:
                     txn = form.post(
@@ -454,7 +456,7 @@ class LedgerAccountAdmin(AccountAdmin):
                         reverse("admin:accounts_account_change", args=[account.pk])
                     )
         else:
-            form = PostingForm(initial={"idempotency_key": uuid.uuid4().hex})
+            form = PostingForm(initial={"idempotency_key": uuid.uuid4().hex}, user=request.user)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Post to account {account.number}",

@@ -348,9 +348,10 @@ def ensure_users() -> tuple[Any, Any]:
 def operator_permissions() -> list[Permission]:
     """Operators see everything, edit clients and account limits, block, post money.
 
-    Ledger rows themselves are never edited: ``add_transaction`` is what lets a
-    user post payments and reversals through the admin's forms (which call the
-    services); ``post_adjustment`` allows manual corrections.
+    Ledger rows themselves are never edited: the ``post_*`` permissions let a
+    user post through the admin's forms and the API (which call the services),
+    ``reverse_transaction`` reverse, ``settle_hold`` capture and void holds, and
+    ``post_adjustment`` make manual corrections.
     """
     wanted = Permission.objects.filter(
         content_type__app_label__in=["brands", "accounts", "ledger"],
@@ -362,8 +363,11 @@ def operator_permissions() -> list[Permission]:
         ("accounts", "add_account"),
         ("accounts", "change_account"),
         ("accounts", "block_account"),
-        ("ledger", "add_transaction"),
-        ("ledger", "change_hold"),
+        ("ledger", "post_payment"),
+        ("ledger", "post_debit"),
+        ("ledger", "post_refund"),
+        ("ledger", "reverse_transaction"),
+        ("ledger", "settle_hold"),
         ("ledger", "post_adjustment"),
     ]
     perms = list(wanted)

@@ -27,6 +27,14 @@ class PostingForm(TextGuardedForm, forms.Form):
         ("adjustment_credit", "Adjustment: credit the client (+)"),
         ("adjustment_debit", "Adjustment: debit the client (-)"),
     ]
+    # The permission each operation needs: the same one the API checks for it.
+    PERMISSIONS = {
+        "payment": "ledger.post_payment",
+        "debit": "ledger.post_debit",
+        "refund": "ledger.post_refund",
+        "adjustment_credit": "ledger.post_adjustment",
+        "adjustment_debit": "ledger.post_adjustment",
+    }
 
     operation = forms.ChoiceField(choices=OPERATIONS)
     amount = forms.DecimalField(max_digits=18, decimal_places=2, min_value=Decimal("0.01"))
@@ -52,6 +60,21 @@ class PostingForm(TextGuardedForm, forms.Form):
         widget=forms.TextInput(attrs={"size": 60}),
     )
     idempotency_key = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, user=None, **kwargs):
+        """Offers only the operations ``user`` holds the permission for (all without a user)."""
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            self.fields["operation"].choices = [
+                (value, label)
+                for value, label in self.OPERATIONS
+                if user.has_perm(self.PERMISSIONS[value])
+            ]
+
+    @classmethod
+    def allowed_for(cls, user) -> bool:
+        """Whether ``user`` may post at least one of the operations."""
+        return any(user.has_perm(perm) for perm in set(cls.PERMISSIONS.values()))
 
     def clean(self):
         cleaned = super().clean()

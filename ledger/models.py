@@ -47,7 +47,7 @@ class TransactionKind(models.TextChoices):
 # Whose namespace a payment's ``external_id`` lives in: the partner's own for a partner's
 # postings (``caller`` = ``partner:<id>``), the channel's for staff and the system (all
 # staff share one namespace per channel). The unique index over it and ``external_id``
-# (migration 0003) and every query that looks a duplicate up use this very text, so that
+# (migration 0004) and every query that looks a duplicate up use this very text, so that
 # PostgreSQL matches the index expression.
 PAYER_SCOPE_SQL = (
     "(CASE WHEN left(caller, 8) = 'partner:' THEN caller ELSE 'channel:' || channel END)"
@@ -114,7 +114,16 @@ class Transaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        permissions = [("post_adjustment", "Can post manual balance adjustments")]
+        # What each posting needs from a staff user, in the admin and over the API alike.
+        permissions = [
+            ("post_adjustment", "Can post manual balance adjustments"),
+            ("post_payment", "Can post payments received"),
+            ("post_debit", "Can post debits (write-offs)"),
+            ("post_accrual", "Can post accruals (charges)"),
+            ("post_refund", "Can post refunds"),
+            ("post_transfer", "Can post transfers between accounts"),
+            ("reverse_transaction", "Can reverse transactions"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0),
@@ -257,6 +266,10 @@ class Hold(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [
+            ("post_hold", "Can place holds (reserve funds)"),
+            ("settle_hold", "Can capture and void holds"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0),

@@ -1,8 +1,21 @@
 """Reads of the ledger: balances, balance at a moment, history with keyset pagination,
-and the transactions and holds within a caller's scope."""
+and the transactions and holds within a caller's scope.
+
+Scope by brand and by author (staff see everything). A partner reads a
+transaction or hold *through* an account when the account is linked to one of
+its key's brands and either the account is not shared (linked to no brand
+outside the key's scope), or the posting carries one of the key's brands, or
+the partner's own keys posted it (``caller == "partner:<id>"``). A transfer is
+read through either of its accounts; the side it is not readable through is
+redacted (``transfer_hidden_accounts``). A partner reverses, captures and voids
+only what its own keys posted. ``transactions_in_scope`` and ``holds_in_scope``
+say this to the database; ``readable_through`` says it in Python for one
+posting (webhooks, redaction): tests hold the two to the same answers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -11,30 +24,103 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Account
-from accounts.selectors import linked_to_brands
+from accounts.selectors import (
+    account_brand_ids,
+    account_is_shared,
+    linked_outside_brands,
+    linked_to_brands,
+)
 from core.api.scope import Scope
 from ledger.models import Entry, Hold, Transaction
 from ledger.services import ZERO, business_date, credit_refusal
 
 
+def _readable_through(scope: Scope, account_field: str) -> Q:
+    brand_ids = scope.brand_ids
+    return Q(linked_to_brands(brand_ids, account_field)) & (
+        Q(brand_id__in=brand_ids)
+        | Q(caller=scope.caller.ref)
+        | ~Q(linked_outside_brands(brand_ids, account_field))
+    )
+
+
+def readable_through(
+    scope: Scope, *, account_brands: frozenset[int], brand_id: int | None, caller: str
+) -> bool:
+    """Whether ``scope`` reads a posting (its ``brand_id``, ``caller``) through an account
+    linked to ``account_brands``: the rule of ``transactions_in_scope`` for one row."""
+    if scope.brand_ids is None:
+        return True
+    if not account_brands & scope.brand_ids:
+        return False
+    return (
+        brand_id in scope.brand_ids
+        or caller == scope.caller.ref
+        or account_brands <= scope.brand_ids
+    )
+
+
 def transactions_in_scope(
     scope: Scope, qs: QuerySet[Transaction] | None = None
 ) -> QuerySet[Transaction]:
-    """Transactions on (or, for transfers, to) accounts the scope sees."""
+    """Transactions the scope reads through their account (or a transfer's receiving account)."""
     qs = Transaction.objects.all() if qs is None else qs
     if scope.brand_ids is None:
         return qs
     return qs.filter(
-        Q(linked_to_brands(scope.brand_ids, "account_id"))
-        | Q(linked_to_brands(scope.brand_ids, "counter_account_id"))
+        _readable_through(scope, "account_id") | _readable_through(scope, "counter_account_id")
     )
 
 
+def transactions_reversible_by(
+    scope: Scope, qs: QuerySet[Transaction] | None = None
+) -> QuerySet[Transaction]:
+    """What the scope may reverse: for a partner, what its own keys posted among what it reads."""
+    qs = transactions_in_scope(scope, qs)
+    return qs if scope.brand_ids is None else qs.filter(caller=scope.caller.ref)
+
+
 def holds_in_scope(scope: Scope, qs: QuerySet[Hold] | None = None) -> QuerySet[Hold]:
+    """Holds the scope reads through their account (the rule of ``transactions_in_scope``)."""
     qs = Hold.objects.all() if qs is None else qs
     if scope.brand_ids is None:
         return qs
-    return qs.filter(linked_to_brands(scope.brand_ids, "account_id"))
+    return qs.filter(_readable_through(scope, "account_id"))
+
+
+def holds_settleable_by(scope: Scope, qs: QuerySet[Hold] | None = None) -> QuerySet[Hold]:
+    """What the scope may capture or void: for a partner, the holds its own keys placed."""
+    qs = holds_in_scope(scope, qs)
+    return qs if scope.brand_ids is None else qs.filter(caller=scope.caller.ref)
+
+
+def transfer_hidden_accounts(
+    scope: Scope, transactions: Iterable[Transaction]
+) -> dict[int, frozenset[int]]:
+    """{transfer id: its accounts the scope does not read it through} (one query for all).
+
+    Their entries are shown without the payer and ``balance_after``.
+    """
+    if scope.brand_ids is None:
+        return {}
+    transfers = [t for t in transactions if t.counter_account_id is not None]
+    if not transfers:
+        return {}
+    brands = account_brand_ids(
+        sorted({pk for t in transfers for pk in (t.account_id, t.counter_account_id)})
+    )
+    hidden: dict[int, frozenset[int]] = {}
+    for txn in transfers:
+        sides = frozenset(
+            pk
+            for pk in (txn.account_id, txn.counter_account_id)
+            if not readable_through(
+                scope, account_brands=brands[pk], brand_id=txn.brand_id, caller=txn.caller
+            )
+        )
+        if sides:
+            hidden[txn.pk] = sides
+    return hidden
 
 
 @dataclass(frozen=True)
@@ -138,6 +224,17 @@ def account_entries(account: Account) -> QuerySet[Entry]:
     if account.parent_id is not None:
         return qs.filter(subaccount_id=account.pk).order_by("-id")
     return qs.filter(account_id=account.pk).order_by("-id")
+
+
+def entries_in_scope(scope: Scope, account: Account) -> QuerySet[Entry]:
+    """An account's history as the scope reads it: all of it, or on a shared account only
+    the entries of postings that carry one of the scope's brands or that it posted."""
+    qs = account_entries(account)
+    if scope.brand_ids is None or not account_is_shared(scope, account.pk):
+        return qs
+    return qs.filter(
+        Q(transaction__brand_id__in=scope.brand_ids) | Q(transaction__caller=scope.caller.ref)
+    )
 
 
 def account_history(

@@ -7,8 +7,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from access.models import ApiIdempotencyRecord, ApiKey, Partner
-from access.services import api_key_create, api_key_revoke
+from access.services import api_key_create, api_key_revoke, api_key_update
+from core.api.principal import CAPABILITIES
+from core.audit.admin import AuditHistoryMixin
+from core.audit.history import RelatedEvents
+from core.errors import DomainError
+from partners.destinations import validate_webhook_url
 from partners.models import (
+    ApiKeyBrandEvent,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -20,7 +26,7 @@ from partners.services import webhook_redeliver
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
-    fields = ["prefix", "name", "created_at", "last_used_at", "revoked_at"]
+    fields = ["prefix", "name", "capabilities", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -47,9 +53,16 @@ class PartnerAdmin(admin.ModelAdmin):
 
 
 class ApiKeyForm(forms.ModelForm):
+    capabilities = forms.MultipleChoiceField(
+        choices=[(c, c) for c in CAPABILITIES],
+        initial=list(CAPABILITIES),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What requests made with this key may do; each endpoint needs one.",
+    )
+
     class Meta:
         model = ApiKey
-        fields = ["partner", "name", "brands"]
+        fields = ["partner", "name", "brands", "capabilities"]
 
     def clean(self):
         data = super().clean()
@@ -66,14 +79,23 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditHistoryMixin, admin.ModelAdmin):
     form = ApiKeyForm
-    list_display = ["prefix", "partner", "name", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "prefix",
+        "partner",
+        "name",
+        "capability_list",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["partner", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "partner__name"]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     filter_horizontal = ["brands"]
     actions = ["revoke"]
+    audit_related = (RelatedEvents(ApiKeyBrandEvent, "apikey", subject=lambda event: "brand link"),)
 
     def get_readonly_fields(self, request, obj=None):
         # An existing key's scope is fixed: revoke it and create a new one instead.
@@ -81,14 +103,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return [*self.readonly_fields, "partner", "brands"]
         return self.readonly_fields
 
+    @admin.display(description="capabilities")
+    def capability_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.capabilities)
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
         if change:
-            obj.save(update_fields=["name"])
+            api_key_update(
+                api_key=obj,
+                name=form.cleaned_data.get("name", ""),
+                capabilities=form.cleaned_data["capabilities"],
+            )
             return
         key, raw_key = api_key_create(
             partner=form.cleaned_data["partner"],
             brands=form.cleaned_data["brands"],
             name=form.cleaned_data.get("name", ""),
+            capabilities=form.cleaned_data["capabilities"],
         )
         obj.pk = key.pk
         obj._state.adding = False
@@ -109,7 +140,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
             self._raw_key = None
         return super().response_add(request, obj, post_url_continue)
 
-    @admin.action(description="Revoke selected API keys")
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("access.revoke_apikey")
+
+    @admin.action(description="Revoke selected API keys", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
             api_key_revoke(api_key=key)
@@ -125,6 +159,14 @@ class WebhookEndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["partner", "url", "secret", "event_types", "is_active"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        try:
+            validate_webhook_url(url)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+        return url
 
 
 @admin.register(WebhookEndpoint)
@@ -166,7 +208,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Redeliver now")
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("partners.redeliver_webhookdelivery")
+
+    @admin.action(description="Redeliver now", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         for delivery in queryset:
             webhook_redeliver(delivery=delivery)

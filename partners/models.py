@@ -12,7 +12,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from access.models import Partner
+from access.models import ApiKey, Partner
+from core.audit.models import audit_event_model
 
 
 class WebhookEventType(models.TextChoices):
@@ -84,6 +85,7 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-id"]
         verbose_name_plural = "webhook deliveries"
+        permissions = [("redeliver_webhookdelivery", "Can redeliver webhooks")]
         indexes = [
             models.Index(
                 fields=["next_attempt_at"],
@@ -113,3 +115,19 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of delivery #{self.delivery_id}"
+
+
+# An API key's brands (its scope) are rows of the automatic table access_apikey_brands,
+# which exists only once brands.Brand is loaded, after access: its audit table lives here,
+# beside the key admin that shows it.
+class ApiKeyBrandEvent(
+    audit_event_model(
+        ApiKey.brands.through,
+        fields=["apikey", "brand"],
+        change=False,
+        delete=True,
+        app_label="partners",
+        verbose_name="API key brand audit event",
+    )
+):
+    """A brand was added to or removed from an API key's scope (a database trigger)."""

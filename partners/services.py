@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from access.models import Partner
 from access.services import InvalidPartnerSetting
+from partners.destinations import validate_webhook_url
 from partners.models import (
     WebhookAttempt,
     WebhookDelivery,
@@ -31,6 +32,9 @@ def webhook_endpoint_create(
     secret: str | None = None,
     is_active: bool = True,
 ) -> WebhookEndpoint:
+    """Register an endpoint; its URL must resolve to public addresses only
+    (unless ``BILLING_WEBHOOK_ALLOW_PRIVATE``), checked again at every delivery."""
+    validate_webhook_url(url)
     event_types = sorted(set(event_types))
     unknown = set(event_types) - set(WebhookEventType.values)
     if unknown or not event_types:

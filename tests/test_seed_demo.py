@@ -118,7 +118,8 @@ def test_seed_demo_builds_valid_demo_data_whose_ledger_verifies():
     assert operator.is_staff and not operator.is_superuser
     assert operator.groups.filter(name="Operators").exists()
     assert operator.has_perm("accounts.block_account")
-    assert operator.has_perm("ledger.add_transaction")
+    assert operator.has_perm("ledger.post_payment")
+    assert operator.has_perm("ledger.reverse_transaction")
     assert not operator.has_perm("ledger.change_transaction")
 
     subaccounts = accounts.filter(parent__isnull=False).select_related("client", "parent__client")

@@ -1,4 +1,13 @@
-"""Clients and accounts: reads through selectors and scoped querysets, writes through services."""
+"""Clients and accounts: reads through selectors and scoped querysets, writes through services.
+
+Managing clients and accounts (create, change, block, unblock) needs the
+``billing`` capability of a key, or the admin's permission for the same change
+(``accounts.add_client``, ``change_account``, ``block_account``...). A partner
+may read, but not change, a client or account it shares with brands outside
+its key's scope (``403 shared_object``); it never lifts a block the operator
+set (``403 blocked_by_staff``); it moves sub-accounts only between payers that
+are wholly its own.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +28,15 @@ from accounts.api.serializers import (
     ClientSerializer,
     limits_of,
 )
+from accounts.exceptions import SharedObject
 from accounts.filtersets import AccountFilterSet, ClientFilterSet
 from accounts.models import Account, Client
-from accounts.selectors import accounts_in_scope, clients_in_scope
+from accounts.selectors import (
+    account_is_shared,
+    accounts_in_scope,
+    client_is_shared,
+    clients_in_scope,
+)
 from accounts.services import (
     account_block,
     account_create,
@@ -33,8 +48,13 @@ from accounts.services import (
 )
 from brands.models import Brand
 from brands.selectors import brands_in_scope
+from core.api.permissions import reads
 from core.api.schema import ERRORS
 from core.api.views import ScopedViewSet, in_scope
+
+
+def _changed_fields(request: Any) -> set[str]:
+    return set(request.data) if isinstance(request.data, dict) else set()
 
 
 class ClientViewSet(
@@ -55,6 +75,11 @@ class ClientViewSet(
     ordering_fields = ["id", "name", "created_at"]
     ordering = ["id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    required = {
+        **reads("accounts.view_client"),
+        "create": ("billing", "accounts.add_client"),
+        "partial_update": ("billing", "accounts.change_client"),
+    }
 
     def get_queryset(self):
         return clients_in_scope(self.scope)
@@ -69,6 +94,8 @@ class ClientViewSet(
 
     def update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         client = self.get_object()
+        if _changed_fields(request) and client_is_shared(self.scope, client.pk):
+            raise SharedObject(client=client.pk)
         serializer = self.get_serializer(client, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         client = client_update(client=client, **serializer.validated_data)
@@ -76,6 +103,8 @@ class ClientViewSet(
 
 
 ACCOUNT_ERRORS = {409: ERRORS[409]}
+# What a partner may change on an account it shares: only its own brands' links.
+SHARED_ACCOUNT_CHANGES = {"brands"}
 
 
 class AccountViewSet(
@@ -93,6 +122,13 @@ class AccountViewSet(
     ordering_fields = ["id", "number", "created_at"]
     ordering = ["id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    required = {
+        **reads("accounts.view_account"),
+        "create": ("billing", "accounts.add_account"),
+        "partial_update": ("billing", "accounts.change_account"),
+        "block": ("billing", "accounts.block_account"),
+        "unblock": ("billing", "accounts.block_account"),
+    }
 
     def get_queryset(self):
         accounts = accounts_in_scope(self.scope)
@@ -106,6 +142,28 @@ class AccountViewSet(
     def _out(self, account: Account, status: int = 200) -> Response:
         fresh = accounts_in_scope(self.scope).prefetch_related("brands").get(pk=account.pk)
         return Response(self.get_serializer(fresh).data, status=status)
+
+    def _refuse_shared(self, account_id: int | None, **details: Any) -> None:
+        if account_is_shared(self.scope, account_id):
+            raise SharedObject(**details)
+
+    def _payer(self, parent_id: int | None) -> Account | None:
+        """A new payer: one the caller sees (404 otherwise) and, for a partner, wholly its own."""
+        if parent_id is None:
+            return None
+        parent = in_scope(accounts_in_scope(self.scope), parent_id, "parent")
+        self._refuse_shared(parent.pk, parent=parent.pk)
+        return parent
+
+    def _leave_payer(self, account: Account) -> None:
+        """A partner detaches a sub-account only from a payer that is wholly its own."""
+        if account.parent_id is None or not self.scope.is_partner:
+            return
+        if not accounts_in_scope(self.scope).filter(pk=account.parent_id).exists():
+            raise SharedObject(
+                "The payer of this sub-account is outside your scope.", parent=account.parent_id
+            )
+        self._refuse_shared(account.parent_id, parent=account.parent_id)
 
     def _brands(self, codes: list[str] | None) -> list[Brand] | None:
         """Brand codes to brands the caller may link; a partner's default is all its brands."""
@@ -127,9 +185,7 @@ class AccountViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         client = in_scope(clients_in_scope(self.scope), data["client"], "client")
-        parent = data.get("parent")
-        if parent is not None:
-            parent = in_scope(accounts_in_scope(self.scope), parent, "parent")
+        parent = self._payer(data.get("parent"))
         account = account_create(
             client=client,
             currency=data.get("currency"),
@@ -142,6 +198,8 @@ class AccountViewSet(
     @extend_schema(request=AccountUpdateSerializer, responses={200: AccountSerializer})
     def partial_update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         account = self.get_object()
+        if _changed_fields(request) - SHARED_ACCOUNT_CHANGES:
+            self._refuse_shared(account.pk, account=account.pk)
         serializer = AccountUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -153,16 +211,12 @@ class AccountViewSet(
                 others = [b for b in account.brands.all() if b.pk not in self.scope.brand_ids]
                 requested = others + requested
             brands = requested
-        parent = account.parent
-        if "parent" in data:
-            parent_id = data["parent"]
-            parent = (
-                None
-                if parent_id is None
-                else in_scope(accounts_in_scope(self.scope), parent_id, "parent")
-            )
+        moves = "parent" in data and data["parent"] != account.parent_id
+        parent = self._payer(data["parent"]) if moves else None
+        if moves:
+            self._leave_payer(account)
         with transaction.atomic():
-            if "parent" in data and getattr(parent, "pk", None) != account.parent_id:
+            if moves:
                 account = account_set_parent(account=account, parent=parent)
             account = account_update(account=account, brands=brands, **limits_of(data))
         return self._out(account)
@@ -173,31 +227,30 @@ class AccountViewSet(
     def _actor(self) -> Any:
         return None if self.scope.is_partner else self.request.user
 
+    def _status_change(self, account: Account, serializer_class: type) -> dict[str, Any]:
+        self._refuse_shared(account.pk, account=account.pk)
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return {
+            "account": account,
+            "reason": serializer.validated_data["reason"],
+            "caller_ref": self.scope.caller.ref,
+        }
+
     @extend_schema(
         request=AccountBlockSerializer, responses={200: AccountSerializer, **ACCOUNT_ERRORS}
     )
     @action(detail=True, methods=["post"])
     def block(self, request: Any, pk: Any = None) -> Response:
         """Block the account: discretionary debits are refused until it is unblocked."""
-        account = self.get_object()
-        serializer = AccountBlockSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        account = account_block(
-            account=account, reason=serializer.validated_data["reason"], blocked_by=self._actor()
-        )
-        return self._out(account)
+        change = self._status_change(self.get_object(), AccountBlockSerializer)
+        return self._out(account_block(blocked_by=self._actor(), **change))
 
     @extend_schema(
         request=AccountUnblockSerializer, responses={200: AccountSerializer, **ACCOUNT_ERRORS}
     )
     @action(detail=True, methods=["post"])
     def unblock(self, request: Any, pk: Any = None) -> Response:
-        account = self.get_object()
-        serializer = AccountUnblockSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        account = account_unblock(
-            account=account,
-            unblocked_by=self._actor(),
-            reason=serializer.validated_data["reason"],
-        )
-        return self._out(account)
+        """Lift a block; a partner lifts only a block a partner set (403 ``blocked_by_staff``)."""
+        change = self._status_change(self.get_object(), AccountUnblockSerializer)
+        return self._out(account_unblock(unblocked_by=self._actor(), **change))

@@ -20,6 +20,7 @@ from brands.api.serializers import (
 from brands.filtersets import BrandFilterSet, ServiceFilterSet
 from brands.models import Brand, Service
 from brands.selectors import brands_in_scope, services_in_scope
+from core.api.permissions import reads
 from core.api.views import ScopedViewSet, in_scope
 
 
@@ -31,6 +32,7 @@ class BrandViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewS
     filterset_class = BrandFilterSet
     ordering_fields = ["id", "code", "name"]
     ordering = ["id"]
+    required = reads("brands.view_brand")
 
     def get_queryset(self):
         return brands_in_scope(self.scope)
@@ -51,6 +53,11 @@ class ServiceViewSet(
     ordering_fields = ["id", "code", "name"]
     ordering = ["id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    required = {
+        **reads("brands.view_service"),
+        "create": ("billing", "brands.add_service"),
+        "partial_update": ("billing", "brands.change_service"),
+    }
 
     def get_queryset(self):
         return services_in_scope(self.scope)

@@ -28,7 +28,12 @@ def error(description: str) -> OpenApiResponse:
 ERRORS = {
     400: error("`validation_error`: the request is not valid; `details` lists problems by field."),
     401: error("`not_authenticated` / `authentication_failed`: no valid API key or session."),
-    403: error("`permission_denied`: authenticated but not allowed."),
+    403: error(
+        "`permission_denied`: the API key lacks this endpoint's capability, or the staff user "
+        "its permission; `shared_object`: a client or account shared with brands outside the "
+        "key's scope cannot be changed by a partner; `blocked_by_staff`: the operator's block "
+        "is lifted only by the operator."
+    ),
     404: error("`not_found`: no such object within the caller's brands."),
     409: error(
         "A conflict: `idempotency_conflict` (the key was used for another request) or a "

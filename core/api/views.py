@@ -18,6 +18,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 
 from core.api.scope import Scope, request_id_of, request_scope
+from core.audit.context import annotate_api_request
 from core.errors import NotFoundInScope
 from core.text import printable, text_problem
 
@@ -67,6 +68,9 @@ class ScopedViewMixin:
 
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        # Authenticated now (DRF does it lazily, in the view): name the partner and key, or
+        # the user, in the request's audit context before anything is written.
+        annotate_api_request(request)
         check_query_params(request)
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:

@@ -50,6 +50,7 @@ class PdfSchema(BillingAutoSchema):
 class InvoicePdfView(ScopedViewMixin, APIView):
     renderer_classes = [JSONRenderer, PdfRenderer]
     schema = PdfSchema()
+    required = {"get": ("read", "invoicing.view_invoice")}
 
     @extend_schema(
         operation_id="invoices_pdf_retrieve",

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from accounts.selectors import accounts_in_scope
 from brands.selectors import brands_in_scope, services_in_scope
 from core.api.parsers import is_json_float
+from core.api.permissions import reads
 from core.api.schema import ERRORS
 from core.api.views import ScopedViewMixin, ScopedViewSet, in_scope
 from invoicing import ingest, services
@@ -65,6 +66,7 @@ class TariffViewSet(
     filterset_class = TariffFilterSet
     ordering_fields = ["id", "valid_from"]
     ordering = ["id"]
+    required = {**reads("invoicing.view_tariff"), "create": ("billing", "invoicing.add_tariff")}
 
     def get_queryset(self):
         return Tariff.objects.filter(service__in=services_in_scope(self.scope)).prefetch_related(
@@ -107,6 +109,11 @@ class SubscriptionViewSet(
     ordering_fields = ["id", "starts_on"]
     ordering = ["id"]
     http_method_names = ["get", "post", "patch", "head", "options"]
+    required = {
+        **reads("invoicing.view_subscription"),
+        "create": ("billing", "invoicing.add_subscription"),
+        "partial_update": ("billing", "invoicing.change_subscription"),
+    }
 
     def get_queryset(self):
         return Subscription.objects.filter(
@@ -159,6 +166,8 @@ def _no_json_floats(records: list[Any], field: str) -> list[Any]:
 
 
 class UsageView(ScopedViewMixin, APIView):
+    required = {"post": ("usage", "invoicing.add_usagerecord")}
+
     @extend_schema(
         request=UsageBatchSerializer,
         responses={200: IngestResultSerializer},
@@ -175,6 +184,8 @@ class UsageView(ScopedViewMixin, APIView):
 
 
 class MeterReadingsView(ScopedViewMixin, APIView):
+    required = {"post": ("usage", "invoicing.add_meterreading")}
+
     @extend_schema(
         request=MeterReadingBatchSerializer,
         responses={200: IngestResultSerializer},
@@ -198,6 +209,11 @@ class InvoiceRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     filterset_class = InvoiceRunFilterSet
     ordering_fields = ["id", "created_at"]
     ordering = ["id"]
+    required = {
+        **reads("invoicing.view_invoicerun"),
+        "create": ("billing", "invoicing.add_invoicerun"),
+        "approve": ("billing", "invoicing.approve_invoicerun"),
+    }
 
     def get_queryset(self):
         runs = InvoiceRun.objects.select_related("period")
@@ -243,6 +259,10 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
     filterset_class = InvoiceFilterSet
     ordering_fields = ["id", "issued_at", "due_date"]
     ordering = ["id"]
+    required = {
+        **reads("invoicing.view_invoice"),
+        "recalculate": ("billing", "invoicing.recalculate_invoice"),
+    }
 
     def get_queryset(self):
         return invoices_in_scope(self.scope).select_related("period").prefetch_related("lines")

@@ -24,6 +24,13 @@ from ledger.models import Entry, Hold, Transaction
 
 
 class TransactionEntrySerializer(serializers.ModelSerializer):
+    account = serializers.IntegerField(
+        source="account_id",
+        allow_null=True,
+        help_text="The balance-bearing account (the payer); null on a transfer's side outside "
+        "your scope.",
+    )
+
     class Meta:
         model = Entry
         fields = ["id", "account", "subaccount", "amount", "balance_after"]
@@ -102,6 +109,20 @@ class TransactionSerializer(serializers.ModelSerializer):
                 for entry in txn.entries.all()
             ],
         }
+
+
+def redact_transfer_sides(data: dict[str, Any], hidden: frozenset[int] | None) -> dict[str, Any]:
+    """A transfer as seen from one side: the entries of the ``hidden`` accounts (named by
+    ``subaccount`` or ``account``) show no payer and no ``balance_after``."""
+    if not hidden:
+        return data
+    entries = [
+        {**entry, "account": None, "balance_after": None}
+        if (entry["subaccount"] or entry["account"]) in hidden
+        else entry
+        for entry in data["entries"]
+    ]
+    return {**data, "entries": entries}
 
 
 class HoldSerializer(serializers.ModelSerializer):

@@ -1,10 +1,12 @@
 """Money endpoints and the transaction and hold reads.
 
 Every write calls a ledger service with the caller's ``Caller`` and the
-request's ``Idempotency-Key`` (``core.api.views.money_post``). The
+request's ``Idempotency-Key`` (``access.idempotency.money_post``). The
 view resolves every referenced id within the caller's scope first (404 when
 outside it) and passes the account's currency, so the ledger checks the
-currency's minor unit.
+currency's minor unit. What each action needs (a key capability, a staff
+permission) is its view's ``required`` map (``core.api.permissions``); which
+postings a partner reads and acts on is ``ledger.selectors``'.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from accounts.selectors import account_in_scope, account_ref_in_scope, accounts_
 from brands.models import Brand
 from brands.selectors import services_in_scope
 from core.api.pagination import CursorPagination
+from core.api.permissions import reads
 from core.api.schema import ERRORS, IDEMPOTENCY_KEY
 from core.api.scope import Scope
 from core.api.views import NotFoundInScope, ScopedViewSet, in_scope
@@ -43,14 +46,18 @@ from ledger.api.serializers import (
     ReverseSerializer,
     TransactionSerializer,
     TransferCreateSerializer,
+    redact_transfer_sides,
 )
 from ledger.filtersets import EntryFilterSet, HoldFilterSet, TransactionFilterSet
 from ledger.models import Entry, Hold, Transaction
 from ledger.selectors import (
     account_balance,
-    account_entries,
+    entries_in_scope,
     holds_in_scope,
+    holds_settleable_by,
     transactions_in_scope,
+    transactions_reversible_by,
+    transfer_hidden_accounts,
 )
 
 POST_ERRORS = {409: ERRORS[409], 422: ERRORS[422]}
@@ -114,6 +121,8 @@ class _MoneyView(ScopedViewSet):
 
 
 class PaymentViewSet(_MoneyView):
+    required = {"create": ("payments", "ledger.post_payment")}
+
     @extend_schema(
         request=PaymentCreateSerializer,
         responses={201: TransactionSerializer, **POST_ERRORS},
@@ -172,6 +181,7 @@ class _ChargeViewSet(_MoneyView):
 
 class DebitViewSet(_ChargeViewSet):
     service_function = staticmethod(services.debit_post)
+    required = {"create": ("debits", "ledger.post_debit")}
 
     @extend_schema(
         request=ChargeCreateSerializer,
@@ -190,6 +200,7 @@ class DebitViewSet(_ChargeViewSet):
 
 class AccrualViewSet(_ChargeViewSet):
     service_function = staticmethod(services.accrual_post)
+    required = {"create": ("accruals", "ledger.post_accrual")}
 
     @extend_schema(
         request=ChargeCreateSerializer,
@@ -203,6 +214,8 @@ class AccrualViewSet(_ChargeViewSet):
 
 
 class TransferViewSet(_MoneyView):
+    required = {"create": ("transfers", "ledger.post_transfer")}
+
     @extend_schema(
         request=TransferCreateSerializer,
         responses={201: TransactionSerializer, **POST_ERRORS},
@@ -229,6 +242,8 @@ class TransferViewSet(_MoneyView):
 
 
 class RefundViewSet(_MoneyView):
+    required = {"create": ("refunds", "ledger.post_refund")}
+
     @extend_schema(
         request=RefundCreateSerializer,
         responses={201: TransactionSerializer, **POST_ERRORS},
@@ -254,16 +269,41 @@ class RefundViewSet(_MoneyView):
 
 
 class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """Transactions on the caller's accounts, newest first by default."""
+    """Transactions on the caller's accounts, newest first by default.
+
+    On an account shared with brands outside the caller's scope, only the
+    postings that carry one of its brands or that its own keys posted; a
+    transfer's side outside the scope shows no payer and no ``balance_after``.
+    """
 
     queryset = Transaction.objects.none()  # for the schema; get_queryset() scopes
     serializer_class = TransactionSerializer
     filterset_class = TransactionFilterSet
     ordering_fields = ["id", "created_at", "amount"]
     ordering = ["-id"]
+    required = {
+        **reads("ledger.view_transaction"),
+        "reverse": ("reversals", "ledger.reverse_transaction"),
+    }
 
     def get_queryset(self):
+        if self.action == "reverse":
+            return transactions_reversible_by(self.scope)
         return transactions_with_details(transactions_in_scope(self.scope))
+
+    def _represent(self, transactions: list[Transaction]) -> list[dict[str, Any]]:
+        hidden = transfer_hidden_accounts(self.scope, transactions)
+        return [
+            redact_transfer_sides(TransactionSerializer(txn).data, hidden.get(txn.pk))
+            for txn in transactions
+        ]
+
+    def list(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self._represent(list(page)))
+
+    def retrieve(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return Response(self._represent([self.get_object()])[0])
 
     @extend_schema(
         request=ReverseSerializer,
@@ -273,7 +313,7 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
     @action(detail=True, methods=["post"], filterset_class=None)
     def reverse(self, request: Any, pk: Any = None) -> Response:
         """Undo a transaction with its mirror image; a transaction is reversed at most once
-        (409 ``already_reversed``)."""
+        (409 ``already_reversed``). A partner reverses only what its own keys posted."""
         serializer = ReverseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         original = self.get_object()
@@ -299,8 +339,16 @@ class HoldViewSet(
     filterset_class = HoldFilterSet
     ordering_fields = ["id", "created_at", "expires_at"]
     ordering = ["-id"]
+    required = {
+        **reads("ledger.view_hold"),
+        "create": ("holds", "ledger.post_hold"),
+        "capture": ("holds", "ledger.settle_hold"),
+        "void": ("holds", "ledger.settle_hold"),
+    }
 
     def get_queryset(self):
+        if self.action in {"capture", "void"}:
+            return holds_settleable_by(self.scope)  # a partner settles only its own holds
         return holds_in_scope(self.scope)
 
     @extend_schema(
@@ -390,6 +438,10 @@ class AccountLedgerViewSet(ScopedViewSet):
     queryset = Account.objects.none()
     filterset_class = None
     filter_backends: list = []  # the history has its own date filter (EntryFilterSet)
+    required = {
+        "balance": ("read", "accounts.view_account"),
+        "entries": ("read", "ledger.view_entry"),
+    }
 
     def get_queryset(self):
         return accounts_in_scope(self.scope)
@@ -425,9 +477,15 @@ class AccountLedgerViewSet(ScopedViewSet):
     )
     @action(detail=True, methods=["get"], filterset_class=None)
     def entries(self, request: Any, pk: Any = None) -> Response:
-        """The account's history, newest first (``?from=&to=``, inclusive, ISO 8601)."""
+        """The account's history, newest first (``?from=&to=``, inclusive, ISO 8601).
+
+        On an account shared with brands outside the caller's scope, only the
+        entries of postings that carry one of its brands or that it posted.
+        """
         account = self.get_object()
-        filterset = EntryFilterSet(request.query_params, queryset=account_entries(account))
+        filterset = EntryFilterSet(
+            request.query_params, queryset=entries_in_scope(self.scope, account)
+        )
         if not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
         paginator = NewestFirst()

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from access.models import Partner
 from access.services import api_key_create, partner_get_or_create
 from ledger.services import payment_post
+from tests.api.helpers import ledger_state
 from tests.factories import AccountFactory, BrandFactory, ServiceFactory, UserFactory
 
 
@@ -60,3 +61,18 @@ def staff_api(db):
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def unchanged():
+    """``with unchanged(): ...`` asserts that the block moved nothing at all."""
+
+    class _Unchanged:
+        def __enter__(self):
+            self.before = ledger_state()
+
+        def __exit__(self, *exc):
+            if exc[0] is None:
+                assert ledger_state() == self.before
+
+    return _Unchanged

@@ -20,7 +20,12 @@ def test_admin_creates_a_key_and_shows_it_once(client, side_a):
     admin = admin_client(client)
     response = admin.post(
         "/admin/access/apikey/add/",
-        {"partner": side_a.partner.pk, "name": "from admin", "brands": [side_a.brand.pk]},
+        {
+            "partner": side_a.partner.pk,
+            "name": "from admin",
+            "brands": [side_a.brand.pk],
+            "capabilities": ["read", "payments"],
+        },
         follow=True,
     )
     assert response.status_code == 200
@@ -28,6 +33,7 @@ def test_admin_creates_a_key_and_shows_it_once(client, side_a):
     assert len(set(shown)) == 1
     principal = api_key_authenticate(shown[0])
     assert principal is not None and principal.brand_ids == {side_a.brand.pk}
+    assert principal.capabilities == {"read", "payments"}
     key = ApiKey.objects.get(name="from admin")
     page = admin.get(f"/admin/access/apikey/{key.pk}/change/").content.decode()
     assert shown[0].split(".", 1)[1] not in page
@@ -44,9 +50,10 @@ def test_admin_revoke_action(client, side_a):
     assert side_a.api.get("/api/v1/brands/").status_code == 401
 
 
-def test_admin_redeliver_action(client, side_a):
+def test_admin_redeliver_action(client, side_a, settings):
     from ledger.services import debit_post
 
+    settings.BILLING_WEBHOOK_ALLOW_PRIVATE = True
     admin = admin_client(client)
     webhook_endpoint_create(
         partner=side_a.partner, url="http://127.0.0.1:9/x", event_types=["transaction.posted"]

@@ -30,6 +30,12 @@ from tests.api.helpers import post
 SECRET = "s3cret-for-tests"
 
 
+@pytest.fixture(autouse=True)
+def _local_receivers(settings):
+    """These tests deliver to a server on 127.0.0.1: the operator's switch allows it."""
+    settings.BILLING_WEBHOOK_ALLOW_PRIVATE = True
+
+
 class Receiver:
     """A local HTTP server that answers a scripted list of statuses and records each request."""
 
@@ -43,7 +49,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 receiver.requests.append(
-                    {"headers": dict(self.headers), "body": body, "status": status}
+                    {
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "status": status,
+                        "path": self.path,
+                    }
                 )
                 self.send_response(status)
                 self.end_headers()
@@ -97,8 +108,11 @@ def test_receiver_failing_twice_gets_the_event_once_with_three_attempts_logged(s
     assert len(bodies) == 1  # the same event, byte for byte, on every attempt
     body = bodies.pop()
     for request in receiver.requests:
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(request["headers"]["X-Billing-Signature"], expected)
+        header = request["headers"]["X-Billing-Signature"]
+        timestamp = int(header.split(",")[0].removeprefix("t="))
+        signed = f"{timestamp}.".encode() + body
+        expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(header, f"t={timestamp},v1={expected}")
     event = json.loads(body)
     assert set(event) == {"id", "type", "created_at", "data"}
     assert event["type"] == "transaction.posted"
@@ -122,8 +136,9 @@ def test_signature_does_not_verify_with_another_secret(side_a):
         debit_post(account=side_a.account, amount="1.00", brand=side_a.brand)
         deliver_webhook(WebhookDelivery.objects.get().pk)
     request = receiver.requests[0]
-    wrong = "sha256=" + hmac.new(b"other", request["body"], hashlib.sha256).hexdigest()
-    assert request["headers"]["X-Billing-Signature"] != wrong
+    header = request["headers"]["X-Billing-Signature"]
+    assert webhooks.verify_signature(SECRET, header, request["body"])
+    assert not webhooks.verify_signature("other", header, request["body"])
     assert request["headers"]["X-Billing-Event"] == "transaction.posted"
 
 

@@ -432,11 +432,14 @@ def test_api_pdf_for_the_owner_404_for_another_partner(billed, ru_brand):
     assert APIClient().get(url).status_code == 401
 
 
-def test_api_pdf_for_staff(billed):
+def test_api_pdf_for_staff_with_the_admins_view_permission(billed):
     staff = UserFactory(is_staff=True)
     staff.save()
     api = APIClient()
     api.force_login(staff)
+    refused = api.get(f"/api/v1/invoices/{billed.pk}/pdf/")
+    assert (refused.status_code, refused.json()["code"]) == (403, "permission_denied")
+    staff.user_permissions.add(Permission.objects.get(codename="view_invoice"))
     response = api.get(f"/api/v1/invoices/{billed.pk}/pdf/")
     assert response.status_code == 200
     assert billed.number in pdf_text(response.content)

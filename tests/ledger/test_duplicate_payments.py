@@ -127,7 +127,7 @@ def test_the_database_refuses_a_second_row_whoever_writes_it(account):
 
 
 def test_the_python_scope_is_the_index_expression():
-    migration = importlib.import_module("ledger.migrations.0003_payment_external_id_unique")
+    migration = importlib.import_module("ledger.migrations.0004_payment_external_id_unique")
     assert migration.SCOPE == PAYER_SCOPE_SQL
     with connection.cursor() as cursor:
         for ref, channel in [("partner:7", "bank"), ("user:3", "card"), ("system", "cash")]:
@@ -139,7 +139,7 @@ def test_the_python_scope_is_the_index_expression():
 
 
 def test_the_migration_refuses_to_build_the_index_over_stored_duplicates(account):
-    migration = importlib.import_module("ledger.migrations.0003_payment_external_id_unique")
+    migration = importlib.import_module("ledger.migrations.0004_payment_external_id_unique")
     original = pay(account)
     columns = [f.column for f in Transaction._meta.concrete_fields if not f.primary_key]
     # As before this migration (no index), then rolled back: the copy has no entries.

@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("ledger", "0002_transaction_kind_credit_note"),
+        ("ledger", "0003_posting_permissions"),
     ]
 
     operations = [
