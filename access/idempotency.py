@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
 
@@ -15,6 +15,7 @@ from core.api.views import idempotency_key_of
 from core.errors import IdempotencyConflict
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+RECORD_CONSTRAINT = "access_apiidempotencyrecord_unique_per_caller"
 
 
 def money_post(
@@ -37,6 +38,25 @@ def money_post(
     if key is None:
         return _json(_render(serialize(post(None))), status)
     caller = request_scope(request).caller.ref
+    try:
+        return _keyed_post(request, key, caller, post, serialize, status)
+    except IntegrityError as exc:
+        # The key already answered a request that was carried out elsewhere (a refund
+        # posted at once, then one filed for approval with the same key): a conflict.
+        diag = getattr(exc.__cause__, "diag", None)
+        if getattr(diag, "constraint_name", "") == RECORD_CONSTRAINT:
+            raise IdempotencyConflict(key=key) from None
+        raise
+
+
+def _keyed_post(
+    request: Any,
+    key: str,
+    caller: str,
+    post: Callable[[str | None], Any],
+    serialize: Callable[[Any], dict[str, Any]],
+    status: int,
+) -> HttpResponse:
     with transaction.atomic():
         result = post(key)
         if getattr(result, "replayed", False):

@@ -2,7 +2,9 @@
 
 Nothing here saves a client or an account directly: creation and edits go
 through ``accounts.services`` (full validation, row locks shared with the
-ledger), and domain refusals are shown as admin messages. Balances and
+ledger), and domain refusals are shown as admin messages. A raise of the credit
+limit above ``BILLING_APPROVAL_CREDIT_LIMIT_ABOVE`` is filed for approval
+(``accounts.maker_checker``) instead of being saved. Balances and
 running state are read-only. The ledger app extends the account page with
 its posting form (``ledger.admin``), keeping dependencies pointing one way.
 """
@@ -25,6 +27,7 @@ from import_export import resources
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 
 from accounts.forms import AccountAdminForm, ReasonForm
+from accounts.maker_checker import account_change_needs_approval, account_update_request
 from accounts.models import Account, Client, PartnerClient
 from accounts.services import (
     CLIENT_FIELDS,
@@ -36,7 +39,9 @@ from accounts.services import (
     client_create,
     client_update,
 )
+from approvals.notices import approval_filed_notice
 from core.audit.admin import AuditHistoryMixin
+from core.caller import Caller
 from core.errors import DomainError
 
 MAX_ACTION_OBJECTS = 500
@@ -462,12 +467,25 @@ class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ExportMixin, admin
             obj.updated_at = created.updated_at
             obj._state.adding = False
             return
+        changes = form.service_changes()
+        if changes and account_change_needs_approval(obj, changes):
+            # The form refused parent and brand changes alongside (AccountAdminForm.clean).
+            request._approval_filed = account_update_request(
+                account=obj, changes=changes, caller=Caller.for_user(request.user)
+            )
+            return
         if "parent" in form.changed_data:
             account_set_parent(account=obj, parent=data["parent"])
         brands = data["brands"] if "brands" in form.changed_data else None
-        changes = form.service_changes()
         if changes or brands is not None:
             account_update(account=obj, brands=brands, **changes)
+
+    def response_change(self, request, obj):
+        filed = getattr(request, "_approval_filed", None)
+        if filed is None:
+            return super().response_change(request, obj)
+        self.message_user(request, approval_filed_notice(filed), messages.WARNING)
+        return HttpResponseRedirect(request.path)
 
     def save_related(self, request, form, formsets, change):
         """Brands were set by the services in ``save_model``; there is nothing else to save."""

@@ -1,8 +1,11 @@
 """Forms of the accounts admin: account creation and limits, block reasons."""
 
+from decimal import Decimal
+
 from django import forms
 from django.conf import settings
 
+from accounts.maker_checker import credit_limit_needs_approval, credit_limit_refusal_at_creation
 from accounts.models import Account
 from accounts.services import LIMIT_FIELDS
 from core.forms import TextGuardedForm
@@ -39,7 +42,27 @@ class AccountAdminForm(forms.ModelForm):
         parent = cleaned.get("parent")
         if parent is not None and parent.is_system:
             self.add_error("parent", "A system account cannot be a payer.")
+        self._clean_credit_limit_raise(cleaned)
         return cleaned
+
+    def _clean_credit_limit_raise(self, cleaned: dict) -> None:
+        """A raise that waits for approval is saved on its own; none on a new account."""
+        new = cleaned.get("credit_limit")
+        if not self.instance.pk:
+            if credit_limit_needs_approval(current=Decimal("0.00"), new=new):
+                self.add_error("credit_limit", credit_limit_refusal_at_creation())
+            return
+        if "credit_limit" not in self.changed_data or not credit_limit_needs_approval(
+            current=self.instance.credit_limit, new=new
+        ):
+            return
+        mixed = sorted({"parent", "brands"} & set(self.changed_data))
+        if mixed:
+            self.add_error(
+                "credit_limit",
+                "This raise of the credit limit waits for a second person's approval: save it "
+                f"without changing {' or '.join(mixed)}, and change those separately.",
+            )
 
     def service_changes(self) -> dict:
         """The changed limit fields and label, as keyword arguments for ``account_update``."""

@@ -196,19 +196,29 @@ def account_create(
     return account
 
 
+def _apply_changes(account: Account, fields: dict[str, Any]) -> None:
+    unknown = set(fields) - LIMIT_FIELDS - {"name"}
+    if unknown:
+        raise TypeError(f"Unknown account fields: {sorted(unknown)}")
+    for name, value in fields.items():
+        setattr(account, name, value)
+    _validate_limits(account)
+    account.full_clean(exclude=["number"])
+
+
+def account_update_check(*, account: Account, **fields: Any) -> None:
+    """Refuse a change of limits or label as ``account_update`` would, without making it
+    (a change that waits for approval is checked when it is asked for)."""
+    _apply_changes(Account.objects.get(pk=account.pk), fields)
+
+
 @transaction.atomic
 def account_update(
     *, account: Account, brands: Iterable[Brand] | None = None, **fields: Any
 ) -> Account:
     """Change an account's limits, label or brand links under its row lock."""
-    unknown = set(fields) - LIMIT_FIELDS - {"name"}
-    if unknown:
-        raise TypeError(f"Unknown account fields: {sorted(unknown)}")
     locked = Account.objects.select_for_update().get(pk=account.pk)
-    for name, value in fields.items():
-        setattr(locked, name, value)
-    _validate_limits(locked)
-    locked.full_clean(exclude=["number"])
+    _apply_changes(locked, fields)
     if fields:
         locked.save(update_fields=[*fields, "updated_at"])
     if brands is not None:

@@ -5,6 +5,7 @@ for a developer machine with PostgreSQL on 127.0.0.1 and trust auth.
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "django_q",
     "core.audit",
     "access",
+    "approvals",
     "brands",
     "accounts",
     "ledger",
@@ -209,6 +211,15 @@ BILLING_DEFAULT_CURRENCY = os.environ.get("BILLING_DEFAULT_CURRENCY", "RUB")
 BILLING_MAX_ACCOUNT_DEPTH = int(os.environ.get("BILLING_MAX_ACCOUNT_DEPTH", "5"))
 # Holds expire on their own after this many minutes unless the caller says otherwise.
 BILLING_HOLD_TTL_MINUTES = int(os.environ.get("BILLING_HOLD_TTL_MINUTES", str(7 * 24 * 60)))
+
+# Maker-checker (approvals): adjustments always, refunds and credit limits strictly above
+# these amounts (in the account's currency), and brands' bank details wait for a second
+# person's approval; a request not decided within the TTL expires.
+BILLING_APPROVAL_REFUND_ABOVE = Decimal(os.environ.get("BILLING_APPROVAL_REFUND_ABOVE", "10000.00"))
+BILLING_APPROVAL_CREDIT_LIMIT_ABOVE = Decimal(
+    os.environ.get("BILLING_APPROVAL_CREDIT_LIMIT_ABOVE", "10000.00")
+)
+BILLING_APPROVAL_TTL_HOURS = float(os.environ.get("BILLING_APPROVAL_TTL_HOURS", "72"))
 
 # REST API for partners (core/api, access, <app>/api).
 REST_FRAMEWORK = {

@@ -1,9 +1,19 @@
-"""Admin for the operator's brands and their service catalogue (reference data)."""
+"""Admin for the operator's brands and their service catalogue (reference data).
 
-from django.contrib import admin
+A change of an existing brand's bank details (they feed every invoice's payment
+QR) is not saved: it is filed for a second person's approval
+(``brands.maker_checker``) while the brand's other fields are saved as usual.
+"""
 
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+
+from approvals.notices import approval_filed_notice
+from brands.maker_checker import bank_details_changes, bank_details_request
 from brands.models import Brand, Service
+from brands.services import BANK_FIELDS
 from core.audit.admin import AuditHistoryMixin
+from core.caller import Caller
 
 
 class ServiceInline(admin.TabularInline):
@@ -44,6 +54,25 @@ class BrandAdmin(AuditHistoryMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # brands own accounts and ledger history: deactivate instead
+
+    def save_model(self, request, obj: Brand, form, change: bool) -> None:
+        changes = bank_details_changes(obj, form.cleaned_data) if change else {}
+        if changes:
+            stored = Brand.objects.get(pk=obj.pk)
+            for name in BANK_FIELDS:  # the current details stay until the change is approved
+                setattr(obj, name, getattr(stored, name))
+        super().save_model(request, obj, form, change)
+        if changes:
+            request._approval_filed = bank_details_request(
+                brand=obj, changes=changes, caller=Caller.for_user(request.user)
+            )
+
+    def response_change(self, request, obj):
+        filed = getattr(request, "_approval_filed", None)
+        if filed is None:
+            return super().response_change(request, obj)
+        self.message_user(request, approval_filed_notice(filed), messages.WARNING)
+        return HttpResponseRedirect(request.path)
 
 
 @admin.register(Service)

@@ -1,4 +1,5 @@
-"""Writes of the service catalogue: add a service to a brand's catalogue, change one.
+"""Writes of the service catalogue (add a service to a brand's catalogue, change one) and of
+a brand's bank details.
 
 A service is validated like a model (``full_clean``: code pattern, unique code per
 brand, VAT between 0 and 100) and refused with ``validation_error``. A change of the
@@ -20,6 +21,9 @@ from brands.signals import service_vat_rate_changing
 from core.errors import ValidationFailed
 
 SERVICE_FIELDS = {"code", "name", "unit", "vat_rate", "is_active"}
+# Printed in every invoice and its payment QR: staff change them through a maker-checker
+# request (``brands.maker_checker``).
+BANK_FIELDS = ("bank_name", "bank_bik", "bank_account", "bank_correspondent_account")
 
 
 @transaction.atomic
@@ -52,6 +56,31 @@ def service_update(*, service: Service, **fields: Any) -> Service:
     _full_clean(service)
     service.save(update_fields=list(fields))
     return service
+
+
+def _with_bank_details(brand: Brand, fields: dict[str, Any]) -> Brand:
+    unknown = set(fields) - set(BANK_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown bank detail fields: {sorted(unknown)}")
+    for name, value in fields.items():
+        setattr(brand, name, value)
+    _full_clean(brand)
+    return brand
+
+
+def brand_bank_details_check(*, brand: Brand, **fields: Any) -> None:
+    """Refuse new bank details as ``brand_bank_details_update`` would, without saving them."""
+    _with_bank_details(Brand.objects.get(pk=brand.pk), fields)
+
+
+@transaction.atomic
+def brand_bank_details_update(*, brand: Brand, **fields: Any) -> Brand:
+    """Change a brand's bank details (``BANK_FIELDS``) under its row lock: invoices rendered
+    from now on print them and carry them in the payment QR."""
+    locked = Brand.objects.select_for_update().get(pk=brand.pk)
+    _with_bank_details(locked, fields)
+    locked.save(update_fields=list(fields))
+    return locked
 
 
 def _vat_rate(value: Any) -> Decimal:

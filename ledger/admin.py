@@ -5,7 +5,8 @@ added, changed or deleted here (the database refuses UPDATE and DELETE on
 them anyway). What staff can do instead, each through a ledger service with
 ``Caller.for_user`` and each behind the permission the API checks for the same
 move: post a payment, debit, refund or adjustment from an account's page
-(``ledger.post_payment``, ``post_debit``, ``post_refund``, ``post_adjustment``),
+(``ledger.post_payment``, ``post_debit``, ``post_refund``, ``post_adjustment``;
+adjustments and large refunds are filed for approval, ``ledger.maker_checker``),
 reverse a transaction with a reason (``ledger.reverse_transaction``), void or
 capture a hold (``ledger.settle_hold``). Refusals are shown as admin messages
 and change nothing.
@@ -25,6 +26,8 @@ from django.utils.html import format_html
 
 from accounts.admin import AccountAdmin, action_with_reason, admin_link, error_text
 from accounts.models import Account
+from approvals.models import ApprovalRequest
+from approvals.notices import approval_filed_notice
 from core.errors import DomainError
 from core.validators import account_number_is_valid
 from ledger import selectors, services
@@ -435,6 +438,11 @@ class LedgerAccountAdmin(AccountAdmin):
                 except DomainError as exc:
                     self.message_user(request, error_text(exc), messages.ERROR)
                 else:
+                    if isinstance(txn, ApprovalRequest):
+                        self.message_user(request, approval_filed_notice(txn), messages.WARNING)
+                        return HttpResponseRedirect(
+                            reverse("admin:accounts_account_change", args=[account.pk])
+                        )
                     replayed = (
                         " (already posted: this form was submitted before)"
                         if getattr(txn, "replayed", False)

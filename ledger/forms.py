@@ -1,4 +1,8 @@
-"""Forms that move money from the admin; each one calls a ledger service and nothing else."""
+"""Forms that move money from the admin; each one calls a ledger service and nothing else.
+
+Adjustments and refunds above ``BILLING_APPROVAL_REFUND_ABOVE`` are not posted:
+they are filed for a second person's approval (``ledger.maker_checker``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from decimal import Decimal
 from django import forms
 
 from accounts.models import Account
+from approvals.models import ApprovalRequest
 from brands.models import Brand, Service
 from core.forms import TextGuardedForm
-from ledger import services
+from ledger import maker_checker, services
 from ledger.models import Transaction
 
 
@@ -23,9 +28,9 @@ class PostingForm(TextGuardedForm, forms.Form):
     OPERATIONS = [
         ("payment", "Payment received (+)"),
         ("debit", "Debit / write-off (-)"),
-        ("refund", "Refund to the client (-)"),
-        ("adjustment_credit", "Adjustment: credit the client (+)"),
-        ("adjustment_debit", "Adjustment: debit the client (-)"),
+        ("refund", "Refund to the client (-); a large one is sent for approval"),
+        ("adjustment_credit", "Adjustment: credit the client (+), sent for approval"),
+        ("adjustment_debit", "Adjustment: debit the client (-), sent for approval"),
     ]
     # The permission each operation needs: the same one the API checks for it.
     PERMISSIONS = {
@@ -91,7 +96,8 @@ class PostingForm(TextGuardedForm, forms.Form):
             self.add_error("memo", "An adjustment needs a reason.")
         return cleaned
 
-    def post(self, *, account: Account, caller: services.Caller) -> Transaction:
+    def post(self, *, account: Account, caller: services.Caller) -> Transaction | ApprovalRequest:
+        """Post the operation, or file it for approval (adjustments, large refunds)."""
         data = self.cleaned_data
         operation, amount, memo = data["operation"], data["amount"], data["memo"].strip()
         key = f"admin-post:{data['idempotency_key']}"
@@ -101,6 +107,16 @@ class PostingForm(TextGuardedForm, forms.Form):
                 amount=amount,
                 channel=data["channel"],
                 memo=memo,
+                caller=caller,
+                idempotency_key=key,
+            )
+        if operation == "refund" and maker_checker.refund_needs_approval(amount):
+            return maker_checker.refund_request(
+                account=account,
+                amount=amount,
+                channel=data["channel"],
+                memo=memo,
+                currency=account.currency,
                 caller=caller,
                 idempotency_key=key,
             )
@@ -124,6 +140,6 @@ class PostingForm(TextGuardedForm, forms.Form):
                 idempotency_key=key,
             )
         signed = amount if operation == "adjustment_credit" else -amount
-        return services.adjustment_post(
+        return maker_checker.adjustment_request(
             account=account, amount=signed, reason=memo, caller=caller, idempotency_key=key
         )

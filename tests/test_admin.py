@@ -406,17 +406,21 @@ def test_admin_posting_refusal_is_a_message_and_changes_nothing(admin_client, ac
 
 
 def test_admin_adjustment_and_debit_through_the_form(admin_client, account, brand, service):
-    _post_form(admin_client, account, operation="adjustment_debit", amount="30.00", memo="fix")
+    # An adjustment waits for a second person (tests/approvals): nothing is posted yet.
+    filed, _ = _post_form(
+        admin_client, account, operation="adjustment_debit", amount="30.00", memo="fix"
+    )
+    assert any("Sent for approval" in m for m in _messages(filed))
     account.refresh_from_db()
-    assert account.balance == Decimal("70.00")
-    assert Transaction.objects.latest("id").kind == "adjustment"
+    assert account.balance == Decimal("100.00")
+    assert not Transaction.objects.filter(kind="adjustment").exists()
     missing_reason, _ = _post_form(admin_client, account, operation="adjustment_credit", amount="5")
     assert missing_reason.context["form"].errors["memo"]
     _post_form(
         admin_client, account, operation="debit", amount="20.00", brand=brand.pk, service=service.pk
     )
     account.refresh_from_db()
-    assert account.balance == Decimal("50.00")
+    assert account.balance == Decimal("80.00")
     assert Transaction.objects.latest("id").service == service
 
 

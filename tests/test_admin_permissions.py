@@ -11,8 +11,10 @@ from django.urls import reverse
 from access.models import ApiKey
 from access.services import api_key_create, partner_get_or_create
 from accounts.models import Account
+from approvals.models import ApprovalRequest
 from invoicing.models import BillingPeriod
 from ledger import services
+from ledger.maker_checker import refund_request
 from ledger.models import Hold, Transaction
 from partners.models import WebhookDelivery
 from partners.services import webhook_endpoint_create
@@ -39,7 +41,16 @@ def viewer():
     return user
 
 
-PROJECT_APPS = {"access", "accounts", "brands", "ledger", "invoicing", "partners", "notifications"}
+PROJECT_APPS = {
+    "access",
+    "approvals",
+    "accounts",
+    "brands",
+    "ledger",
+    "invoicing",
+    "partners",
+    "notifications",
+}
 
 
 def test_every_admin_action_declares_the_permissions_it_needs():
@@ -73,6 +84,12 @@ def objects(settings):
     period = BillingPeriod.objects.create(
         code="2020-01", starts_on="2020-01-01", ends_on="2020-01-31"
     )
+    approval = refund_request(
+        account=account,
+        amount="5.00",
+        channel="bank",
+        caller=services.Caller.for_user(staff("ledger.post_refund")),
+    )
     return {
         "account": account,
         "payment": payment,
@@ -80,6 +97,7 @@ def objects(settings):
         "key": key,
         "delivery": delivery,
         "period": period,
+        "approval": approval,
     }
 
 
@@ -91,6 +109,7 @@ def _state(objects) -> tuple:
         ApiKey.objects.get(pk=objects["key"].pk).revoked_at,
         WebhookDelivery.objects.get(pk=objects["delivery"].pk).status,
         BillingPeriod.objects.get(pk=objects["period"].pk).status,
+        ApprovalRequest.objects.get(pk=objects["approval"].pk).status,
     )
 
 
@@ -102,6 +121,14 @@ ACTIONS = [
     (ApiKey, "revoke", "key", {}, "access.revoke_apikey"),
     (WebhookDelivery, "redeliver", "delivery", {}, "partners.redeliver_webhookdelivery"),
     (BillingPeriod, "close_periods", "period", {}, "invoicing.close_billingperiod"),
+    (ApprovalRequest, "approve_requests", "approval", {}, "approvals.approve_request"),
+    (
+        ApprovalRequest,
+        "reject_requests",
+        "approval",
+        {"apply": "1", "reason": "x"},
+        "approvals.approve_request",
+    ),
 ]
 
 

@@ -6,11 +6,14 @@ Managing clients and accounts (create, change, block, unblock) needs the
 may read, but not change, a client or account it shares with brands outside
 its key's scope (``403 shared_object``); it never lifts a block the operator
 set (``403 blocked_by_staff``); it moves sub-accounts only between payers that
-are wholly its own.
+are wholly its own. Raising a credit limit above
+``BILLING_APPROVAL_CREDIT_LIMIT_ABOVE`` waits for staff approval
+(``accounts.maker_checker``).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -30,6 +33,12 @@ from accounts.api.serializers import (
 )
 from accounts.exceptions import SharedObject
 from accounts.filtersets import AccountFilterSet, ClientFilterSet
+from accounts.maker_checker import (
+    account_change_needs_approval,
+    account_update_request,
+    credit_limit_needs_approval,
+    credit_limit_refusal_at_creation,
+)
 from accounts.models import Account, Client
 from accounts.selectors import (
     account_is_shared,
@@ -46,6 +55,7 @@ from accounts.services import (
     client_create,
     client_update,
 )
+from approvals.api.serializers import ApprovalRequiredSerializer, approval_required_body
 from brands.models import Brand
 from brands.selectors import brands_in_scope
 from core.api.permissions import reads
@@ -184,6 +194,10 @@ class AccountViewSet(
         serializer = AccountCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if credit_limit_needs_approval(current=Decimal("0.00"), new=data.get("credit_limit")):
+            raise serializers.ValidationError(
+                {"credit_limit": [credit_limit_refusal_at_creation()]}
+            )
         client = in_scope(clients_in_scope(self.scope), data["client"], "client")
         parent = self._payer(data.get("parent"))
         account = account_create(
@@ -195,14 +209,25 @@ class AccountViewSet(
         )
         return self._out(account, status=201)
 
-    @extend_schema(request=AccountUpdateSerializer, responses={200: AccountSerializer})
+    @extend_schema(
+        request=AccountUpdateSerializer,
+        responses={200: AccountSerializer, 202: ApprovalRequiredSerializer},
+    )
     def partial_update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        """Change the account's label, limits, brands or payer.
+
+        Raising ``credit_limit`` above ``BILLING_APPROVAL_CREDIT_LIMIT_ABOVE``
+        changes nothing yet: it answers ``202 approval_required`` with the request
+        (the limits and label of this PATCH) that staff approve or reject.
+        """
         account = self.get_object()
         if _changed_fields(request) - SHARED_ACCOUNT_CHANGES:
             self._refuse_shared(account.pk, account=account.pk)
         serializer = AccountUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if account_change_needs_approval(account, limits_of(data)):
+            return self._file_for_approval(account, data)
         brands = None
         if "brands" in data:
             requested = self._brands(data["brands"]) or []
@@ -223,6 +248,21 @@ class AccountViewSet(
 
     def update(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         return self.partial_update(request, *args, **kwargs)
+
+    def _file_for_approval(self, account: Account, data: dict[str, Any]) -> Response:
+        if "brands" in data or "parent" in data:
+            raise serializers.ValidationError(
+                {
+                    "credit_limit": [
+                        "This raise of the credit limit waits for approval: send it without "
+                        "brands or parent, and change those in a request of their own."
+                    ]
+                }
+            )
+        filed = account_update_request(
+            account=account, changes=limits_of(data), caller=self.scope.caller
+        )
+        return Response(approval_required_body(filed), status=202)
 
     def _actor(self) -> Any:
         return None if self.scope.is_partner else self.request.user

@@ -14,7 +14,8 @@ partner's key must carry the capability, a staff session must hold the
 permission (the same one the admin checks for that action; a ``view_``
 permission is also satisfied by the model's ``change_`` permission, as in the
 admin). An action missing from the map is refused: a new endpoint is closed
-until someone says who may use it.
+until someone says who may use it. ``STAFF_ONLY`` in place of a capability
+closes an action to every key (approving a maker-checker request).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from core.api.principal import ApiPrincipal
 Requirement = tuple[str, str]
 
 READ_ACTIONS = ("list", "retrieve")
+# Not a capability: no key carries it, so the action is for staff sessions only.
+STAFF_ONLY = "staff_only"
 
 
 def reads(permission: str, *actions: str) -> dict[str, Requirement]:
@@ -88,9 +91,13 @@ class ActionPermission(BasePermission):
             return False
         capability, permission = requirement
         if is_partner:
-            if principal.can(capability):
+            if capability != STAFF_ONLY and principal.can(capability):
                 return True
-            self.message = f"This API key does not have the {capability!r} capability."
+            self.message = (
+                "Only staff users may do this, never an API key."
+                if capability == STAFF_ONLY
+                else f"This API key does not have the {capability!r} capability."
+            )
             return False
         if user_has_permission(user, permission):
             return True

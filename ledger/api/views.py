@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from access.idempotency import money_post
 from accounts.models import Account
 from accounts.selectors import account_in_scope, account_ref_in_scope, accounts_in_scope
+from approvals.api.serializers import ApprovalRequiredSerializer, approval_required_body
 from brands.models import Brand
 from brands.selectors import services_in_scope
 from core.api.pagination import CursorPagination
@@ -32,7 +33,7 @@ from core.api.permissions import reads
 from core.api.schema import ERRORS, IDEMPOTENCY_KEY
 from core.api.scope import Scope
 from core.api.views import NotFoundInScope, ScopedViewSet, in_scope
-from ledger import services
+from ledger import maker_checker, services
 from ledger.api.serializers import (
     BalanceQuerySerializer,
     BalanceSerializer,
@@ -246,13 +247,32 @@ class RefundViewSet(_MoneyView):
 
     @extend_schema(
         request=RefundCreateSerializer,
-        responses={201: TransactionSerializer, **POST_ERRORS},
+        responses={201: TransactionSerializer, 202: ApprovalRequiredSerializer, **POST_ERRORS},
         parameters=[IDEMPOTENCY_KEY],
     )
     def create(self, request: Any) -> Response:
-        """Pay back the client's own funds (never credit) from a payer account."""
+        """Pay back the client's own funds (never credit) from a payer account.
+
+        A refund above ``BILLING_APPROVAL_REFUND_ABOVE`` is not posted: it answers
+        ``202 approval_required`` with the request that staff approve or reject.
+        """
         data = self._valid(RefundCreateSerializer, request)
         account = _account(self.scope, data["account"])
+        if maker_checker.refund_needs_approval(data["amount"]):
+            return money_post(
+                request,
+                post=lambda key: maker_checker.refund_request(
+                    account=account.pk,
+                    amount=data["amount"],
+                    channel=data["channel"],
+                    memo=data["memo"],
+                    currency=account.currency,
+                    caller=self.scope.caller,
+                    idempotency_key=key,
+                ),
+                serialize=approval_required_body,
+                status=202,
+            )
         return money_post(
             request,
             post=lambda key: services.refund_post(

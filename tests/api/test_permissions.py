@@ -4,7 +4,8 @@ The endpoints come from the OpenAPI schema (``tests.api.endpoints``), so a new
 endpoint is covered here as soon as it is served: it must declare what it
 needs, a view-only staff user and a key without that capability are refused
 with ``403 permission_denied`` and nothing moves, and exactly the declared
-permission or capability is enough to get past the check.
+permission or capability is enough to get past the check. A staff-only action
+(approving a maker-checker request) is refused to every key.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rest_framework.test import APIClient
 
 from access.models import ApiKey
 from access.services import api_key_authenticate, api_key_create
-from core.api.permissions import ActionPermission
+from core.api.permissions import STAFF_ONLY, ActionPermission
 from core.api.principal import ALL_CAPABILITIES, CAPABILITIES
 from ledger.models import Transaction
 from tests.api.conftest import api_client
@@ -29,6 +30,8 @@ from tests.api.helpers import error_of, post
 from tests.factories import AccountFactory, BrandFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parents[2]
+KEYED = [e for e in ENDPOINTS if e.capability != STAFF_ONLY]
+STAFF_ONLY_ENDPOINTS = [e for e in ENDPOINTS if e.capability == STAFF_ONLY]
 
 
 @pytest.fixture
@@ -124,7 +127,8 @@ def key_client(side, capabilities) -> APIClient:
 def test_every_served_endpoint_declares_a_capability_and_a_permission(db):
     undeclared = [str(e) for e in ENDPOINTS if e.capability is None]
     assert undeclared == []
-    assert {e.capability for e in ENDPOINTS} == set(CAPABILITIES)
+    assert {e.capability for e in KEYED} == set(CAPABILITIES)
+    assert STAFF_ONLY not in CAPABILITIES
     assert {e.capability for e in READS} == {"read"}
     assert "read" not in {e.capability for e in WRITES}
     for endpoint in ENDPOINTS:
@@ -223,7 +227,7 @@ def test_staff_with_the_change_permission_also_reads_as_in_the_admin(side_a):
 # --------------------------------------------------------------------------- keys
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+@pytest.mark.parametrize("endpoint", KEYED, ids=str)
 def test_a_key_without_the_endpoints_capability_is_refused(side_a, world, unchanged, endpoint):
     lacking = key_client(side_a, ALL_CAPABILITIES - {endpoint.capability})
     with unchanged():
@@ -232,6 +236,15 @@ def test_a_key_without_the_endpoints_capability_is_refused(side_a, world, unchan
         assert endpoint.capability in response.json()["message"]
     only = key_client(side_a, {endpoint.capability})
     assert call(only, endpoint, world).status_code != 403
+
+
+@pytest.mark.parametrize("endpoint", STAFF_ONLY_ENDPOINTS, ids=str)
+def test_no_key_calls_a_staff_only_endpoint(side_a, world, unchanged, endpoint):
+    every = key_client(side_a, ALL_CAPABILITIES)
+    with unchanged():
+        response = call(every, endpoint, world)
+        assert error_of(response) == (403, "permission_denied"), response.json()
+        assert "staff" in response.json()["message"]
 
 
 @pytest.mark.parametrize("capability", CAPABILITIES)

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django_q.tasks import async_task
 
@@ -18,6 +19,7 @@ from access.services import (
     partner_get_or_create,
 )
 from accounts.models import Account, AccountEvent
+from approvals.models import ApprovalRequest
 from brands.models import BrandEvent
 from core.audit.context import acting
 from core.caller import Caller
@@ -26,7 +28,7 @@ from invoicing.services import tariff_create
 from partners.models import ApiKeyBrandEvent
 from tests.api.helpers import post
 from tests.audit.conftest import admin_form_data, metadata, written
-from tests.factories import AccountFactory, BrandFactory, ServiceFactory
+from tests.factories import AccountFactory, BrandFactory, ServiceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +52,16 @@ def test_brand_bank_details_change_through_the_admin(staff):
     with written() as w:
         response = staff.post(_change_url(brand), data)
     assert response.status_code == 302, response.context and response.context["adminform"].errors
+    assert w.total == 0  # new bank details wait for a second person (maker-checker)
+    checker = UserFactory(is_staff=True, is_superuser=True)
+    checker.save()
+    approver = Client()
+    approver.force_login(checker)
+    with written() as w:
+        approver.post(
+            reverse("admin:approvals_approvalrequest_changelist"),
+            {"action": "approve_requests", "_selected_action": [ApprovalRequest.objects.get().pk]},
+        )
     event = w.only(BrandEvent)
     assert event.pgh_diff == {
         "bank_name": ["PAO Sberbank", "AO Alfa-Bank"],
@@ -57,7 +69,7 @@ def test_brand_bank_details_change_through_the_admin(staff):
         "bank_account": ["40702810900000000001", "40702810701300000001"],
         "bank_correspondent_account": ["30101810400000000225", "30101810200000000593"],
     }
-    assert metadata(event)["actor"] == f"user:{staff.user.pk}"
+    assert metadata(event)["actor"] == f"user:{checker.pk}"  # who approved, in this request
 
 
 def test_brand_saved_unchanged_through_the_admin_writes_nothing(staff):
