@@ -8,6 +8,7 @@ from django.conf import settings
 from accounts.maker_checker import credit_limit_needs_approval, credit_limit_refusal_at_creation
 from accounts.models import Account
 from accounts.services import LIMIT_FIELDS
+from core.forms import TextGuardedForm
 
 
 class AccountAdminForm(forms.ModelForm):
@@ -69,7 +70,7 @@ class AccountAdminForm(forms.ModelForm):
         return {name: self.cleaned_data[name] for name in self.changed_data if name in editable}
 
 
-class ReasonForm(forms.Form):
+class ReasonForm(TextGuardedForm, forms.Form):
     """The reason an admin action asks for (blocking an account, reversing a transaction)."""
 
     reason = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 60}))

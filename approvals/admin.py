@@ -28,6 +28,7 @@ from approvals.models import ApprovalRequest
 from approvals.services import APPROVE_PERMISSION, approval_approve, approval_reject
 from core.caller import Caller
 from core.errors import DomainError
+from core.forms import TextGuardedForm
 
 MAX_DECISIONS = 100
 
@@ -66,7 +67,7 @@ class KindFilter(admin.SimpleListFilter):
         return queryset.filter(kind=self.value()) if self.value() else queryset
 
 
-class RejectForm(forms.Form):
+class RejectForm(TextGuardedForm, forms.Form):
     reason = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 60}))
 
     def clean_reason(self) -> str:

@@ -40,10 +40,11 @@ Timestamps without an offset are read in the business time zone.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -53,6 +54,7 @@ import psycopg
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 
+from core.text import text_problem
 from invoicing.exceptions import IngestConflict, MalformedFile, TooManyRecords
 from invoicing.meters import reading_step
 
@@ -107,6 +109,8 @@ MESSAGES = {
         "The account has no subscription to this service on that day, so the usage would"
         " never be billed; send it again once the subscription exists."
     ),
+    "invalid_meter": "meter must be the meter's serial: text of at most 64 characters.",
+    "invalid_source": "source must be text of at most 100 characters.",
     "no_meter": "No meter of this account and service was installed at that time.",
     "reading_backwards": "The reading is below the previous reading of the meter.",
     "reading_backwards_next": "A later reading of the meter is below this one.",
@@ -225,6 +229,7 @@ def _checked_sql(value_name: str, *, fast: bool, subscription: bool = False) -> 
                 WHEN r.moment_tz > now() + interval '1 day' THEN 'future_timestamp'
                 WHEN r.external_id IS NULL OR r.external_id = ''
                      OR length(r.external_id) > 100 THEN 'invalid_external_id'
+                WHEN length(r.meter) > 64 THEN 'invalid_meter'
                 {no_subscription}
             END AS error
         FROM (
@@ -329,9 +334,53 @@ def _scope_params(brand_ids: Iterable[int] | None, source: str) -> dict[str, Any
 # --------------------------------------------------------------------------- staging
 
 
+# What a record's field is refused with when it is of the wrong type or holds text that
+# cannot be stored (a NUL character, an unpaired surrogate) or would not fit its column.
+FIELD_ERRORS = {
+    "account": "invalid_account",
+    "service": "invalid_service",
+    "quantity": "invalid_quantity",
+    "reading": "invalid_reading",
+    "occurred_at": "invalid_timestamp",
+    "taken_at": "invalid_timestamp",
+    "external_id": "invalid_external_id",
+    "meter": "invalid_meter",
+    "source": "invalid_source",
+}
+FIELD_MAX_LENGTH = {"meter": 64, "source": 100}
+
+
+def _record_refusal(kind: str, index: int, record: dict[str, Any]) -> RecordError | None:
+    """Why a record cannot even be staged, or None.
+
+    Values are JSON strings or integers (the value field also a ``Decimal`` from
+    Python callers; never a float); text holds no NUL character nor an unpaired
+    surrogate (PostgreSQL could not store it) and fits its column.
+    """
+    value_field = REQUIRED[kind][2]
+    for name in FIELD_COLUMNS[kind]:
+        value = record.get(name)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        if name == value_field and isinstance(value, Decimal):
+            continue
+        code = FIELD_ERRORS[name]
+        if not isinstance(value, str):
+            message = MESSAGES[code] if name == value_field else f"{name} must be text."
+            return RecordError(index, code, message)
+        problem = text_problem(value)
+        if problem is not None:
+            return RecordError(index, code, f"{name}: {problem[1]}")
+        limit = FIELD_MAX_LENGTH.get(name)
+        if limit is not None and len(value) > limit:
+            return RecordError(index, code, f"{name} is longer than {limit} characters.")
+    return None
+
+
 def _stage_records(cursor: Any, kind: str, records: Sequence[Any]) -> list[RecordError]:
     """COPY API records (dicts) into staging with their 0-based index; return the records
-    refused before staging (not an object, a JSON number for the value)."""
+    refused before staging (not an object, a value of the wrong type, text that cannot be
+    stored: ``_record_refusal``)."""
     mapping = FIELD_COLUMNS[kind]
     value_field = REQUIRED[kind][2]
     columns = ["idx", *dict.fromkeys(mapping.values())]
@@ -346,6 +395,10 @@ def _stage_records(cursor: Any, kind: str, records: Sequence[Any]) -> list[Recor
             if isinstance(record.get(value_field), float | bool):
                 refused.append(_error(index, f"invalid_{value_field}"))
                 continue
+            refusal = _record_refusal(kind, index, record)
+            if refusal is not None:
+                refused.append(refusal)
+                continue
             row: list[Any] = [index]
             for column in columns[1:]:
                 value = record.get(inverse[column])
@@ -354,13 +407,50 @@ def _stage_records(cursor: Any, kind: str, records: Sequence[Any]) -> list[Recor
     return refused
 
 
+def _not_text(line: int, reason: str, detail: str) -> MalformedFile:
+    messages = {
+        "nul_byte": f"Line {line} of the file holds a NUL byte: this is not a text file.",
+        "invalid_utf8": f"Line {line} of the file is not valid UTF-8 ({detail}); save the file "
+        "as UTF-8.",
+    }
+    return MalformedFile(messages[reason], line=line, reason=reason)
+
+
+def _text_blocks(stream: IO[bytes], first_line: int) -> Iterator[bytes]:
+    """The stream's blocks as they are, refused (``malformed_file`` naming the line) at the
+    first NUL byte or byte sequence that is not UTF-8: PostgreSQL would refuse either in
+    the middle of the COPY, with a message about byte sequences rather than lines."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = first_line
+    while block := stream.read(1 << 20):
+        nul = block.find(b"\x00")
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(block if nul == -1 else block[:nul])
+        except UnicodeDecodeError as exc:
+            at = max(0, exc.start - pending)
+            bad = block[at : at + 1].hex()
+            where = line + block.count(b"\n", 0, at)
+            raise _not_text(where, "invalid_utf8", f"byte 0x{bad}") from None
+        if nul != -1:
+            raise _not_text(line + block.count(b"\n", 0, nul), "nul_byte", "")
+        line += block.count(b"\n")
+        yield block
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise _not_text(line, "invalid_utf8", "it ends inside a character") from None
+
+
 def _stage_file(cursor: Any, kind: str, stream: IO[bytes], *, typed: bool = False) -> None:
     """COPY a CSV file with a header row into staging, streamed as it is (no parsing here).
 
     Into a typed table a bad value raises (the caller then stages the file as text);
-    into a text table only a broken file does (``malformed_file``).
+    into a text table only a broken file does (``malformed_file``), and so does a NUL
+    byte or a byte sequence that is not UTF-8, wherever it is (naming its line).
     """
-    header_line = stream.readline().decode("utf-8-sig")
+    header_bytes = b"".join(_text_blocks(io.BytesIO(stream.readline()), 1))
+    header_line = header_bytes.decode("utf-8-sig")
     if not header_line.strip():
         raise MalformedFile("The file is empty; a header row is expected.")
     names = [name.strip() for name in next(csv.reader(io.StringIO(header_line)))]
@@ -381,7 +471,7 @@ def _stage_file(cursor: Any, kind: str, stream: IO[bytes], *, typed: bool = Fals
     raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
     try:
         with raw.copy(f"COPY {STAGE} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
-            while block := stream.read(1 << 20):
+            for block in _text_blocks(stream, 2):
                 copy.write(block)
     except psycopg.Error as exc:
         if typed:

@@ -14,6 +14,8 @@ file is stored whole or not at all, whatever dies when: a part that fails (or a
 coordinator that dies) leaves only unpublished rows in the load table, which are
 deleted (at once, or by the next parallel ingest once a day old), and a rerun stores
 the file once. An external id repeated across parts is a duplicate like any other.
+A part that finds the file malformed makes one session redo it (nothing was published),
+so that the refusal names the line in the whole file.
 PREPARE TRANSACTION would have let the parts insert in parallel too, but it needs
 ``max_prepared_transactions`` (0 by default) and a durable coordinator log.
 
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from django.db import IntegrityError, connection, transaction
 
+from invoicing.exceptions import MalformedFile
 from invoicing.ingest import (
     LOAD_TABLE,
     IngestResult,
@@ -120,7 +123,9 @@ def usage_ingest_path(
     """Ingest a usage CSV file, in ``workers`` parallel sessions when it is large enough."""
     plan = _plan(path, workers)
     if plan is not None:
-        return _ingest_parts(path, *plan, source=source, brand_ids=brand_ids)
+        result = _ingest_parts(path, *plan, source=source, brand_ids=brand_ids)
+        if result is not None:
+            return result
     with path.open("rb") as stream:
         return usage_ingest_file(stream=stream, source=source, brand_ids=brand_ids)
 
@@ -167,8 +172,9 @@ def _discard(load_id: int) -> None:
         cursor.execute(f"DELETE FROM {LOAD_TABLE} WHERE load_id = %s", [load_id])
 
 
-def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult:
-    """Every part into the load table in parallel, then the load published at once."""
+def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult | None:
+    """Every part into the load table in parallel, then the load published at once;
+    None when a part found the file malformed (one session redoes it to name the line)."""
     load_id = _new_load()
     results: list[IngestResult | None] = [None] * len(parts)
     failures: list[BaseException] = []
@@ -197,6 +203,11 @@ def _ingest_parts(path, header, parts, *, source, brand_ids) -> IngestResult:
         if failures:
             raise failures[0]
         inserted = _publish(load_id)
+    except MalformedFile:
+        # A part's refusal of the file names a line of the part: one session redoes the
+        # file (nothing was published) and names the line in the whole file.
+        _discard(load_id)
+        return None
     except BaseException:
         _discard(load_id)
         raise

@@ -617,6 +617,8 @@ class Simulation:
         self.holds: list[HoldRow] = []
         self.seq = 0
         self.order_no = 0
+        # A payment's external id is unique per channel (a unique index): drawn again on a clash.
+        self.external_ids: set[str] = set()
         self.hold_ttl = timedelta(minutes=settings.BILLING_HOLD_TTL_MINUTES)
         self._system: dict[tuple, int] = {}
         month = self.start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -740,6 +742,9 @@ class Simulation:
         memo = ""
         if channel in (Account.Channel.BANK, Account.Channel.AGENT):
             external_id = f"{channel[:2].upper()}{self.rng.randrange(10**10):010d}"
+            while external_id in self.external_ids:
+                external_id = f"{channel[:2].upper()}{self.rng.randrange(10**10):010d}"
+            self.external_ids.add(external_id)
             memo = f"Оплата по л/с {named.number}"
         elif channel == Account.Channel.GATEWAY:
             external_id = f"gw_{self.rng.getrandbits(64):016x}"

@@ -23,6 +23,7 @@ __all__ = [
     "CreditPeriodExpired",
     "CurrencyMismatch",
     "DomainError",
+    "DuplicatePayment",
     "HoldNotActive",
     "IdempotencyConflict",
     "InsufficientFunds",
@@ -71,6 +72,15 @@ class HoldNotActive(DomainError):
     code = "hold_not_active"
     status = 409
     default_message = "The hold is no longer active."
+
+
+class DuplicatePayment(DomainError):
+    """A payment whose ``external_id`` was already posted in the same payer scope (the
+    partner's, or the channel's for staff); ``details.transaction`` is the original."""
+
+    code = "duplicate_payment"
+    status = 409
+    default_message = "This payment was already posted."
 
 
 class AlreadyReversed(DomainError):

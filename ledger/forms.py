@@ -13,11 +13,12 @@ from django import forms
 from accounts.models import Account
 from approvals.models import ApprovalRequest
 from brands.models import Brand, Service
+from core.forms import TextGuardedForm
 from ledger import maker_checker, services
 from ledger.models import Transaction
 
 
-class PostingForm(forms.Form):
+class PostingForm(TextGuardedForm, forms.Form):
     """Post a payment, debit, refund or manual adjustment on one account.
 
     The hidden idempotency key is drawn when the form is shown, so submitting

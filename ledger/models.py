@@ -25,7 +25,8 @@ from decimal import Decimal
 import pgtrigger
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.expressions import RawSQL
 
 from accounts.models import MONEY, Account
 from brands.models import Brand, Service
@@ -41,6 +42,21 @@ class TransactionKind(models.TextChoices):
     REVERSAL = "reversal", "Reversal"
     ADJUSTMENT = "adjustment", "Adjustment"
     CREDIT_NOTE = "credit_note", "Credit note (a charge corrected down)"
+
+
+# Whose namespace a payment's ``external_id`` lives in: the partner's own for a partner's
+# postings (``caller`` = ``partner:<id>``), the channel's for staff and the system (all
+# staff share one namespace per channel). The unique index over it and ``external_id``
+# (migration 0004) and every query that looks a duplicate up use this very text, so that
+# PostgreSQL matches the index expression.
+PAYER_SCOPE_SQL = (
+    "(CASE WHEN left(caller, 8) = 'partner:' THEN caller ELSE 'channel:' || channel END)"
+)
+
+
+def payer_scope(caller_ref: str, channel: str) -> str:
+    """``PAYER_SCOPE_SQL`` computed in Python, for a posting not yet written."""
+    return caller_ref if caller_ref.startswith("partner:") else f"channel:{channel}"
 
 
 class Transaction(models.Model):
@@ -113,6 +129,15 @@ class Transaction(models.Model):
                 condition=Q(amount__gt=0),
                 name="%(app_label)s_%(class)s_amount_positive",
                 violation_error_message="A transaction amount is positive.",
+            ),
+            # A payment's external id is posted once per payer scope: the database
+            # refuses the second (ledger.services turn it into duplicate_payment).
+            models.UniqueConstraint(
+                RawSQL(PAYER_SCOPE_SQL, ()),
+                F("external_id"),
+                name="%(app_label)s_%(class)s_payment_external_id_unique",
+                condition=Q(kind="payment") & ~Q(external_id=""),
+                violation_error_message="This payment (external_id) was already posted.",
             ),
         ]
         indexes = [

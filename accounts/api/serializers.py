@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -14,19 +13,13 @@ from core.api.fields import (
     LimitField,
     NonNegativeMoneyField,
     StrictCharField,
-    StrictEmailField,
     text_field,
 )
+from core.api.serializers import StrictModelSerializer
 
 
-class ClientSerializer(serializers.ModelSerializer):
+class ClientSerializer(StrictModelSerializer):
     """A client as partners see it; ``kind`` and ``name`` are required to create one."""
-
-    serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.CharField: StrictCharField,
-        models.EmailField: StrictEmailField,
-    }
 
     class Meta:
         model = Client

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from brands.models import Brand, Service
 from core.api.fields import IdField, StrictCharField
+from core.api.serializers import StrictModelSerializer
 
 
 class BrandSerializer(serializers.ModelSerializer):
@@ -23,7 +24,7 @@ class ServiceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ServiceWriteSerializer(serializers.ModelSerializer):
+class ServiceWriteSerializer(StrictModelSerializer):
     brand = IdField()
     code = StrictCharField(max_length=64)
     name = StrictCharField(max_length=200)

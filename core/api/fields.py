@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import datetime
@@ -13,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.parsers import is_json_float
+from core.text import printable, text_problem
 
 MAX_AMOUNT = Decimal("9999999999999999.99")  # NUMERIC(18,2)
 MAX_ID = 2**63 - 1
@@ -105,7 +107,12 @@ class IdField(serializers.IntegerField):
 
 
 class StrictCharField(serializers.CharField):
-    """Text that must be a JSON string (DRF would turn a number into text)."""
+    """Text that must be a JSON string (DRF would turn a number into text).
+
+    Like every DRF ``CharField`` it refuses NUL characters and unpaired
+    surrogates (codes ``null_characters_not_allowed``,
+    ``surrogate_characters_not_allowed``) and values over ``max_length``.
+    """
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -117,36 +124,66 @@ class StrictEmailField(serializers.EmailField, StrictCharField):
     pass
 
 
-def _clean_json(value: Any, depth: int = 0) -> Any:
-    """A copy of parsed JSON fit for JSONB: no NUL characters, finite numbers, bounded depth."""
-    if depth > 10:
-        raise serializers.ValidationError("Metadata nests at most 10 levels.")
+METADATA_MAX_BYTES = 16 * 1024
+METADATA_MAX_DEPTH = 10
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "".join(
+        f"[{step}]" if isinstance(step, int) else f".{printable(str(step))}" for step in path
+    ).removeprefix(".")
+
+
+def _clean_json(value: Any, path: tuple[Any, ...] = ()) -> Any:
+    """A copy of parsed JSON fit for JSONB: text PostgreSQL can store (no NUL character in
+    a key or a value), finite numbers, bounded depth. Errors name where, never echo the value."""
+    if len(path) > METADATA_MAX_DEPTH:
+        raise serializers.ValidationError(f"Metadata nests at most {METADATA_MAX_DEPTH} levels.")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError("Metadata strings cannot contain NUL characters.")
+        problem = text_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(f"{_where(path)}: {problem[1]}", code=problem[0])
         return value
     if isinstance(value, dict):
-        return {_clean_json(k, depth + 1): _clean_json(v, depth + 1) for k, v in value.items()}
+        cleaned = {}
+        for key, item in value.items():
+            problem = text_problem(key)
+            if problem is not None:
+                where = _where(path) or "a key"
+                raise serializers.ValidationError(f"{where}: keys: {problem[1]}", code=problem[0])
+            cleaned[key] = _clean_json(item, (*path, key))
+        return cleaned
     if isinstance(value, list):
-        return [_clean_json(item, depth + 1) for item in value]
+        return [_clean_json(item, (*path, index)) for index, item in enumerate(value)]
     if isinstance(value, Decimal):
         number = float(value)
         if not math.isfinite(number):
-            raise serializers.ValidationError("Metadata numbers must be finite.")
+            raise serializers.ValidationError(f"{_where(path)}: Metadata numbers must be finite.")
         return number
     return value
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True, "example": {"order": "81"}})
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "example": {"order": "81"},
+        "description": "A JSON object of at most 16 KB (UTF-8), nested at most 10 levels; "
+        "no NUL characters in its keys or strings.",
+    }
+)
 class MetadataField(serializers.JSONField):
-    """Free-form JSON object (at most 16 KB), stored with the transaction."""
+    """Free-form JSON object (at most 16 KB as UTF-8 JSON), stored with the transaction."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise serializers.ValidationError("Metadata is a JSON object.")
         value = super().to_internal_value(_clean_json(data))
-        if len(repr(value)) > 16384:
-            raise serializers.ValidationError("Metadata is limited to 16 KB.")
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > METADATA_MAX_BYTES:
+            raise serializers.ValidationError(
+                f"Metadata is limited to 16 KB of JSON ({size} bytes given).", code="max_length"
+            )
         return value
 
 

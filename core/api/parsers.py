@@ -6,8 +6,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
+
+from core.text import SURROGATE_CODE, SURROGATE_MESSAGE, bad_strings, printable
 
 
 class _Float(Decimal):
@@ -18,18 +20,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
+def _refuse_lone_surrogates(data: Any) -> None:
+    """A lone surrogate cannot be stored nor even echoed back in an error: refuse the body,
+    naming the field (``{"memo": [...]}``; nested: ``{"records": ["records[3].external_id:
+    ..."]}``). NUL characters are valid JSON and left to the fields, which refuse them."""
+    for path, code in bad_strings(data):
+        if code != SURROGATE_CODE:
+            continue
+        where = "".join(
+            f"[{step}]" if isinstance(step, int) else f".{printable(step)}" for step in path
+        ).removeprefix(".")
+        if path and isinstance(path[0], str):
+            field = printable(path[0])
+            message = SURROGATE_MESSAGE if len(path) == 1 else f"{where}: {SURROGATE_MESSAGE}"
+        else:  # the body itself, or an item of a top-level list
+            field = "non_field_errors"
+            message = f"{where}: {SURROGATE_MESSAGE}" if path else SURROGATE_MESSAGE
+        raise ValidationError({field: [message]}, code=code)
 
 
 class StrictJSONParser(JSONParser):
@@ -43,8 +50,7 @@ class StrictJSONParser(JSONParser):
             data = json.loads(text, parse_float=_Float, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
-        if _has_lone_surrogate(data):
-            raise ParseError("Malformed JSON: strings must be valid Unicode.")
+        _refuse_lone_surrogates(data)
         return data
 
 

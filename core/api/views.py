@@ -20,8 +20,40 @@ from rest_framework.permissions import AllowAny
 from core.api.scope import Scope, request_id_of, request_scope
 from core.audit.context import annotate_api_request
 from core.errors import NotFoundInScope
+from core.text import printable, text_problem
 
-__all__ = ["NotFoundInScope", "ScopedViewMixin", "ScopedViewSet", "idempotency_key_of", "in_scope"]
+__all__ = [
+    "NotFoundInScope",
+    "ScopedViewMixin",
+    "ScopedViewSet",
+    "check_query_params",
+    "idempotency_key_of",
+    "in_scope",
+]
+
+# The longest value a query parameter may have: longer than any filtered column (and any
+# cursor), so a longer one is a mistake or an attack, refused before it reaches a query.
+QUERY_VALUE_MAX_LENGTH = 1000
+
+
+def check_query_params(request: Any) -> None:
+    """Refuse query parameters no column could hold: NUL characters, over-long values.
+
+    ``400 validation_error`` naming the parameter. (Django decodes the query string
+    with replacement characters, so no unpaired surrogate reaches here.)
+    """
+    errors: dict[str, list[str]] = {}
+    for name, values in request.query_params.lists():
+        for value in [name, *values]:
+            problem = text_problem(value)
+            if problem is not None:
+                errors[printable(name)] = [problem[1]]
+            elif len(value) > QUERY_VALUE_MAX_LENGTH:
+                errors[printable(name)] = [
+                    f"At most {QUERY_VALUE_MAX_LENGTH} characters ({len(value)} given)."
+                ]
+    if errors:
+        raise ValidationError(errors)
 
 
 class ScopedViewMixin:
@@ -39,6 +71,7 @@ class ScopedViewMixin:
         # Authenticated now (DRF does it lazily, in the view): name the partner and key, or
         # the user, in the request's audit context before anything is written.
         annotate_api_request(request)
+        check_query_params(request)
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from core.api.fields import IdField, StrictCharField
 from core.api.parsers import is_json_float
+from core.api.serializers import StrictModelSerializer
 from invoicing.models import Invoice, InvoiceLine, InvoiceRun, Subscription, Tariff
 
 QUANTITY_PATTERN = r"^\d{1,14}(?:\.\d{1,6})?$"
@@ -57,12 +58,10 @@ class DecimalStringField(serializers.Field):
             value = Decimal(data)
         except InvalidOperation:
             self.fail("invalid")
-        if (
-            not value.is_finite()
-            or value < 0
-            or value != value.quantize(Decimal("0.000001"))
-            or value >= Decimal(10) ** 14
-        ):
+        # In range before quantizing: a 26-digit value would not fit the context's precision.
+        if not value.is_finite() or value < 0 or value >= Decimal(10) ** 14:
+            self.fail("invalid")
+        if value != value.quantize(Decimal("0.000001")):
             self.fail("invalid")
         return value
 
@@ -75,7 +74,7 @@ class TierSerializer(serializers.Serializer):
     price = DecimalStringField()
 
 
-class TariffSerializer(serializers.ModelSerializer):
+class TariffSerializer(StrictModelSerializer):
     service = IdField(source="service_id")
     price = DecimalStringField(required=False, allow_null=True)
     minimum_charge = DecimalStringField(required=False, allow_null=True)
@@ -115,7 +114,7 @@ class TariffCreateSerializer(TariffSerializer):
         pass
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(StrictModelSerializer):
     account = IdField()
     service = IdField(required=False, help_text="Defaults to the tariff's service.")
     tariff = IdField()

@@ -476,7 +476,13 @@ class AccountLedgerViewSet(ScopedViewSet):
         """
         query = BalanceQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        account = account_in_scope(self.scope, int(pk)) if str(pk).isdigit() else None
+        ident = str(pk)
+        # At most 19 digits: int() of thousands of digits is refused by Python itself.
+        account = (
+            account_in_scope(self.scope, int(ident))
+            if ident.isdigit() and len(ident) < 20
+            else None
+        )
         if account is None:
             raise NotFound()
         view = account_balance(account, at=query.validated_data.get("at"), refresh=False)

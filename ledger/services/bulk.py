@@ -43,6 +43,20 @@ exceptions: an unknown account, service, hold or transaction is refused with
 ``not_found``; an item that refers to a refused item with
 ``invalid_operation``.
 
+**Duplicate payments.** A ``PaymentItem`` whose ``external_id`` is already
+posted in its payer scope (the partner, or the channel for staff and the
+system: ``ledger.models.PAYER_SCOPE_SQL``) is refused alone with
+``DuplicatePayment`` (``details["transaction"]`` = the original): in the
+database (one look-up of every external id of the call, on the unique index,
+once the accounts are locked) or earlier in the same call (the first that posts
+wins; later ones name its transaction). A unique violation inside a COPY would
+abort the whole statement, so duplicates are found set-based before writing;
+the unique index stays the final guard: should a concurrent posting store one
+of the call's external ids between the look-up and the write, the call is
+rolled back and run again from the start, and the item is then refused as a
+duplicate. As for single postings, the idempotency key decides first (a replay
+stays a replay).
+
 **Moments.** ``at`` (default: ``now``, itself defaulting to the current time)
 is the item's moment: its rows' ``created_at``, the business date its limits
 count on, when a balance went negative, whether a credit line or a hold has
@@ -82,6 +96,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db import IntegrityError
 from django.utils import timezone
 
 from brands.models import Service
@@ -91,7 +106,12 @@ from ledger.exceptions import AlreadyReversed, DomainError, IdempotencyConflict,
 from ledger.models import Entry, Hold, Transaction, TransactionKind
 from ledger.services.charges import AccrualItem, ChargeItem
 from ledger.services.holds import HoldCreateItem, HoldItem, HoldVoidItem
-from ledger.services.idempotency import IdempotencyRecord, record_for, replay_many
+from ledger.services.idempotency import (
+    IdempotencyRecord,
+    constraint_name,
+    record_for,
+    replay_many,
+)
 from ledger.services.locking import (
     LockedAccount,
     chain_of,
@@ -100,12 +120,18 @@ from ledger.services.locking import (
     run_locked,
 )
 from ledger.services.operations import Context, Operation, Plan
+from ledger.services.postings import PaymentItem, duplicate_payment, payments_posted
 from ledger.services.reversals import Original, ReversalItem
+from ledger.services.sql import PAYMENT_EXTERNAL_ID_CONSTRAINT
 from ledger.services.system_accounts import SystemAccounts
 from ledger.services.writer import write_postings
 from ledger.signals import hold_changed, transaction_posted
 
 Result = Transaction | Hold | DomainError
+
+# How often a call is run again when a concurrent posting stored one of its payments'
+# external ids between the look-up and the write (each run sees the ones committed).
+DUPLICATE_RETRIES = 3
 
 
 def _referent(item: Operation) -> Any:
@@ -172,10 +198,19 @@ def post_bulk(
                 records[index] = record_for(who, key, item.operation, item.request())
         except DomainError as exc:
             results[index] = exc
-    # Started again from scratch if an account chain changes under it (run_locked).
-    return run_locked(
-        lambda: _Batch(items, caller, now, moments, refs, list(results), records).run()
-    )
+    # Started again from scratch if an account chain changes under it (run_locked), or if
+    # the unique index refused a payment that a concurrent posting has just stored.
+    for attempt in range(DUPLICATE_RETRIES):
+        try:
+            return run_locked(
+                lambda: _Batch(items, caller, now, moments, refs, list(results), records).run()
+            )
+        except IntegrityError as exc:
+            if constraint_name(exc) != PAYMENT_EXTERNAL_ID_CONSTRAINT:
+                raise
+            if attempt == DUPLICATE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def accruals_post_bulk(
@@ -225,6 +260,9 @@ class _Batch:
         self.db_refs: dict[int, int] = {}  # index -> id of a replayed referent's row
         self.reversed_postings: set[int] = set()  # id() of postings of the call reversed
         self.snapshots: dict[int, tuple] = {}  # index -> its hold's (status, captured, closed)
+        self.payments_stored: dict[tuple[str, str], int] = {}  # (scope, external id) -> txn id
+        # index -> (its refusal, the index of the item of the call that posted the payment)
+        self.duplicates_in_call: dict[int, tuple[DomainError, int]] = {}
 
     def run(self) -> list[Result]:
         self._replay_seen_keys()
@@ -233,6 +271,11 @@ class _Batch:
             return self._write({})
         holds, originals = self._read_references()
         locked = lock_accounts(self._account_ids(holds, originals), strict=False)
+        # Looked up once the locks are held, so that little time is left for a concurrent
+        # posting of the same external id to commit before this call writes.
+        self.payments_stored = payments_posted(
+            key for _, key in self._payer_keys() if key is not None
+        )
         locked_holds = {
             hold.pk: hold
             for hold in Hold.objects.select_for_update().filter(pk__in=holds).order_by("pk")
@@ -274,6 +317,14 @@ class _Batch:
                 self.results[index] = self.results[index] or _refused_referent(target, done)
             elif done is not None and self.results[index] is None:
                 self.db_refs[index] = done.pk  # the referent replayed a row of the database
+
+    def _payer_keys(self) -> list[tuple[int, tuple[str, str] | None]]:
+        """``(index, (payer scope, external id))`` of the pending payments that carry one."""
+        return [
+            (index, item.payer_key(item.caller or self.caller))
+            for index, item in self._pending()
+            if isinstance(item, PaymentItem)
+        ]
 
     def _db_id(self, index: int, item: Operation) -> int | None:
         if index in self.db_refs:
@@ -415,6 +466,8 @@ class _Batch:
     ) -> None:
         ctx = Context(locked, self.now, self.caller, SystemAccounts())
         keys: dict[tuple[str, str], int] = {}
+        payers = dict(self._payer_keys())
+        payments_in_call: dict[tuple[str, str], int] = {}  # (scope, external id) -> index
         for index, item in self._pending():
             record = self.records[index]
             if record is not None:
@@ -428,6 +481,18 @@ class _Batch:
                         )
                     else:
                         self.results[index] = first  # replays item ``first``, resolved below
+                    continue
+            payer_key = payers.get(index)
+            if payer_key is not None:
+                if payer_key in self.payments_stored:
+                    original = self.payments_stored[payer_key]
+                    self.results[index] = duplicate_payment(original, payer_key[1])
+                    continue
+                if payer_key in payments_in_call:
+                    # Named once the first one is written (its transaction has no id yet).
+                    refusal = duplicate_payment(None, payer_key[1])
+                    self.results[index] = refusal
+                    self.duplicates_in_call[index] = (refusal, payments_in_call[payer_key])
                     continue
             ctx.now, ctx.caller = self.moments[index], item.caller or self.caller
             touched: list[LockedAccount] = []
@@ -456,6 +521,8 @@ class _Batch:
                     reversed_ids.add(item.original.pk)
             if record is not None:
                 keys[record.caller, record.key] = index
+            if payer_key is not None:
+                payments_in_call[payer_key] = index
 
     # ----- writing
 
@@ -499,6 +566,12 @@ class _Batch:
         for index, result in enumerate(self.results):
             if isinstance(result, int):
                 self.results[index] = _replayed(self.results[result])
+        for refusal, first in self.duplicates_in_call.values():
+            original = self.results[first].pk
+            external_id = refusal.details["external_id"]
+            refusal.message = duplicate_payment(original, external_id).message
+            refusal.args = (refusal.message,)
+            refusal.details["transaction"] = original
         return self.results
 
     def _hold_then(self, index: int, plan: Plan) -> Hold:

@@ -5,6 +5,12 @@ request is the same (same operation and the same hashed request), and is
 refused with ``idempotency_conflict`` when it differs. The key's row is
 written by the writer in the same statement / transaction as the posting, so
 a key exists exactly when its effect does.
+
+The key decides before anything else: a request refused because a concurrent
+twin got there first (its unique index, its spent funds) replays that twin
+when it carries the twin's key and body. Only a request whose key is unseen
+(or that has none) learns it is a duplicate of someone else's posting
+(``duplicate``: a payment's external id, ``duplicate_payment``).
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from ledger.exceptions import DomainError, IdempotencyConflict
 from ledger.models import Hold, Transaction
 from ledger.services.locking import PREPARE, hot_cursor, run_locked
 from ledger.services.money import request_hash
-from ledger.services.sql import REPLAY_MANY_SQL, REPLAY_SQL
+from ledger.services.sql import PAYMENT_EXTERNAL_ID_CONSTRAINT, REPLAY_MANY_SQL, REPLAY_SQL
 
 T = TypeVar("T")
 
 IDEMPOTENCY_CONSTRAINT = "ledger_idempotencykey_unique_per_caller"
+# Unique violations that a concurrent twin of the same request can cause.
+TWIN_CONSTRAINTS = {IDEMPOTENCY_CONSTRAINT, PAYMENT_EXTERNAL_ID_CONSTRAINT}
 
 
 @dataclass(slots=True)
@@ -116,11 +124,17 @@ def idempotent(
     operation: str,
     request: dict[str, Any],
     run: Callable[[IdempotencyRecord | None], T],
+    duplicate: Callable[[], DomainError | None] | None = None,
 ) -> T:
     """Run ``run`` once per (caller, key): replay on the same request, refuse a different one.
 
     Concurrent duplicates race on the unique (caller, key) index: the loser's
     insert waits for the winner's commit, fails, and then replays the winner.
+    ``duplicate`` says whether the request repeats a posting already stored under
+    another key or none (a payment's external id): asked when the database refused
+    the write with a unique violation, or when a domain error refused it (so a
+    payment sent again after its account was closed is still ``duplicate_payment``),
+    and never before the key had its say.
     """
     record = record_for(caller, key, operation, request)
     if record is not None:
@@ -130,10 +144,15 @@ def idempotent(
     try:
         result = run_locked(lambda: run(record))
     except IntegrityError as exc:
-        if record is not None and constraint_name(exc) == IDEMPOTENCY_CONSTRAINT:
+        name = constraint_name(exc)
+        if record is not None and name in TWIN_CONSTRAINTS:
             existing = replay(record.caller, record.key, record.request_hash)
             if existing is not None:
                 return existing  # type: ignore[return-value]
+        if duplicate is not None and name == PAYMENT_EXTERNAL_ID_CONSTRAINT:
+            refusal = duplicate()
+            if refusal is not None:
+                raise refusal from None
         raise
     except DomainError:
         # A concurrent duplicate may have committed while this one waited for
@@ -144,6 +163,9 @@ def idempotent(
             existing = replay(record.caller, record.key, record.request_hash)
             if existing is not None:
                 return existing  # type: ignore[return-value]
+        refusal = duplicate() if duplicate is not None else None
+        if refusal is not None:
+            raise refusal from None
         raise
     result.replayed = False
     return result

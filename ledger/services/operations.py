@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from django.utils import timezone
 
 from core.caller import SYSTEM, Caller
+from core.errors import DomainError
 from ledger.models import Hold, Transaction
 from ledger.services.idempotency import IdempotencyRecord, idempotent
 from ledger.services.locking import LockedAccount, lock_accounts
@@ -90,6 +91,11 @@ class Operation:
     def plan(self, ctx: Context) -> Plan:
         raise NotImplementedError
 
+    def duplicate_of(self, caller: Caller) -> DomainError | None:
+        """The refusal of an operation that repeats one already stored under another
+        idempotency key (or none), or None; only payments have one (``duplicate_payment``)."""
+        return None
+
 
 def write_plan(plan: Plan, ctx: Context, record: IdempotencyRecord | None) -> Transaction | Hold:
     """Write what a single posting planned, then tell the hold's listeners."""
@@ -130,5 +136,10 @@ def post_one(
         return write_plan(op.plan(ctx), ctx, record)
 
     return idempotent(
-        caller=caller, key=idempotency_key, operation=op.operation, request=op.request(), run=run
+        caller=caller,
+        key=idempotency_key,
+        operation=op.operation,
+        request=op.request(),
+        run=run,
+        duplicate=lambda: op.duplicate_of(caller),
     )

@@ -6,6 +6,7 @@ that posts one item now (``post_one``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -14,9 +15,14 @@ from accounts.models import Account
 from brands.models import Brand
 from core.caller import SYSTEM, Caller
 from core.errors import ValidationFailed
-from ledger.exceptions import CurrencyMismatch, InvalidOperation, PermissionDenied
-from ledger.models import Transaction, TransactionKind
-from ledger.services.locking import LockedAccount, chain_of
+from ledger.exceptions import (
+    CurrencyMismatch,
+    DuplicatePayment,
+    InvalidOperation,
+    PermissionDenied,
+)
+from ledger.models import Transaction, TransactionKind, payer_scope
+from ledger.services.locking import PREPARE, LockedAccount, chain_of, hot_cursor
 from ledger.services.money import ZERO, business_date, money, pk_of, signed_money
 from ledger.services.operations import Context, Operation, Plan, post_one
 from ledger.services.rules import (
@@ -28,6 +34,7 @@ from ledger.services.rules import (
     check_write_off_limits,
     spend,
 )
+from ledger.services.sql import DUPLICATE_PAYMENT_SQL, DUPLICATE_PAYMENTS_MANY_SQL
 from ledger.services.writer import Leg, Posting, header
 
 
@@ -42,6 +49,32 @@ def check_channel(channel: str) -> None:
 
 
 # --------------------------------------------------------------------------- payments
+
+
+def duplicate_payment(original_id: int | None, external_id: str) -> DuplicatePayment:
+    return DuplicatePayment(
+        f"A payment with external_id {external_id!r} was already posted"
+        + (f" (transaction {original_id})." if original_id is not None else "."),
+        transaction=original_id,
+        external_id=external_id,
+    )
+
+
+def payments_posted(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """``{(payer scope, external_id): id}`` of the payments already stored, for the keys
+    asked (one statement on the unique index, whatever the number of keys)."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    with hot_cursor() as cursor:
+        if len(keys) == 1:
+            (key,) = keys
+            cursor.execute(DUPLICATE_PAYMENT_SQL, list(key), prepare=PREPARE)
+            row = cursor.fetchone()
+            return {key: row[0]} if row else {}
+        scopes, external_ids = zip(*keys, strict=True)
+        cursor.execute(DUPLICATE_PAYMENTS_MANY_SQL, [list(scopes), list(external_ids)])
+        return {(scope, external_id): pk for scope, external_id, pk in cursor.fetchall()}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -76,6 +109,17 @@ class PaymentItem(Operation):
 
     def account_ids(self) -> tuple[int, ...]:
         return (self.account_id,)
+
+    def payer_key(self, caller: Caller) -> tuple[str, str] | None:
+        """What the unique index on payments holds for this one (None without an external id)."""
+        if not self.external_id:
+            return None
+        return payer_scope(caller.ref, self.channel), self.external_id
+
+    def duplicate_of(self, caller: Caller) -> DuplicatePayment | None:
+        key = self.payer_key(caller)
+        original = payments_posted([key]).get(key) if key is not None else None
+        return None if original is None else duplicate_payment(original, self.external_id)
 
     def plan(self, ctx: Context) -> Plan:
         chain = chain_of(ctx.locked, self.account_id)
@@ -121,6 +165,13 @@ def payment_post(
     Accepted on blocked accounts (a blocked client may still pay its debt),
     refused on closed ones. A payment to a sub-account goes to its root payer.
     Locks the account's chain.
+
+    ``external_id`` (the bank's or agent's payment id) is posted once per payer
+    scope: the partner for a partner's postings, the channel for staff and the
+    system. The database's unique index refuses a second one, concurrent or not,
+    and this raises ``DuplicatePayment`` (409 ``duplicate_payment``,
+    ``details.transaction`` = the original), unless the same idempotency key and
+    request replay the original.
     """
     item = PaymentItem(
         account_id=pk_of(account),

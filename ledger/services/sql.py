@@ -20,7 +20,7 @@ import re
 from django.db import connection, models
 
 from accounts.models import Account
-from ledger.models import Entry, Hold, IdempotencyKey, Transaction
+from ledger.models import PAYER_SCOPE_SQL, Entry, Hold, IdempotencyKey, Transaction
 
 
 def _sql_type(field: models.Field) -> str:
@@ -140,6 +140,27 @@ REPLAY_MANY_SQL = (
     f"SELECT k.caller, k.key, k.request_hash, k.operation, k.transaction_id, k.hold_id"
     f" FROM {KEY_TABLE} k JOIN unnest(%s::text[], %s::text[]) AS q(caller, key)"
     " ON k.caller = q.caller AND k.key = q.key"
+)
+
+
+# --------------------------------------------------------------------------- duplicate payments
+
+# The unique index on (payer scope, external_id) of payments; the lookups below repeat its
+# expression and predicate word for word, so PostgreSQL answers them from that index.
+PAYMENT_EXTERNAL_ID_CONSTRAINT = "ledger_transaction_payment_external_id_unique"
+_PAYMENT_PREDICATE = "kind = 'payment' AND external_id <> ''"
+# The payment already posted with an external id in a scope: scope, external_id.
+DUPLICATE_PAYMENT_SQL = (
+    f"SELECT id FROM {TXN_TABLE}"
+    f" WHERE {_PAYMENT_PREDICATE} AND {PAYER_SCOPE_SQL} = %s AND external_id = %s"
+)
+# Many at once (bulk postings): scope[], external_id[] -> (scope, external_id, id). Lateral,
+# so that each key is one probe of the index whatever the planner thinks of the table.
+DUPLICATE_PAYMENTS_MANY_SQL = (
+    "SELECT q.scope, q.external_id, t.id"
+    " FROM unnest(%s::text[], %s::text[]) AS q(scope, external_id)"
+    f" JOIN LATERAL (SELECT id FROM {TXN_TABLE} WHERE {_PAYMENT_PREDICATE}"
+    f" AND {PAYER_SCOPE_SQL} = q.scope AND external_id = q.external_id) t ON true"
 )
 
 
