@@ -4,10 +4,12 @@ PostgreSQL "invalid byte sequence"."""
 
 import io
 import json
+from datetime import date
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from invoicing import services
 from invoicing.exceptions import MalformedFile
 from invoicing.ingest import (
     meter_readings_ingest_file,
@@ -21,6 +23,21 @@ from tests.api.conftest import make_side
 from tests.api.helpers import error_of
 
 USAGE_HEADER = b"account,service,quantity,occurred_at,external_id\n"
+
+
+@pytest.fixture(autouse=True)
+def subscribed(account, service, subscribe):
+    """Usage needs a subscription on its day (``no_subscription``)."""
+    return subscribe(account, service, price="1")
+
+
+def subscribe_side(side):
+    tariff = services.tariff_create(
+        service=side.service, kind="per_unit", price="1", valid_from=date(2026, 1, 1)
+    )
+    services.subscription_create(account=side.account, tariff=tariff, starts_on=date(2026, 1, 1))
+
+
 READINGS_HEADER = b"account,service,reading,taken_at,external_id,meter\n"
 
 
@@ -190,6 +207,7 @@ def test_a_reading_with_unstorable_text_is_refused_alone(account, service, field
 
 def test_over_http_a_nul_in_a_usage_record_is_a_record_error_not_a_500(db):
     side = make_side("Ingest", funds="0")
+    subscribe_side(side)
     good = _record(side.account, side.service, external_id="h1")
     bad = _record(side.account, side.service, external_id="h\x002")
     response = side.api.post("/api/v1/usage/", {"records": [good, bad]}, format="json")
