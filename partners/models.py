@@ -25,6 +25,7 @@ class WebhookEventType(models.TextChoices):
     HOLD_CAPTURED = "hold.captured", "Hold captured"
     HOLD_VOIDED = "hold.voided", "Hold voided"
     HOLD_EXPIRED = "hold.expired", "Hold expired"
+    INVOICE_ISSUED = "invoice.issued", "Invoice issued"
 
 
 class WebhookEndpoint(models.Model):

@@ -45,6 +45,9 @@ from accounts.selectors import account_brand_ids
 from accounts.signals import account_status_changed
 from core.api.scope import Scope
 from core.caller import Caller
+from invoicing.api.serializers import InvoiceSerializer
+from invoicing.models import Invoice
+from invoicing.signals import invoices_issued
 from ledger.api.serializers import HoldSerializer, TransactionSerializer, redact_transfer_sides
 from ledger.models import Hold, Transaction, TransactionKind
 from ledger.selectors import readable_through
@@ -299,9 +302,45 @@ def on_account_status_changed(
         record_event(event_type, lambda scope: data, brand_ids)
 
 
+def invoice_payloads(invoice_ids: list[int]) -> list[tuple[frozenset[int], PayloadFor]]:
+    """Each issued invoice as the API shows it (``GET /invoices/{id}/``), for the partners
+    that may read it: those acting for its brand, on an account linked to their brands."""
+    invoices = list(
+        Invoice.objects.filter(pk__in=invoice_ids)
+        .select_related("period")
+        .prefetch_related("lines")
+        .order_by("pk")
+    )
+    account_brands = account_brand_ids(sorted({invoice.account_id for invoice in invoices}))
+    payloads = []
+    for invoice in invoices:
+        data = InvoiceSerializer(invoice).data
+        linked = account_brands.get(invoice.account_id, frozenset())
+
+        def payload_for(scope: Scope, brand_id=invoice.brand_id, linked=linked, data=data):
+            return data if scope.allows_brand(brand_id) and linked & scope.brand_ids else None
+
+        payloads.append((frozenset({invoice.brand_id}), payload_for))
+    return payloads
+
+
+def on_invoices_issued(sender: Any, invoice_ids: list[int], **_: Any) -> None:
+    """``invoice.issued``, one event per invoice of the batch (inside the issuing transaction).
+
+    With no endpoint listening for it, this returns before touching the database.
+    """
+    subscribed = subscriptions().get(WebhookEventType.INVOICE_ISSUED, frozenset())
+    if not subscribed or not invoice_ids:
+        return
+    for brand_ids, payload_for in invoice_payloads(invoice_ids):
+        if brand_ids & subscribed:
+            record_event(WebhookEventType.INVOICE_ISSUED, payload_for, set(brand_ids))
+
+
 def connect() -> None:
     transaction_posted.connect(on_transaction_posted, dispatch_uid="partners.webhooks.txn")
     hold_changed.connect(on_hold_changed, dispatch_uid="partners.webhooks.hold")
+    invoices_issued.connect(on_invoices_issued, dispatch_uid="partners.webhooks.invoices")
     account_status_changed.connect(
         on_account_status_changed, dispatch_uid="partners.webhooks.account_status"
     )

@@ -247,3 +247,49 @@ def test_partner_get_or_create_adds_brands(side_a, side_b):
     partner = partner_get_or_create(name=side_a.partner.name, brands=[side_b.brand])
     assert partner.pk == side_a.partner.pk
     assert set(partner.brands.all()) == {side_a.brand, side_b.brand}
+
+
+def _bill_january(*accounts_and_services) -> None:
+    """Bill 2026-01 for these (account, service) pairs: a flat tariff, one run to the end."""
+    from datetime import date
+
+    from invoicing import services as billing
+
+    for account, service in accounts_and_services:
+        tariff = billing.tariff_create(
+            service=service, kind="flat", price="300.00", valid_from=date(2026, 1, 1)
+        )
+        billing.subscription_create(account=account, tariff=tariff, starts_on=date(2026, 1, 1))
+    run = billing.invoice_run_start(period="2026-01")
+    billing.invoice_run_plan(run_id=run.pk)
+    for chunk in run.chunks.filter(status="pending").order_by("index"):
+        billing.invoice_run_chunk_process(chunk_id=chunk.pk)
+
+
+def test_invoice_issued_reaches_only_the_brands_partner_with_the_api_representation(
+    side_a, side_b
+):
+    subscribe(side_a, "http://127.0.0.1:9/a", types=("invoice.issued",))
+    subscribe(side_b, "http://127.0.0.1:9/b", types=("invoice.issued",))
+    _bill_january((side_a.account, side_a.service), (side_b.account, side_b.service))
+    events = list(WebhookEvent.objects.filter(type="invoice.issued").order_by("id"))
+    assert len(events) == 2
+    by_partner = {
+        delivery.endpoint.partner_id: delivery.event
+        for delivery in WebhookDelivery.objects.select_related("event", "endpoint")
+    }
+    for side in (side_a, side_b):
+        event = by_partner[side.partner.pk]
+        assert event.data["account"] == side.account.pk
+        assert event.data["total"] == "300.00"
+        shown = side.api.get(f"/api/v1/invoices/{event.data['id']}/")
+        assert shown.status_code == 200
+        assert json.loads(json.dumps(event.data)) == shown.json()
+    # Each event went to its own partner only.
+    assert WebhookDelivery.objects.count() == 2
+
+
+def test_invoice_issued_without_subscribers_writes_nothing(side_a):
+    subscribe(side_a, "http://127.0.0.1:9/a", types=("transaction.posted",))
+    _bill_january((side_a.account, side_a.service))
+    assert not WebhookEvent.objects.filter(type="invoice.issued").exists()
