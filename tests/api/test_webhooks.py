@@ -266,9 +266,7 @@ def _bill_january(*accounts_and_services) -> None:
         billing.invoice_run_chunk_process(chunk_id=chunk.pk)
 
 
-def test_invoice_issued_reaches_only_the_brands_partner_with_the_api_representation(
-    side_a, side_b
-):
+def test_invoice_issued_reaches_only_the_brands_partner_with_the_api_representation(side_a, side_b):
     subscribe(side_a, "http://127.0.0.1:9/a", types=("invoice.issued",))
     subscribe(side_b, "http://127.0.0.1:9/b", types=("invoice.issued",))
     _bill_january((side_a.account, side_a.service), (side_b.account, side_b.service))
