@@ -31,6 +31,42 @@ from django.db.models.expressions import RawSQL
 from accounts.models import MONEY, Account
 from brands.models import Brand, Service
 
+# TRUNCATE skips row triggers and privileges aside from TRUNCATE's own: refuse it outright on
+# every money table, whoever asks (the runtime role lacks the privilege anyway).
+NO_TRUNCATE = pgtrigger.Trigger(
+    name="no_truncate",
+    when=pgtrigger.Before,
+    operation=pgtrigger.Truncate,
+    level=pgtrigger.Statement,
+    func="""
+    RAISE EXCEPTION 'pgtrigger: Cannot truncate % (a ledger table)', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+    """,
+)
+
+# Every transaction's entries sum to zero, per currency, checked by the database when the
+# inserting transaction commits (a deferred constraint trigger: the entries of one posting
+# may arrive in several statements).
+BALANCED = pgtrigger.Trigger(
+    name="balanced",
+    when=pgtrigger.After,
+    operation=pgtrigger.Insert,
+    level=pgtrigger.Row,
+    timing=pgtrigger.Deferred,
+    func="""
+    IF EXISTS (
+        SELECT 1 FROM ledger_entry
+        WHERE transaction_id = NEW.transaction_id
+        GROUP BY currency
+        HAVING sum(amount) <> 0
+    ) THEN
+        RAISE EXCEPTION 'ledger transaction % does not sum to zero', NEW.transaction_id
+            USING ERRCODE = 'check_violation', HINT = 'unbalanced_transaction';
+    END IF;
+    RETURN NULL;
+    """,
+)
+
 
 class TransactionKind(models.TextChoices):
     PAYMENT = "payment", "Payment"
@@ -156,6 +192,7 @@ class Transaction(models.Model):
         ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            NO_TRUNCATE,
         ]
 
     def __str__(self) -> str:
@@ -215,6 +252,8 @@ class Entry(models.Model):
         ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            NO_TRUNCATE,
+            BALANCED,
         ]
 
     def __str__(self) -> str:
@@ -295,6 +334,7 @@ class Hold(models.Model):
             ),
             models.Index(fields=["account", "id"], name="ledger_hold_account_idx"),
         ]
+        triggers = [NO_TRUNCATE]
 
     def __str__(self) -> str:
         return f"hold #{self.pk} {self.amount} {self.currency} ({self.status})"
@@ -335,6 +375,7 @@ class IdempotencyKey(models.Model):
         ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            NO_TRUNCATE,
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ ledger, and dependencies point one way (``brands <- accounts <- ledger``).
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.db import as_database_owner
 from ledger.demo import demo_data_exists, seed_demo
 
 
@@ -33,5 +34,10 @@ class Command(BaseCommand):
             self.stdout.write("Clients already exist; demo data not loaded (--if-empty).")
             return
         verbose = options["verbosity"] > 1
-        result = seed_demo(clients=clients, seed=seed, log=self.stdout.write if verbose else None)
+        # The bulk load drops and re-creates the ledger's indexes and foreign keys (DDL):
+        # the owner's work, not the runtime role's (core.db).
+        with as_database_owner():
+            result = seed_demo(
+                clients=clients, seed=seed, log=self.stdout.write if verbose else None
+            )
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded: {result.summary()}"))
