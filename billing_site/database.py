@@ -193,6 +193,8 @@ def setup_runtime_role(
     does not know get nothing)."""
     from psycopg import sql
 
+    # One setup at a time per cluster (roles are cluster-wide; parallel test workers).
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('billing setup_db_roles'))")
     cursor.execute("SELECT current_user, current_database()")
     owner, database = cursor.fetchone()
     if role == owner:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -45,17 +46,28 @@ def _broken(wrapper) -> bool:
     return bool(getattr(raw, "closed", False) or getattr(raw, "broken", False))
 
 
+# SQLSTATEs of a connection that is gone: class 08 (connection exception) and the server
+# shutting the backend down (terminated, crashed, starting up).
+LOST_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
 def database_connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a lost or refused database connection."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, InterfaceError):
-            return True
-        if isinstance(exc, OperationalError):
-            return any(_broken(wrapper) for wrapper in connections.all(initialized_only=True))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    """Whether ``exc`` is a lost or refused database connection (not any database error:
+    a deadlock or a constraint violation is not).
+
+    Decided by the driver's error (psycopg): no SQLSTATE at all (the client found the
+    connection closed or could not connect), class 08, or the server terminating the
+    backend; without a driver error, by whether a connection of this thread is broken.
+    """
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, psycopg.Error):
+        sqlstate = cause.sqlstate
+        return sqlstate is None or sqlstate.startswith("08") or sqlstate in LOST_SQLSTATES
+    return any(_broken(wrapper) for wrapper in connections.all(initialized_only=True))
 
 
 def close_broken_connections() -> None:
@@ -118,9 +130,11 @@ def retry_on_lost_connection(func: F) -> F:
             try:
                 return func(*args, **kwargs)
             except (OperationalError, InterfaceError) as exc:
-                if attempt == attempts or not database_connection_lost(exc):
+                if not database_connection_lost(exc):
                     raise
                 close_broken_connections()
+                if attempt == attempts:
+                    raise
                 delay = min(backoff * 2 ** (attempt - 1), 60.0)
                 logger.warning(
                     "%s: database connection lost (%s); run %d of %d in %.1f s",
