@@ -1,4 +1,5 @@
-# Quick start: `make run` (install, database, migrations, demo data, web + q2 cluster)
+# Quick start: `make run` (install, database, migrations, demo data, web + q2 cluster,
+# with DEBUG=1 for development)
 # and `make test`. Everything installs into .venv from requirements.txt.
 PYTHON ?= python3
 VENV := .venv
@@ -28,6 +29,8 @@ dbserver: install
 db-stop: install
 	$(PY) -m billing_site.embedded_pg stop
 
+# As the owner (MIGRATION_DATABASE_URL); it ends with setup_db_roles, which creates the
+# runtime role (DATABASE_URL) and grants it its privileges (billing_site/database.py).
 migrate: db
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ensure_schedules
@@ -38,9 +41,9 @@ demo: migrate
 run: demo
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	@echo "Staff UI and admin: http://$(HOST):$(PORT)/  (login: admin / admin)"
-	$(PY) manage.py qcluster & QPID=$$!; \
+	DEBUG=$${DEBUG:-1} $(PY) manage.py qcluster & QPID=$$!; \
 	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: dbserver
 	$(PY) -m pytest
