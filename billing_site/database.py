@@ -178,6 +178,11 @@ RUNTIME_PRIVILEGES: dict[str, Grant] = {
 }
 
 
+# Sequences the runtime role may also move (UPDATE: setval): django-import-export resets the
+# id sequence of a table after an import (the admin's client import).
+RESETTABLE_SEQUENCES = {"accounts_client"}
+
+
 # --------------------------------------------------------------------------- the setup
 
 
@@ -257,6 +262,13 @@ def setup_runtime_role(
             schema_ident, ident
         )
     )
+    for table in sorted(RESETTABLE_SEQUENCES):
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [f"{schema}.{table}"])
+        sequence = cursor.fetchone()[0]
+        if sequence:
+            cursor.execute(
+                sql.SQL("GRANT UPDATE ON SEQUENCE {} TO {}").format(sql.SQL(sequence), ident)
+            )
     cursor.execute(
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {}"

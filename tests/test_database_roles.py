@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from billing_site.database import RUNTIME_PRIVILEGES
+from billing_site.database import RESETTABLE_SEQUENCES, RUNTIME_PRIVILEGES
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +71,19 @@ def test_hold_updates_are_limited_to_the_closing_columns(runtime_role):
             "captured_amount",
             "closed_at",
         }
+
+
+def test_sequences_are_read_and_drawn_and_only_the_resettable_ones_moved(runtime_role):
+    role, _ = runtime_role
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, has_sequence_privilege(%s, c.oid, 'USAGE'),"
+            " has_sequence_privilege(%s, c.oid, 'UPDATE')"
+            " FROM pg_class c WHERE c.relkind = 'S' AND c.relnamespace = 'public'::regnamespace",
+            [role, role],
+        )
+        sequences = cursor.fetchall()
+    assert sequences
+    assert all(usage for _, usage, _ in sequences)
+    movable = {name for name, _, update in sequences if update}
+    assert movable == {f"{table}_id_seq" for table in RESETTABLE_SEQUENCES}

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Account, Client
 from brands.models import Brand, Service
+from core.db import as_database_owner
 from core.validators import account_number_is_valid, inn_is_valid
 from ledger.demo import seed_demo
 from ledger.models import Hold, IdempotencyKey, Transaction
@@ -74,7 +75,8 @@ def _snapshot(now) -> dict:
 def _seed_and_roll_back(now, **options) -> dict:
     try:
         with transaction.atomic():
-            seed_demo(clients=CLIENTS, seed=7, now=now, **options)
+            with as_database_owner():  # the bulk load's DDL is the owner's
+                seed_demo(clients=CLIENTS, seed=7, now=now, **options)
             assert verify_ledger() == []
             snapshot = _snapshot(now)
             raise _Rollback
@@ -166,7 +168,8 @@ def test_seed_demo_other_seed_other_data():
     first = _seed_and_roll_back(now)
     try:
         with transaction.atomic():
-            seed_demo(clients=CLIENTS, seed=8, now=now)
+            with as_database_owner():
+                seed_demo(clients=CLIENTS, seed=8, now=now)
             other = _snapshot(now)
             raise _Rollback
     except _Rollback:
