@@ -70,7 +70,9 @@ def _cents(value: Decimal) -> Decimal:
 class Week:
     """The items of one group of payers for one week, in the order they happened."""
 
-    def __init__(self, history: History, rng: random.Random, begins: datetime, ends: datetime):
+    def __init__(
+        self, history: History, rng: random.Random | None, begins: datetime, ends: datetime
+    ):
         self.h = history
         self.rng = rng
         self.begins = begins
@@ -199,10 +201,14 @@ class History:
 
     # ----- one group, one week
 
-    def _week(self, rng: random.Random, group: list[Member], begins, ends, balances) -> list:
-        week = Week(self, rng, begins, ends)
+    def _week(self, number: int, group: list[tuple[int, Member]], balances: dict) -> list:
+        begins, ends = self.weeks[number]
+        week = Week(self, None, begins, ends)
         last = ends >= self.now
-        for payer in group:
+        for index, payer in group:
+            # One generator per payer and week: the same seed gives the same history,
+            # however the payers are grouped and whichever thread posts them.
+            week.rng = rng = random.Random(f"{self.seed}:{index}:{number}")
             for member in [payer, *payer.children]:
                 if member.closed or member.since >= ends:
                     continue
@@ -229,18 +235,17 @@ class History:
             day += timedelta(days=1)
         return found
 
-    def run_group(self, index: int, group: list[Member]) -> HistoryResult:
+    def run_group(self, group: list[tuple[int, Member]]) -> HistoryResult:
         result = HistoryResult()
-        ids = [m.id for payer in group for m in [payer, *payer.children]]
-        for number, (begins, ends) in enumerate(self.weeks):
-            rng = random.Random(f"{self.seed}:{index}:{number}")
+        ids = [m.id for _, payer in group for m in [payer, *payer.children]]
+        for number in range(len(self.weeks)):
             balances = {
                 pk: (balance, held)
                 for pk, balance, held in Account.objects.filter(pk__in=ids).values_list(
                     "pk", "balance", "held"
                 )
             }
-            items = self._week(rng, group, begins, ends, balances)
+            items = self._week(number, group, balances)
             if not items:
                 continue
             for outcome in ledger.post_bulk(items, caller=SEED_CALLER, now=self.now):
@@ -252,7 +257,7 @@ class History:
         return result
 
     def post(self, *, group_size: int, workers: int, log: Callable[[str], None]) -> HistoryResult:
-        payers = self.population.payers
+        payers = list(enumerate(self.population.payers))
         groups = [payers[i : i + group_size] for i in range(0, len(payers), group_size)]
         total = HistoryResult()
         lock = threading.Lock()
@@ -266,7 +271,7 @@ class History:
                         if not queue or errors:
                             return
                         index, group = queue.pop(0)
-                    done = self.run_group(index, group)
+                    done = self.run_group(group)
                     with lock:
                         total.merge(done)
                         log(f"history: group {index + 1}/{len(groups)} posted")

@@ -87,8 +87,9 @@ class People:
             form, name = "ООО", f"ООО {rest}"
         legal_name = f"{LEGAL_FORMS.get(form, form)} {rest}" if rest else name
         tax_id = self.tax_id(10)
-        domain = f"{translit(rest).strip('«»').split()[0] if rest else 'company'}.ru"
-        domain = "".join(ch for ch in domain if ch.isalnum() or ch in ".-") or "company.ru"
+        words = ["".join(ch for ch in word if ch.isascii() and ch.isalnum()) for word in
+                 translit(rest).split()]  # fmt: skip
+        domain = f"{next((word for word in words if word), 'company')}.ru"
         return dict(
             kind=Client.Kind.LEGAL_ENTITY,
             name=name,
