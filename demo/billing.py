@@ -15,19 +15,18 @@ from __future__ import annotations
 import csv
 import io
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import connection
 from django.utils import timezone
 
 from brands import services as brand_services
 from brands.models import Brand, Service
 from core.validators import inn_complete
-from demo.population import Member, Population
+from demo.parallel import in_threads
+from demo.population import Population
 from demo.reference import BRANDS, HEATING_MONTHS, SERVICES, TARIFFS, ogrn_complete
 from invoicing import documents, ingest, tasks
 from invoicing import services as invoicing
@@ -215,7 +214,7 @@ class Billing:
                 .order_by("index")
                 .values_list("pk", flat=True)
             )
-            _in_threads(chunks, tasks.invoice_run_chunk, workers)
+            in_threads(chunks, tasks.invoice_run_chunk, workers)
             run.refresh_from_db()
             runs.append(run)
             self.log(f"invoice run {run.pk} ({code}, {period}): {run.status}")
@@ -228,44 +227,7 @@ class Billing:
         todo = issued[:pdf_limit]
         size = documents.pdf_chunk_size()
         parts = [todo[i : i + size] for i in range(0, len(todo), size)]
-        counts: list[int] = []
-        _in_threads(
-            parts, lambda ids: counts.append(documents.invoice_pdfs_render(invoice_ids=ids)), 1
-        )
-        self.result.pdfs = sum(counts)
+        # One thread: rendering is CPU-bound Python, a second thread would only wait.
+        rendered = in_threads(parts, lambda ids: documents.invoice_pdfs_render(invoice_ids=ids), 1)
+        self.result.pdfs = sum(rendered)
         return runs
-
-
-def _in_threads(jobs: list, func: Callable, workers: int) -> None:
-    """Run ``func(job)`` for every job, in ``workers`` threads with their own connections."""
-    if workers <= 1:
-        for job in jobs:
-            func(job)
-        return
-    lock = threading.Lock()
-    pending = list(jobs)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            while True:
-                with lock:
-                    if not pending or errors:
-                        return
-                    job = pending.pop(0)
-                func(job)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
-__all__ = ["Billing", "BillingResult", "Member", "catalogue_ensure"]

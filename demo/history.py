@@ -21,7 +21,6 @@ seed gives the same history whatever the threads' timing.
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +28,10 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from django.db import connection
-
 from accounts.models import Account
 from brands.models import Brand, Service
 from core.errors import DomainError
+from demo.parallel import in_threads
 from demo.population import Member, Population
 from demo.reference import (
     ADJUSTMENT_REASONS,
@@ -260,37 +258,14 @@ class History:
         payers = list(enumerate(self.population.payers))
         groups = [payers[i : i + group_size] for i in range(0, len(payers), group_size)]
         total = HistoryResult()
-        lock = threading.Lock()
-        queue = list(enumerate(groups))
-        errors: list[BaseException] = []
 
-        def work() -> None:
-            try:
-                while True:
-                    with lock:
-                        if not queue or errors:
-                            return
-                        index, group = queue.pop(0)
-                    done = self.run_group(group)
-                    with lock:
-                        total.merge(done)
-                        log(f"history: group {index + 1}/{len(groups)} posted")
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-            finally:
-                if threading.current_thread() is not threading.main_thread():
-                    connection.close()
+        def run(job: tuple[int, list[tuple[int, Member]]]) -> HistoryResult:
+            done = self.run_group(job[1])
+            log(f"history: group {job[0] + 1}/{len(groups)} posted")
+            return done
 
-        if workers <= 1:
-            work()
-        else:
-            threads = [threading.Thread(target=work) for _ in range(workers)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        if errors:
-            raise errors[0]
+        for done in in_threads(list(enumerate(groups)), run, workers):
+            total.merge(done)
         return total
 
 

@@ -30,7 +30,7 @@ from faker import Faker
 from accounts import services as accounts_services
 from accounts.models import Account, Client
 from core.errors import DomainError
-from demo.billing import Billing, catalogue_ensure
+from demo.billing import Billing, BillingResult, catalogue_ensure
 from demo.history import History
 from demo.people import People
 from demo.population import Member, Population, population_build
@@ -47,23 +47,19 @@ class SeedResult:
     posted: int = 0
     refused: Counter = field(default_factory=Counter)
     live_postings: int = 0
-    subscriptions: int = 0
-    usage: int = 0
-    readings: int = 0
-    runs: int = 0
-    invoices: int = 0
-    pdfs: int = 0
+    billing: BillingResult = field(default_factory=BillingResult)
     timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         refused = ", ".join(f"{code} {n}" for code, n in sorted(self.refused.items())) or "none"
+        billed = self.billing
         laps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.timings.items())
         return (
             f"{self.clients} clients, {self.accounts} accounts ({self.subaccounts} sub-accounts);"
             f" ledger: {self.posted} items posted, refused by the ledger: {refused};"
-            f" {self.live_postings} live postings; {self.subscriptions} subscriptions,"
-            f" {self.usage} usage records, {self.readings} meter readings; {self.runs} invoice"
-            f" runs, {self.invoices} invoices issued, {self.pdfs} PDFs stored; {laps}"
+            f" {self.live_postings} live postings; {billed.subscriptions} subscriptions,"
+            f" {billed.usage} usage records, {billed.readings} meter readings; {billed.runs}"
+            f" invoice runs, {billed.invoices} invoices issued, {billed.pdfs} PDFs stored; {laps}"
         )
 
 
@@ -227,8 +223,7 @@ def seed_demo(
     billing.readings()
     lap("subscriptions, usage and readings")
     billing.run(admin=users.admin, workers=workers, pdf_limit=pdf_limit)
-    for name in ("subscriptions", "usage", "readings", "runs", "invoices", "pdfs"):
-        setattr(result, name, getattr(billing.result, name))
+    result.billing = billing.result
     lap("invoice runs and PDFs")
     _analyze("ledger_transaction", "ledger_entry", "ledger_hold", "invoicing_invoice")
     lap("analyze")

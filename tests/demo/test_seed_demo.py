@@ -41,7 +41,7 @@ def test_seed_demo_ledger_verifies_and_invoices_are_issued_with_pdfs(seeded):
     assert all(run.status == InvoiceRun.Status.COMPLETED for run in runs)
     assert all(run.processed == run.total > 0 for run in runs)
     issued = Invoice.objects.exclude(status="draft")
-    assert issued.count() == seeded.invoices > 0
+    assert issued.count() == seeded.billing.invoices > 0
     assert not issued.filter(number="").exists()
     for invoice in issued:
         assert invoice.pdf and default_storage.exists(invoice.pdf.name)
