@@ -28,6 +28,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from django.db import OperationalError
+from psycopg.errors import DeadlockDetected
+
 from accounts.models import Account
 from brands.models import Brand, Service
 from core.errors import DomainError
@@ -43,6 +46,7 @@ from demo.reference import (
 from ledger import services as ledger
 
 WEEK = timedelta(days=7)
+DEADLOCK_RETRIES = 5
 SEED_CALLER = ledger.Caller.system("seed_demo")
 GATEWAY_CALLER = ledger.Caller.system("gateway")
 CHANNELS = ["bank", "agent", "card", "cash", "gateway"]
@@ -246,7 +250,7 @@ class History:
             items = self._week(number, group, balances)
             if not items:
                 continue
-            for outcome in ledger.post_bulk(items, caller=SEED_CALLER, now=self.now):
+            for outcome in _post(items, self.now):
                 if isinstance(outcome, DomainError):
                     result.refused[outcome.code] += 1
                 else:
@@ -267,6 +271,21 @@ class History:
         for done in in_threads(list(enumerate(groups)), run, workers):
             total.merge(done)
         return total
+
+
+def _post(items: list, now: datetime) -> list:
+    """``post_bulk`` in its own transaction, run again when the database chose it as a
+    deadlock's victim (two rounds creating the same system accounts on first use, in
+    opposite orders): the victim's transaction is rolled back whole, so the retry posts
+    exactly what the first attempt would have (``post_bulk`` runs its items again the
+    same way after a duplicate payment's race)."""
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return ledger.post_bulk(items, caller=SEED_CALLER, now=now)
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, DeadlockDetected) or attempt + 1 == DEADLOCK_RETRIES:
+                raise
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- what each does
