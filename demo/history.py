@@ -358,7 +358,7 @@ def _food(week: Week, m: Member, state, first: bool, last: bool) -> None:
     if first or (balance - held < 1500 and rng.random() < 0.7):
         amount = Decimal(rng.choice([1000, 2000, 3000, 5000]))
         week.payment(m, amount, week.moment(), rng.choice([Ch.CARD, Ch.GATEWAY]))
-    for _ in range(rng.choices([0, 1, 2], weights=[40, 40, 20])[0]):
+    for _ in range(rng.choices([0, 1, 2], weights=[55, 35, 10])[0]):
         week.order(m, _cents(Decimal(rng.randint(35000, 350000)) / 100), week.moment(11, 23))
     if rng.random() < 0.003 and balance - held >= 100:
         amount = _cents((balance - held) * Decimal(rng.randint(30, 100)) / 100)
@@ -393,7 +393,7 @@ def _corporate(week: Week, m: Member, state, first: bool, last: bool) -> None:
 def _employee(week: Week, m: Member, state, first: bool, last: bool) -> None:
     rng = week.rng
     for weekday in range(5):
-        if rng.random() < 0.3:
+        if rng.random() < 0.15:
             day = week.begins + timedelta(days=weekday)
             amount = _cents(Decimal(rng.randint(25000, 120000)) / 100)
             week.order(m, amount, week.moment(11, 15, day))
