@@ -1,7 +1,7 @@
 """Two database roles: the owner runs migrations, the application runs as a runtime role.
 
-- ``MIGRATION_DATABASE_URL`` (the owner): owns every table; ``manage.py migrate`` (and the
-  demo data's bulk load, and nothing else) connects with it. Defaults to ``DATABASE_URL``.
+- ``MIGRATION_DATABASE_URL`` (the owner): owns every table; ``manage.py migrate`` and
+  ``setup_db_roles`` (and nothing else) connect with it. Defaults to ``DATABASE_URL``.
 - ``DATABASE_URL`` (the runtime role): the web processes, the q2 cluster and every other
   command. It may only do what ``RUNTIME_PRIVILEGES`` grants: on the ledger's rows INSERT and
   SELECT, never UPDATE, DELETE or TRUNCATE; it owns nothing, so it cannot ALTER a table

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "reports",
     "partners",
     "notifications",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -1,8 +1,9 @@
 """The database owner's connection, for the few things the runtime role may not do.
 
 The application connects as a runtime role (``DATABASE_URL``) that owns nothing: it cannot
-run DDL, TRUNCATE or touch the ledger's rows beyond INSERT. Migrations and the demo data's
-bulk load run as the owner (``MIGRATION_DATABASE_URL``, settings ``BILLING_DATABASE_OWNER``).
+run DDL, TRUNCATE or touch the ledger's rows beyond INSERT. Migrations run as the owner
+(``MIGRATION_DATABASE_URL``, settings ``BILLING_DATABASE_OWNER``); tests arrange as it what
+the runtime role may not do.
 """
 
 from collections.abc import Iterator
