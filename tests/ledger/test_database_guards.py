@@ -63,7 +63,8 @@ def _entries(txn) -> list:
         "ALTER TABLE ledger_entry DISABLE TRIGGER ALL",
         "ALTER TABLE ledger_entry DISABLE TRIGGER USER",
         "ALTER TABLE ledger_transaction DISABLE TRIGGER USER",
-        "DROP TRIGGER pgtrigger_balanced_ea973 ON ledger_entry",
+        "DROP TRIGGER ledger_entry_balanced ON ledger_entry",
+        "DROP FUNCTION ledger_entry_balanced() CASCADE",
         "SET session_replication_role = replica",
     ],
 )
@@ -108,6 +109,26 @@ def test_an_unbalanced_transaction_is_refused_at_commit(runtime_sql, account):
         _unbalanced_insert(runtime_sql, account.pk, [5])
         reached.append(True)  # each statement went through: the check waits for the commit
     assert reached == [True]
+    assert (Transaction.objects.count(), Entry.objects.count()) == before
+
+
+def test_no_session_setting_skips_the_zero_sum_check(runtime_sql, account):
+    """pgtrigger's triggers step aside for ``SET pgtrigger.ignore`` (any role may set it);
+    the zero-sum trigger is written by hand and does not."""
+    trigger_names = [
+        name
+        for (name,) in runtime_sql.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'ledger_entry'::regclass"
+            " AND NOT tgisinternal"
+        ).fetchall()
+    ]
+    assert "ledger_entry_balanced" in trigger_names
+    before = (Transaction.objects.count(), Entry.objects.count())
+    with pytest.raises(errors.CheckViolation), runtime_sql.transaction():
+        ignored = ",".join(f"ledger_entry:{name}" for name in trigger_names)
+        runtime_sql.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [ignored])
+        runtime_sql.execute("SET LOCAL pgtrigger.enabled = off")
+        _unbalanced_insert(runtime_sql, account.pk, [5])
     assert (Transaction.objects.count(), Entry.objects.count()) == before
 
 
