@@ -31,6 +31,7 @@ db-stop: install
 migrate: db
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ensure_schedules
+	$(PY) manage.py ensure_roles
 
 demo: migrate
 	$(PY) manage.py seed_demo --clients $(DEMO_CLIENTS) --if-empty --seed 42

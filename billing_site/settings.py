@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "import_export",
     "django_q",
+    "django_tables2",
+    "django_htmx",
     "core.audit",
     "access",
     "approvals",
@@ -59,17 +61,21 @@ INSTALLED_APPS = [
     "reports",
     "partners",
     "notifications",
+    "backoffice",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The staff UI speaks the user's language (set_language, Accept-Language); the API does not.
+    "billing_site.middleware.StaffLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Write requests run in an audit context naming the user and request id (core.audit).
     "core.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -86,6 +92,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
@@ -132,6 +139,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
+# The staff UI's languages; dates and numbers follow the active one (money: backoffice's
+# ``money`` filter groups digits without touching the rest of the site's numbers).
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -139,7 +150,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 MEDIA_URL = "media/"
 
-LOGIN_URL = "admin:login"
+# The staff UI's own login page (the admin's redirects to it too when not signed in).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "backoffice:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
@@ -292,3 +306,4 @@ BILLING_WEBHOOK_ALLOW_PRIVATE = env_bool("BILLING_WEBHOOK_ALLOW_PRIVATE", False)
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)
 # How long a process trusts an API key it has just verified (seconds; 0: check every request).
 BILLING_API_KEY_CACHE_SECONDS = float(os.environ.get("BILLING_API_KEY_CACHE_SECONDS", "5"))
+DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5.html"
