@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
+.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,13 +38,19 @@ demo: migrate
 
 run: demo
 	$(PY) manage.py collectstatic --no-input --verbosity 0
-	@echo "Staff UI and admin: http://$(HOST):$(PORT)/  (login: admin / admin)"
+	@echo "Staff UI: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
+	@echo "Demo logins: operator / operator (operator), accountant / accountant (accountant), admin / admin (administrator)"
 	$(PY) manage.py qcluster & QPID=$$!; \
 	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: dbserver
 	$(PY) -m pytest
+
+# The staff UI's translations: locale/ru/LC_MESSAGES/django.mo is committed; this rebuilds it
+# from the .po (needs gettext's msgfmt).
+messages: install
+	$(PY) manage.py compilemessages --ignore=.venv --verbosity 0
 
 lint: install
 	$(VENV)/bin/ruff check .
