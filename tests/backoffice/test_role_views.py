@@ -45,18 +45,18 @@ def test_menu_shows_exactly_what_the_role_may_open(as_role, role):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_account_page_shows_exactly_the_moves_the_role_may_make(as_role, role, account):
-    page = as_role(role).get(reverse("backoffice:account", args=[account.pk])).content.decode()
-    assert account.number in page
+def test_account_page_shows_exactly_the_moves_the_role_may_make(as_role, role, ui_account):
+    page = as_role(role).get(reverse("backoffice:account", args=[ui_account.pk])).content.decode()
+    assert ui_account.number in page
     for action, roles in ACTIONS.items():
         assert (f'data-action="{action}"' in page) is (role in roles), action
 
 
-def test_anonymous_is_sent_to_the_login_page_and_never_sees_a_page(account):
+def test_anonymous_is_sent_to_the_login_page_and_never_sees_a_page(ui_account):
     client = Client()
     for url in (
         reverse("backoffice:dashboard"),
-        reverse("backoffice:account", args=[account.pk]),
+        reverse("backoffice:account", args=[ui_account.pk]),
         reverse("invoicing:runs"),
     ):
         response = client.get(url)
@@ -64,7 +64,7 @@ def test_anonymous_is_sent_to_the_login_page_and_never_sees_a_page(account):
         assert response["Location"].startswith(reverse("login"))
 
 
-def test_a_signed_in_user_who_is_not_staff_is_refused(db, account):
+def test_a_signed_in_user_who_is_not_staff_is_refused(db, ui_account):
     from tests.factories import UserFactory
 
     user = UserFactory(username="client-user")
@@ -74,9 +74,9 @@ def test_a_signed_in_user_who_is_not_staff_is_refused(db, account):
     assert client.get(reverse("backoffice:dashboard")).status_code == 403
 
 
-def post_payment(client, account, step="confirm"):
+def post_payment(client, ui_account, step="confirm"):
     return client.post(
-        reverse("ledger:post", args=[account.pk, "payment"]),
+        reverse("ledger:post", args=[ui_account.pk, "payment"]),
         {"amount": "50.00", "channel": "bank", "memo": "", "idempotency_key": "k1", "step": step},
     )
 
@@ -93,22 +93,22 @@ def post_payment(client, account, step="confirm"):
     ],
 )
 def test_a_crafted_post_of_a_forbidden_move_is_403_and_moves_nothing(
-    as_role, snapshot, account, brand, role, operation, data
+    as_role, ui_snapshot, ui_account, ui_brand, role, operation, data
 ):
-    before = snapshot()
-    data = {**data, "brand": brand.pk, "idempotency_key": "crafted", "step": "confirm"}
-    response = as_role(role).post(reverse("ledger:post", args=[account.pk, operation]), data)
+    before = ui_snapshot()
+    data = {**data, "brand": ui_brand.pk, "idempotency_key": "crafted", "step": "confirm"}
+    response = as_role(role).post(reverse("ledger:post", args=[ui_account.pk, operation]), data)
     assert response.status_code == 403
-    assert snapshot() == before
+    assert ui_snapshot() == before
     assert not ApprovalRequest.objects.exists()
 
 
 def test_reverse_block_and_settle_are_refused_to_roles_without_them(
-    as_role, snapshot, account, brand
+    as_role, ui_snapshot, ui_account, ui_brand
 ):
-    txn = services.debit_post(account=account, amount=Decimal("5.00"), brand=brand)
-    hold = services.hold_create(account=account, amount=Decimal("5.00"), brand=brand)
-    before = snapshot()
+    txn = services.debit_post(account=ui_account, amount=Decimal("5.00"), brand=ui_brand)
+    hold = services.hold_create(account=ui_account, amount=Decimal("5.00"), brand=ui_brand)
+    before = ui_snapshot()
     operator, viewer = as_role("operator"), as_role("viewer")
     reverse_url = reverse("ledger:reverse", args=[txn.pk])
     assert (
@@ -117,17 +117,17 @@ def test_reverse_block_and_settle_are_refused_to_roles_without_them(
         ).status_code
         == 403
     )
-    block_url = reverse("accounts:status", args=[account.pk, "block"])
+    block_url = reverse("accounts:status", args=[ui_account.pk, "block"])
     assert viewer.post(block_url, {"reason": "fraud"}).status_code == 403
     capture_url = reverse("ledger:hold", args=[hold.pk, "capture"])
     assert viewer.post(capture_url, {"idempotency_key": "k", "step": "confirm"}).status_code == 403
-    assert snapshot() == before
-    account.refresh_from_db()
-    assert account.status == Account.Status.OPEN
+    assert ui_snapshot() == before
+    ui_account.refresh_from_db()
+    assert ui_account.status == Account.Status.OPEN
     assert Hold.objects.get(pk=hold.pk).status == Hold.Status.ACTIVE
 
 
-def test_invoice_runs_and_approvals_refuse_roles_without_them(as_role, users):
+def test_invoice_runs_and_approvals_refuse_roles_without_them(as_role, ui_users):
     from tests.factories import BrandFactory
 
     BrandFactory()
@@ -143,9 +143,9 @@ def test_invoice_runs_and_approvals_refuse_roles_without_them(as_role, users):
     assert operator.get(reverse("invoicing:upload")).status_code == 403
 
 
-def test_the_role_that_may_post_does_post(as_role, account):
+def test_the_role_that_may_post_does_post(as_role, ui_account):
     """The counterpart of the refusals: the same crafted POST from an operator posts."""
-    response = post_payment(as_role("operator"), account)
+    response = post_payment(as_role("operator"), ui_account)
     assert response.status_code == 302
-    account.refresh_from_db()
-    assert account.balance == Decimal("1050.00")
+    ui_account.refresh_from_db()
+    assert ui_account.balance == Decimal("1050.00")

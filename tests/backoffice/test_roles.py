@@ -24,7 +24,7 @@ from ledger.api.views import (
     TransactionViewSet,
     TransferViewSet,
 )
-from tests.backoffice.conftest import staff_user
+from tests.ui_fixtures import staff_user
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,5 @@
-"""Fixtures of the staff UI: one signed-in client per role, a funded account to act on."""
+"""Fixtures of the staff UI (imported by tests/conftest.py): one signed-in client per role,
+a funded account to act on."""
 
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ ROLES = (OPERATOR, ACCOUNTANT, ADMINISTRATOR)
 
 
 @pytest.fixture
-def roles(db):
+def ui_roles(db):
     return ensure_roles()
 
 
@@ -47,43 +48,43 @@ def signed_in(user) -> Client:
 
 
 @pytest.fixture
-def users(roles):
+def ui_users(ui_roles):
     made = {role: staff_user(role) for role in ROLES}
     made["viewer"] = viewer_user()
     return made
 
 
 @pytest.fixture
-def as_role(users):
+def as_role(ui_users):
     """``as_role("operator")``: a test client signed in as that role's user."""
-    return lambda role: signed_in(users[role])
+    return lambda role: signed_in(ui_users[role])
 
 
 @pytest.fixture
-def brand(db):
+def ui_brand(db):
     return BrandFactory(name="Food Delivery")
 
 
 @pytest.fixture
-def service(brand):
-    return ServiceFactory(brand=brand, name="Orders")
+def ui_service(ui_brand):
+    return ServiceFactory(brand=ui_brand, name="Orders")
 
 
 @pytest.fixture
-def account(brand):
+def ui_account(ui_brand):
     """A payer account with 1,000.00 paid in and a 300.00 write-off limit per day."""
-    acc = AccountFactory(brands=[brand], write_off_limit_day=Decimal("300.00"))
+    acc = AccountFactory(brands=[ui_brand], write_off_limit_day=Decimal("300.00"))
     services.payment_post(account=acc, amount=Decimal("1000.00"), channel="bank")
     acc.refresh_from_db()
     return acc
 
 
 @pytest.fixture
-def snapshot(db):
+def ui_snapshot(db):
     return ledger_state
 
 
 @pytest.fixture
-def posted(db):
+def ui_posted(db):
     """The number of transactions: what a refused request must leave unchanged."""
     return lambda: Transaction.objects.count()
