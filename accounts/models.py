@@ -59,6 +59,17 @@ class Client(models.Model):
             models.Index(fields=["external_ref"], name="accounts_client_ext_ref_idx"),
             models.Index(fields=["phone"], name="accounts_client_phone_idx"),
             GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="accounts_client_name_trgm"),
+            # The staff UI's search as you type: tax ids by prefix, phones by any digits,
+            # e-mails by prefix (case-insensitive).
+            models.Index(
+                fields=["tax_id"],
+                name="accounts_client_tax_id_like",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            GinIndex(OpClass("phone", name="gin_trgm_ops"), name="accounts_client_phone_trgm"),
+            GinIndex(
+                OpClass(Upper("email"), name="gin_trgm_ops"), name="accounts_client_email_trgm"
+            ),
         ]
         constraints = [
             models.CheckConstraint(
