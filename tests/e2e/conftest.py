@@ -3,7 +3,8 @@ package, driven by Playwright for Python) against pytest-django's live server.
 
 Marked ``e2e``; they run in ``make test``. Without a ``chromium`` executable they are
 skipped with that reason (``.ci/run`` installs it). Screenshots of the pages they pass
-through are written to ``docs/screenshots/``.
+through are written to ``test-artifacts/screenshots/`` (ignored by git), or to the folder
+``E2E_SCREENSHOTS`` names: ``E2E_SCREENSHOTS=docs/screenshots`` refreshes the documentation's.
 """
 
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = ROOT / os.environ.get("E2E_SCREENSHOTS", "test-artifacts/screenshots")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
