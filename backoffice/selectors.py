@@ -160,8 +160,9 @@ def search(scope: Scope, query: str, *, limit: int = SEARCH_LIMIT) -> SearchResu
     """Accounts by number and clients by name, tax id, phone or e-mail, as one types.
 
     A query of digits looks up account numbers and tax ids by prefix and phones by
-    their digits; one with ``@`` e-mails by prefix; anything else names (trigram
-    index, ``accounts_client_name_trgm``). Fewer than two characters find nothing.
+    their digits; one with ``@`` e-mails by prefix; anything else names (trigram index
+    ``accounts_client_name_trgm``) and e-mails by prefix (``accounts_client_email_trgm``).
+    Fewer than two characters find nothing.
     """
     text = query.strip()
     if len(text) < 2:
@@ -176,7 +177,7 @@ def search(scope: Scope, query: str, *, limit: int = SEARCH_LIMIT) -> SearchResu
     elif "@" in text:
         client_filter = Q(email__istartswith=text)
     else:
-        client_filter = Q(name__icontains=text) | Q(legal_name__icontains=text)
+        client_filter = Q(name__icontains=text) | Q(email__istartswith=text)
     found_clients = list(clients.filter(client_filter).order_by("name", "id")[:limit])
     return SearchResults(query=text, accounts=found_accounts, clients=found_clients)
 

@@ -22,7 +22,7 @@ from backoffice import selectors
 from backoffice.forms import HistoryFilterForm
 from backoffice.tables import ClientTable
 from core.audit.history import audit_history
-from core.ui import list_page, staff_scope, staff_view, user_may
+from core.ui import bootstrap, list_page, staff_scope, staff_view, user_may
 from ledger.filtersets import EntryFilterSet
 from ledger.models import Hold
 from ledger.selectors import account_balance, entries_in_scope, holds_in_scope
@@ -106,7 +106,7 @@ def _limit_rows(account: Account, now: datetime) -> list[dict[str, Any]]:
 def _history(request: Any, scope: Any, account: Account) -> dict[str, Any]:
     """One page of the account's history, newest first: keyset (``?before=<entry id>``),
     between two dates (inclusive) through the API's ``EntryFilterSet``."""
-    form = HistoryFilterForm(request.GET or None)
+    form = bootstrap(HistoryFilterForm(request.GET or None))
     data: dict[str, str] = {}
     if form.is_bound and form.is_valid():
         first, last = form.cleaned_data.get("date_from"), form.cleaned_data.get("date_to")
