@@ -106,6 +106,7 @@ def list_page(
             del query[name]  # unstorable text: the list shows unfiltered, with a message
     fmt = query.pop("export", [None])[-1]
     filterset = filterset_class(query or None, queryset=queryset, request=request)
+    bootstrap(filterset.form, small=True)
     rows = filterset.qs if filterset.is_bound else queryset
     if fmt in EXPORT_FORMATS:
         return export_response(rows, fields=export_fields, name=export_name, fmt=fmt)
@@ -138,17 +139,17 @@ def format_money(value: Any, currency: str = "") -> str:
     return f"{text} {currency}".strip()
 
 
-def bootstrap(form: Any) -> Any:
+def bootstrap(form: Any, *, small: bool = False) -> Any:
     """Give a form's widgets Bootstrap's classes (selects, checkboxes, other inputs)."""
     for field in form.fields.values():
         widget = field.widget
         if getattr(widget, "input_type", None) == "hidden":
             continue
         if isinstance(widget, forms.Select):
-            css = "form-select"
+            css = "form-select form-select-sm" if small else "form-select"
         elif isinstance(widget, forms.CheckboxInput):
             css = "form-check-input"
         else:
-            css = "form-control"
+            css = "form-control form-control-sm" if small else "form-control"
         widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
     return form
