@@ -71,6 +71,8 @@ class Client(models.Model):
             GinIndex(
                 OpClass(Upper("email"), name="gin_trgm_ops"), name="accounts_client_email_trgm"
             ),
+            # The staff UI's clients list, sorted by name a page at a time.
+            models.Index(fields=["name", "id"], name="accounts_client_name_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -258,6 +260,12 @@ class Account(models.Model):
                 fields=["negative_since"],
                 name="accounts_account_negative_idx",
                 condition=Q(negative_since__isnull=False),
+            ),
+            # The dashboard's count of blocked accounts (few rows: those not open).
+            models.Index(
+                fields=["status"],
+                name="accounts_account_not_open_idx",
+                condition=~Q(status="open"),
             ),
         ]
 

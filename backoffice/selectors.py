@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -55,6 +56,7 @@ class Dashboard:
     last_run: InvoiceRun | None
     approvals_pending: int
     turnover: dict[str, Any] = field(default_factory=dict)
+    as_of: datetime | None = None
 
 
 def _totals_by_currency(today: date) -> list[CurrencyTotals]:
@@ -125,17 +127,36 @@ def daily_turnover(today: date, currency: str, days: int = TURNOVER_DAYS) -> dic
     }
 
 
-def dashboard(*, now: datetime | None = None) -> Dashboard:
-    today = timezone.localdate(now or timezone.now())
-    return Dashboard(
-        today=today,
-        totals=_totals_by_currency(today),
-        accounts_blocked=Account.objects.filter(
+def _ledger_figures(today: date, now: datetime) -> dict[str, Any]:
+    return {
+        "totals": _totals_by_currency(today),
+        "accounts_blocked": Account.objects.filter(
             kind=Account.Kind.CLIENT, status=Account.Status.BLOCKED
         ).count(),
+        "turnover": daily_turnover(today, settings.BILLING_DEFAULT_CURRENCY),
+        "as_of": now,
+    }
+
+
+def dashboard(*, now: datetime | None = None) -> Dashboard:
+    """The dashboard's figures. Those summed over the ledger and all accounts (today's
+    moves, balances and debt, blocked accounts, the turnover chart) are computed at most
+    once per ``BACKOFFICE_DASHBOARD_CACHE_SECONDS`` and shared through the cache (0: every
+    time); the last run and the approvals waiting are read on every request."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    ttl = settings.BACKOFFICE_DASHBOARD_CACHE_SECONDS
+    key = f"backoffice:dashboard:{today.isoformat()}"
+    figures = cache.get(key) if ttl > 0 else None
+    if figures is None:
+        figures = _ledger_figures(today, now)
+        if ttl > 0:
+            cache.set(key, figures, ttl)
+    return Dashboard(
+        today=today,
         last_run=InvoiceRun.objects.select_related("period", "brand").order_by("-id").first(),
         approvals_pending=approvals_awaiting_count(),
-        turnover=daily_turnover(today, settings.BILLING_DEFAULT_CURRENCY),
+        **figures,
     )
 
 

@@ -235,6 +235,12 @@ BILLING_APPROVAL_CREDIT_LIMIT_ABOVE = Decimal(
 )
 BILLING_APPROVAL_TTL_HOURS = float(os.environ.get("BILLING_APPROVAL_TTL_HOURS", "72"))
 
+# Staff UI (docs/staff-ui.md): django-tables2's Bootstrap 5 template; how long the
+# dashboard's ledger-wide figures (sums over today's postings and all balances, the
+# 30-day chart) are shared between requests before they are computed again (0: never).
+DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5.html"
+BACKOFFICE_DASHBOARD_CACHE_SECONDS = int(os.environ.get("BACKOFFICE_DASHBOARD_CACHE_SECONDS", "60"))
+
 # REST API for partners (core/api, access, <app>/api).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -306,4 +312,3 @@ BILLING_WEBHOOK_ALLOW_PRIVATE = env_bool("BILLING_WEBHOOK_ALLOW_PRIVATE", False)
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)
 # How long a process trusts an API key it has just verified (seconds; 0: check every request).
 BILLING_API_KEY_CACHE_SECONDS = float(os.environ.get("BILLING_API_KEY_CACHE_SECONDS", "5"))
-DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5.html"

@@ -68,7 +68,7 @@ EXPORT_FORMATS = {
     "csv": ("text/csv; charset=utf-8", "csv"),
     "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
 }
-PER_PAGE = 50
+PER_PAGE = 25
 
 
 def export_response(queryset: Any, *, fields: list[str], name: str, fmt: str) -> HttpResponse:

@@ -19,7 +19,8 @@ def figure(page: str, name: str) -> str:
     return page.split(f'data-figure="{name}">')[1].split("<")[0].strip()
 
 
-def test_dashboard_figures_follow_the_ledger(as_role, ui_users, ui_account, ui_brand):
+def test_dashboard_figures_follow_the_ledger(as_role, ui_users, ui_account, ui_brand, settings):
+    settings.BACKOFFICE_DASHBOARD_CACHE_SECONDS = 0
     debtor = AccountFactory(brands=[ui_brand], credit_limit=Decimal("500.00"))
     services.debit_post(account=debtor, amount=Decimal("120.00"), brand=ui_brand)
     services.accrual_post(account=ui_account, amount=Decimal("30.00"), brand=ui_brand)
@@ -44,7 +45,23 @@ def test_dashboard_figures_follow_the_ledger(as_role, ui_users, ui_account, ui_b
     assert chart["charges"][-1] == "150.00"
 
 
-def test_dashboard_money_in_russian(as_role, ui_account):
+def test_dashboard_figures_are_shared_for_the_cache_period(as_role, ui_account, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.BACKOFFICE_DASHBOARD_CACHE_SECONDS = 60
+    client = as_role("operator")
+    first = client.get(reverse("backoffice:dashboard")).content.decode()
+    services.payment_post(account=ui_account, amount=Decimal("5.00"))
+    cached = client.get(reverse("backoffice:dashboard")).content.decode()
+    assert figure(first, "payments-RUB") == figure(cached, "payments-RUB") == "1,000.00 RUB"
+    cache.clear()
+    fresh = client.get(reverse("backoffice:dashboard")).content.decode()
+    assert figure(fresh, "payments-RUB") == "1,005.00 RUB"
+
+
+def test_dashboard_money_in_russian(as_role, ui_account, settings):
+    settings.BACKOFFICE_DASHBOARD_CACHE_SECONDS = 0
     client = as_role("operator")
     client.cookies["django_language"] = "ru"
     page = client.get(reverse("backoffice:dashboard")).content.decode()
