@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
+.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-ui verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ bench-invoice: install
 # ingest_usage records/s for a 1,000,000-record CSV next to a plain COPY of the same file.
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+# Staff UI pages' server time (p50/p95) with 100,000 demo clients on its own database
+# (BENCH_UI_DATABASE_URL, default billing_ui_bench; seeded on first use).
+bench-ui: install
+	$(PY) bench/ui_pages.py
 
 clean:
 	rm -rf $(VENV) staticfiles
