@@ -144,7 +144,7 @@ def account(request: Any, pk: int) -> HttpResponse:
     now = timezone.now()
     context = {
         "account": found,
-        "balance": account_balance(found),
+        "balance": account_balance(found, refresh=False),
         "limits": _limit_rows(found, now),
         "holds": holds_in_scope(scope)
         .filter(account=found, status=Hold.Status.ACTIVE)
