@@ -28,7 +28,7 @@ from ledger.models import Hold
 from ledger.selectors import account_balance, entries_in_scope, holds_in_scope
 from ledger.services import business_date
 
-HISTORY_PAGE = 50
+HISTORY_PAGE = 30
 
 
 @staff_view()
@@ -156,6 +156,7 @@ def account(request: Any, pk: int) -> HttpResponse:
         "audit": audit_history(found, limit=50),
         "sub_accounts": Account.objects.filter(parent=found).select_related("client")[:50],
         "can_block": user_may(request.user, "accounts.block_account"),
+        "may_reverse": user_may(request.user, "ledger.reverse_transaction"),
         **_history(request, scope, found),
     }
     template = (
