@@ -39,7 +39,7 @@ demo: migrate
 run: demo
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	@echo "Staff UI: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
-	@echo "Demo logins: admin / admin (superuser), operator / operator"
+	@echo "Demo logins: operator / operator, accountant / accountant, admin / admin (administrator)"
 	$(PY) manage.py qcluster & QPID=$$!; \
 	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)

@@ -37,6 +37,8 @@ OPERATOR_PERMISSIONS = (
     "ledger.view_entry",
     "ledger.view_hold",
     "invoicing.view_invoice",
+    "invoicing.view_invoicerun",
+    "invoicing.view_billingperiod",
     "approvals.view_approvalrequest",
     # payments, debits, holds, block/unblock
     "ledger.post_payment",
@@ -54,8 +56,6 @@ ACCOUNTANT_PERMISSIONS = (
     "ledger.reverse_transaction",
     "approvals.approve_request",
     # invoicing: runs, usage and meter readings, recalculation
-    "invoicing.view_billingperiod",
-    "invoicing.view_invoicerun",
     "invoicing.add_invoicerun",
     "invoicing.approve_invoicerun",
     "invoicing.view_invoicerunfailure",

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "partners",
     "notifications",
     "backoffice",
+    "demo",
 ]
 
 MIDDLEWARE = [

@@ -19,7 +19,7 @@ MENU = {
     "dashboard": {"operator", "accountant", "administrator", "viewer"},
     "clients": {"operator", "accountant", "administrator", "viewer"},
     "invoices": {"operator", "accountant", "administrator", "viewer"},
-    "runs": {"accountant", "administrator", "viewer"},
+    "runs": {"operator", "accountant", "administrator", "viewer"},
     "upload": {"accountant", "administrator"},
     "approvals": {"operator", "accountant", "administrator", "viewer"},
     "admin": {"administrator"},
