@@ -138,3 +138,29 @@ def role_assign(user: Any, role: str) -> None:
 def roles_of(user: Any) -> list[str]:
     names = set(user.groups.values_list("name", flat=True))
     return [role for role, name in GROUP_NAMES.items() if name in names]
+
+
+def role_overview() -> list[dict[str, Any]]:
+    """Each role with its group's permissions (as stored) and members, for the roles page."""
+    groups = {
+        group.name: group
+        for group in Group.objects.filter(name__in=GROUP_NAMES.values()).prefetch_related(
+            "permissions__content_type", "user_set"
+        )
+    }
+    overview = []
+    for role, name in GROUP_NAMES.items():
+        group = groups.get(name)
+        overview.append(
+            {
+                "role": role,
+                "label": LABELS[role],
+                "group": name,
+                "permissions": sorted(
+                    (p.name, f"{p.content_type.app_label}.{p.codename}")
+                    for p in (group.permissions.all() if group else [])
+                ),
+                "users": sorted(u.get_username() for u in (group.user_set.all() if group else [])),
+            }
+        )
+    return overview

@@ -20,6 +20,7 @@ from approvals.models import ApprovalRequest
 from approvals.selectors import approval_requests_about
 from backoffice import selectors
 from backoffice.forms import HistoryFilterForm
+from backoffice.roles import role_overview
 from backoffice.tables import ClientTable
 from core.audit.history import audit_history
 from core.ui import bootstrap, list_page, staff_scope, staff_view, user_may
@@ -34,6 +35,12 @@ HISTORY_PAGE = 30
 @staff_view()
 def dashboard(request: Any) -> HttpResponse:
     return render(request, "backoffice/dashboard.html", {"board": selectors.dashboard()})
+
+
+@staff_view("auth.view_group")
+def roles(request: Any) -> HttpResponse:
+    """The staff roles: what each may do (its permissions) and who holds it."""
+    return render(request, "backoffice/roles.html", {"roles": role_overview()})
 
 
 @staff_view("accounts.view_account", "accounts.view_client")

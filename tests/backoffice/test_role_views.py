@@ -22,6 +22,7 @@ MENU = {
     "runs": {"operator", "accountant", "administrator", "viewer"},
     "upload": {"accountant", "administrator"},
     "approvals": {"operator", "accountant", "administrator", "viewer"},
+    "roles": {"administrator"},
     "admin": {"administrator"},
 }
 ACTIONS = {

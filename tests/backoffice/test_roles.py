@@ -89,3 +89,14 @@ def test_role_assign_makes_staff_and_roles_of_reads_it_back():
     assert roles_of(user) == [ACCOUNTANT]
     assert user.has_perm("ledger.reverse_transaction")
     assert not user.has_perm("auth.change_user")
+
+
+def test_roles_page_shows_each_role_with_its_members_to_administrators_only(as_role, ui_users):
+    from django.urls import reverse
+
+    page = as_role("administrator").get(reverse("backoffice:roles")).content.decode()
+    for role in ROLES:
+        assert f'data-role="{role}"' in page
+    assert ui_users["operator"].username in page.split('data-role="operator"')[1]
+    assert "Can post payments received" in page
+    assert as_role("accountant").get(reverse("backoffice:roles")).status_code == 403
