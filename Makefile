@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
+.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-ui verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,19 +34,26 @@ db-stop: install
 migrate: db
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ensure_schedules
+	$(PY) manage.py ensure_roles
 
 demo: migrate
 	$(PY) manage.py seed_demo --clients $(DEMO_CLIENTS) --if-empty --seed 42
 
 run: demo
 	$(PY) manage.py collectstatic --no-input --verbosity 0
-	@echo "Staff UI and admin: http://$(HOST):$(PORT)/  (login: admin / admin)"
+	@echo "Staff UI: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
+	@echo "Demo logins: operator / operator, accountant / accountant, admin / admin (administrator)"
 	DEBUG=$${DEBUG:-1} $(PY) manage.py qcluster & QPID=$$!; \
 	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: dbserver
 	$(PY) -m pytest
+
+# The staff UI's translations: locale/ru/LC_MESSAGES/django.mo is committed; this rebuilds it
+# from the .po (needs gettext's msgfmt).
+messages: install
+	$(PY) manage.py compilemessages --ignore=.venv --verbosity 0
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -79,6 +86,11 @@ bench-invoice: install
 # ingest_usage records/s for a 1,000,000-record CSV next to a plain COPY of the same file.
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+# Staff UI pages' server time (p50/p95) with 100,000 demo clients on its own database
+# (BENCH_UI_DATABASE_URL, default billing_ui_bench; seeded on first use).
+bench-ui: install
+	$(PY) bench/ui_pages.py
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "import_export",
     "django_q",
     "axes",
+    "django_tables2",
+    "django_htmx",
     "core.audit",
     "access",
     "approvals",
@@ -75,6 +77,7 @@ INSTALLED_APPS = [
     "reports",
     "partners",
     "notifications",
+    "backoffice",
     "demo",
 ]
 
@@ -85,12 +88,15 @@ MIDDLEWARE = [
     # A lost database connection answers 503 with Retry-After (core.faults).
     "core.faults.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The staff UI speaks the user's language (set_language, Accept-Language); the API does not.
+    "billing_site.middleware.StaffLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Write requests run in an audit context naming the user and request id (core.audit).
     "core.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Failed staff logins: locked out by username + IP after AXES_FAILURE_LIMIT (last).
     "axes.middleware.AxesMiddleware",
@@ -126,6 +132,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
@@ -182,6 +189,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
+# The staff UI's languages; dates and numbers follow the active one (money: backoffice's
+# ``money`` filter groups digits without touching the rest of the site's numbers).
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
@@ -194,7 +205,10 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 MEDIA_URL = "media/"
 
-LOGIN_URL = "admin:login"
+# The staff UI's own login page (the admin's redirects to it too when not signed in).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "backoffice:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
@@ -275,6 +289,12 @@ BILLING_APPROVAL_CREDIT_LIMIT_ABOVE = Decimal(
     os.environ.get("BILLING_APPROVAL_CREDIT_LIMIT_ABOVE", "10000.00")
 )
 BILLING_APPROVAL_TTL_HOURS = float(os.environ.get("BILLING_APPROVAL_TTL_HOURS", "72"))
+
+# Staff UI (docs/staff-ui.md): django-tables2's Bootstrap 5 template; how long the
+# dashboard's ledger-wide figures (sums over today's postings and all balances, the
+# 30-day chart) are shared between requests before they are computed again (0: never).
+DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5.html"
+BACKOFFICE_DASHBOARD_CACHE_SECONDS = int(os.environ.get("BACKOFFICE_DASHBOARD_CACHE_SECONDS", "60"))
 
 # REST API for partners (core/api, access, <app>/api).
 REST_FRAMEWORK = {

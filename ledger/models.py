@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import MONEY, Account
 from brands.models import Brand, Service
@@ -51,15 +52,15 @@ NO_TRUNCATE = pgtrigger.Trigger(
 
 
 class TransactionKind(models.TextChoices):
-    PAYMENT = "payment", "Payment"
-    DEBIT = "debit", "Debit (write-off)"
-    ACCRUAL = "accrual", "Accrual (charge)"
-    TRANSFER = "transfer", "Transfer"
-    REFUND = "refund", "Refund"
-    HOLD_CAPTURE = "hold_capture", "Hold capture"
-    REVERSAL = "reversal", "Reversal"
-    ADJUSTMENT = "adjustment", "Adjustment"
-    CREDIT_NOTE = "credit_note", "Credit note (a charge corrected down)"
+    PAYMENT = "payment", _("Payment")
+    DEBIT = "debit", _("Debit (write-off)")
+    ACCRUAL = "accrual", _("Accrual (charge)")
+    TRANSFER = "transfer", _("Transfer")
+    REFUND = "refund", _("Refund")
+    HOLD_CAPTURE = "hold_capture", _("Hold capture")
+    REVERSAL = "reversal", _("Reversal")
+    ADJUSTMENT = "adjustment", _("Adjustment")
+    CREDIT_NOTE = "credit_note", _("Credit note (a charge corrected down)")
 
 
 # Whose namespace a payment's ``external_id`` lives in: the partner's own for a partner's
@@ -251,10 +252,10 @@ class Hold(models.Model):
     """
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        CAPTURED = "captured", "Captured"
-        VOIDED = "voided", "Voided"
-        EXPIRED = "expired", "Expired"
+        ACTIVE = "active", _("Active")
+        CAPTURED = "captured", _("Captured")
+        VOIDED = "voided", _("Voided")
+        EXPIRED = "expired", _("Expired")
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
     payer = models.ForeignKey(

@@ -13,6 +13,16 @@ from access import services as access_services
 from core.db import as_database_owner
 from ledger.services import clear_system_account_cache
 from ledger.verify import verify_ledger
+from tests.ui_fixtures import (  # noqa: F401  (the staff UI's fixtures, for every test folder)
+    as_role,
+    ui_account,
+    ui_brand,
+    ui_posted,
+    ui_roles,
+    ui_service,
+    ui_snapshot,
+    ui_users,
+)
 
 DB_FIXTURES = {
     "db",
