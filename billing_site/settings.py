@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "invoicing",
+    "payments",
     "reports",
     "partners",
     "notifications",

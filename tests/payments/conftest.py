@@ -1,0 +1,85 @@
+"""Fixtures of payment intake: agents of both built-in formats and registry file builders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from payments.services import payment_agent_create
+from tests.factories import AccountFactory, BrandFactory
+
+
+@dataclass
+class Pay:
+    """One registry line: a payment id, an account number, an amount (and a payer)."""
+
+    payment_id: str
+    account: str
+    amount: str
+    payer: str = "Иванов Иван Иванович"
+    commission: str | None = None
+
+
+def _comma(amount: str) -> str:
+    return amount.replace(".", ",")
+
+
+def sber_txt(pays: list[Pay], *, count=None, total=None, commission=None) -> bytes:
+    """A ``sber-txt`` file (cp1251, CRLF, control footer); the footer's figures may be forced."""
+    lines = []
+    for p in pays:
+        c = p.commission if p.commission is not None else "0.00"
+        net = Decimal(p.amount) - Decimal(c)
+        lines.append(
+            f"01-12-2026;10:15:00;9038;1;{p.payment_id};{p.account};{p.payer};"
+            f"г. Москва, ул. Ленина, 1;1126;{_comma(p.amount)};{_comma(str(net))};{_comma(c)}"
+        )
+    the_total = sum((Decimal(p.amount) for p in pays), Decimal("0"))
+    the_commission = sum((Decimal(p.commission or "0") for p in pays), Decimal("0"))
+    net_total = the_total - the_commission
+    lines.append(
+        f"={len(pays) if count is None else count};"
+        f"{_comma(str(the_total if total is None else total))};{_comma(str(net_total))};"
+        f"{_comma(str(the_commission if commission is None else commission))};01-12-2026"
+    )
+    return ("\r\n".join(lines) + "\r\n").encode("cp1251")
+
+
+def csv_total(pays: list[Pay], *, count=None, total=None) -> bytes:
+    """A ``csv-total`` file (UTF-8, control line first, then the header)."""
+    the_total = sum((Decimal(p.amount) for p in pays), Decimal("0"))
+    lines = [
+        f"#TOTAL,{len(pays) if count is None else count},{the_total if total is None else total}",
+        "payment_id,paid_at,account,payer,amount,period",
+    ]
+    for p in pays:
+        lines.append(
+            f'{p.payment_id},2026-12-01T10:15:00+03:00,{p.account},"{p.payer}",{p.amount},2026-11'
+        )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+@pytest.fixture
+def brand(db):
+    return BrandFactory()
+
+
+@pytest.fixture
+def sber(db):
+    return payment_agent_create(
+        code="SBER", name="Sberbank", format="sber-txt", commission_rate="1.50"
+    )
+
+
+@pytest.fixture
+def post_office(db):
+    return payment_agent_create(
+        code="POST", name="Russian Post", format="csv-total", commission_rate="2.00"
+    )
+
+
+@pytest.fixture
+def accounts(brand):
+    return [AccountFactory(brands=[brand]) for _ in range(3)]
