@@ -123,13 +123,14 @@ class SuspenseReturnItem(Operation):
     suspense_item: int
     amount: Decimal
     currency: str
+    reason: str = ""
     channel: str = Account.Channel.AGENT
     memo: str = ""
     metadata: dict[str, Any] | None = None
     idempotency_key: str | None = None
 
     def request(self) -> dict[str, Any]:
-        return {"suspense": self.suspense_item, "memo": self.memo}
+        return {"suspense": self.suspense_item, "reason": self.reason}
 
     def account_ids(self) -> tuple[int, ...]:
         return ()

@@ -7,8 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from rest_framework.test import APIClient
+
 from payments.services import payment_agent_create
-from tests.factories import AccountFactory, BrandFactory
+from tests.api.conftest import make_side
+from tests.factories import AccountFactory, BrandFactory, UserFactory
 
 
 @dataclass
@@ -83,3 +86,18 @@ def post_office(db):
 @pytest.fixture
 def accounts(brand):
     return [AccountFactory(brands=[brand]) for _ in range(3)]
+
+
+@pytest.fixture
+def side_a(db):
+    return make_side("Partner A")
+
+
+@pytest.fixture
+def staff_api(db):
+    user = UserFactory(is_staff=True, is_superuser=True)
+    user.save()
+    client = APIClient()
+    client.force_login(user)
+    client.user = user
+    return client

@@ -1,0 +1,10 @@
+from rest_framework.routers import SimpleRouter
+
+from payments.api import views
+
+router = SimpleRouter()
+router.register("payment-agents", views.PaymentAgentViewSet, basename="payment-agent")
+router.register("registries", views.RegistryViewSet, basename="registry")
+router.register("suspense", views.SuspenseViewSet, basename="suspense")
+
+urlpatterns = router.urls
