@@ -2,8 +2,8 @@
 
 These endpoints are the operator's back office: staff sessions use them with
 their Django permissions (the ones the admin checks); no API key may write
-(``STAFF_ONLY``), and a key with ``read`` sees none of it (empty lists, 404). Writes call ``payments.services``; money moves through the
-ledger inside them.
+(``STAFF_ONLY``), and a key with ``read`` sees none of it (empty lists, 404).
+Writes call ``payments.services``; money moves through the ledger inside them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
-
 from rest_framework.test import APIClient
 
 from payments.services import payment_agent_create
