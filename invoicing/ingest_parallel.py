@@ -34,14 +34,14 @@ from pathlib import Path
 from django.db import IntegrityError, connection, transaction
 
 from invoicing.exceptions import MalformedFile
-from invoicing.ingest import (
+from invoicing.ingest.staging import (
     LOAD_TABLE,
     IngestResult,
     RecordError,
     _begin,
     _constraint_name,
-    usage_ingest_file,
 )
+from invoicing.ingest.usage import usage_ingest_file
 
 # Below this much data one session is as fast as several.
 PARALLEL_MIN_BYTES = 4 << 20
