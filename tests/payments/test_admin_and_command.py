@@ -77,9 +77,8 @@ def test_admin_suspense_queue_shows_totals_and_assigns(admin_client, sber, accou
 def _file(data: bytes) -> str:
     import tempfile
 
-    handle = tempfile.NamedTemporaryFile(suffix=".txt", delete=False)
-    handle.write(data)
-    handle.close()
+    with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as handle:
+        handle.write(data)
     return handle.name
 
 

@@ -51,9 +51,8 @@ class Command(BaseCommand):
             reason = exc.details.get("reason", exc.code)
             raise CommandError(f"{exc.message} ({reason})") from None
         for error in registry.errors:
-            self.stdout.write(
-                f"line {error['row']}: {error['column'] or '-'}: {error['code']}: {error['message']}"
-            )
+            column = error["column"] or "-"
+            self.stdout.write(f"line {error['row']}: {column}: {error['code']}: {error['message']}")
         self.stdout.write(
             f"registry {registry.pk} {registry.status}: {registry.rows} lines"
             f" ({registry.total_amount}); posted {registry.posted} ({registry.posted_amount});"
