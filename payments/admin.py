@@ -24,6 +24,7 @@ from core.errors import DomainError
 from payments import services
 from payments.formats import ISO, Layout, layout_problems
 from payments.models import AgentPayment, PaymentAgent, Registry, RegistryLayout, SuspenseItem
+from payments.reconciliation import agent_day_reconciliation, registry_reconciliation
 from payments.selectors import suspense_queue_totals
 
 
@@ -98,12 +99,51 @@ class PaymentAgentForm(forms.ModelForm):
         return data
 
 
+class ReconciliationDayForm(forms.Form):
+    date = forms.DateField(help_text="The business day the registries were applied.")
+
+
 @admin.register(PaymentAgent)
 class PaymentAgentAdmin(admin.ModelAdmin):
     form = PaymentAgentForm
-    list_display = ["code", "name", "format", "commission_rate", "currency", "active"]
+    list_display = ["code", "name", "format", "commission_rate", "currency", "active", "day_link"]
     list_filter = ["format", "active"]
     search_fields = ["code", "name"]
+
+    @admin.display(description="")
+    def day_link(self, obj: PaymentAgent) -> str:
+        url = reverse("admin:payments_paymentagent_reconciliation", args=[obj.pk])
+        return format_html('<a href="{}">reconciliation</a>', url)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:agent_id>/reconciliation/",
+                self.admin_site.admin_view(self.reconciliation_view),
+                name="payments_paymentagent_reconciliation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def reconciliation_view(self, request: HttpRequest, agent_id: int):
+        """The agent's day: its registries applied that business day, added up."""
+        agent = PaymentAgent.objects.filter(pk=agent_id).first()
+        if agent is None:
+            raise Http404("No such agent.")
+        if not request.user.has_perm("payments.view_registry"):
+            raise PermissionDenied
+        form = ReconciliationDayForm(request.GET or {"date": timezone.localdate().isoformat()})
+        rec = (
+            agent_day_reconciliation(agent, form.cleaned_data["date"]) if form.is_valid() else None
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reconciliation of {agent.code}",
+            "opts": self.opts,
+            "form": form,
+            "rec": rec,
+        }
+        return TemplateResponse(request, "admin/payments/paymentagent/reconciliation.html", context)
 
 
 class RegistryImportForm(forms.Form):
@@ -230,6 +270,9 @@ class RegistryAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "registry": registry,
             "errors": registry.errors[:500],
+            "reconciliation": registry_reconciliation(registry)
+            if registry.status == Registry.Status.APPLIED
+            else None,
             "can_apply": self.has_apply_permission(request)
             and registry.status == Registry.Status.PREVIEWED
             and not registry.errors,

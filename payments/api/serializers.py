@@ -125,3 +125,71 @@ class SuspenseTotalsSerializer(serializers.Serializer):
     oldest_age_days = serializers.IntegerField(allow_null=True)
     by_reason = serializers.DictField(help_text='{"unknown_account": {"count", "amount"}}')
     by_currency = serializers.DictField(help_text='{"RUB": "120.00"}')
+
+
+def _amount(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=18, decimal_places=2, **kwargs)
+
+
+class CountAmountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    amount = _amount()
+
+
+class SuspenseFiguresSerializer(CountAmountSerializer):
+    open = serializers.IntegerField(help_text="Still waiting in the queue.")
+    assigned = serializers.IntegerField()
+    returned = serializers.IntegerField()
+
+
+class FileFiguresSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="The control line's count.")
+    total = _amount(help_text="The control line's total.")
+    commission = _amount(help_text="The file's commission (its own, or at the agent's rate).")
+    lines = serializers.IntegerField(required=False, help_text="Payment lines in the file.")
+    lines_total = _amount(required=False, help_text="What the payment lines add up to.")
+
+
+class RegistryReconciliationSerializer(serializers.Serializer):
+    registry = serializers.IntegerField()
+    agent = serializers.CharField()
+    file_name = serializers.CharField()
+    status = serializers.CharField()
+    applied_at = serializers.DateTimeField(allow_null=True)
+    file = FileFiguresSerializer()
+    posted = CountAmountSerializer(help_text="Payments the ledger holds for the file's lines.")
+    suspense = SuspenseFiguresSerializer()
+    duplicates = CountAmountSerializer()
+    commission = _amount()
+    differences = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Each with a `code`: not_applied, control_count_mismatch, "
+        "control_total_mismatch, unaccounted, duplicate_differs, ledger_amount_differs, reversed.",
+    )
+    balanced = serializers.BooleanField(help_text="True when there is no difference.")
+
+
+class ReconciliationQuerySerializer(serializers.Serializer):
+    agent = StrictCharField(max_length=20, help_text="The agent's code.")
+    date = serializers.DateField(help_text="The business day the registries were applied.")
+
+
+class AgentDayRegistrySerializer(serializers.Serializer):
+    registry = serializers.IntegerField()
+    file_name = serializers.CharField()
+    balanced = serializers.BooleanField()
+
+
+class AgentDayReconciliationSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    date = serializers.DateField()
+    registries = AgentDayRegistrySerializer(many=True)
+    file = FileFiguresSerializer()
+    posted = CountAmountSerializer()
+    suspense = CountAmountSerializer()
+    duplicates = CountAmountSerializer()
+    commission = _amount()
+    payable_by_agent = _amount(help_text="Posted + suspense - commission: what the agent owes.")
+    claimed = CountAmountSerializer(help_text="Payment ids the day's registries claimed.")
+    differences = serializers.ListField(child=serializers.DictField())
+    balanced = serializers.BooleanField()

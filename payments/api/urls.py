@@ -6,5 +6,6 @@ router = SimpleRouter()
 router.register("payment-agents", views.PaymentAgentViewSet, basename="payment-agent")
 router.register("registries", views.RegistryViewSet, basename="registry")
 router.register("suspense", views.SuspenseViewSet, basename="suspense")
+router.register("reconciliation", views.ReconciliationViewSet, basename="reconciliation")
 
 urlpatterns = router.urls

@@ -22,8 +22,11 @@ from core.api.schema import IDEMPOTENCY_KEY, error
 from core.api.views import NotFoundInScope, ScopedViewSet
 from payments import services
 from payments.api.serializers import (
+    AgentDayReconciliationSerializer,
     PaymentAgentCreateSerializer,
     PaymentAgentSerializer,
+    ReconciliationQuerySerializer,
+    RegistryReconciliationSerializer,
     RegistrySerializer,
     RegistryUploadSerializer,
     SuspenseAssignSerializer,
@@ -33,6 +36,7 @@ from payments.api.serializers import (
 )
 from payments.filtersets import PaymentAgentFilterSet, RegistryFilterSet, SuspenseItemFilterSet
 from payments.models import PaymentAgent, Registry, RegistryLayout, SuspenseItem
+from payments.reconciliation import agent_day_reconciliation, registry_reconciliation
 from payments.selectors import (
     payment_agents_in_scope,
     registries_in_scope,
@@ -109,7 +113,7 @@ class RegistryViewSet(
     ordering_fields = ["id", "created_at"]
     ordering = ["-id"]
     required = {
-        **reads("payments.view_registry"),
+        **reads("payments.view_registry", "list", "retrieve", "reconciliation"),
         "create": _staff("payments.apply_registry"),
         "apply": _staff("payments.apply_registry"),
     }
@@ -152,6 +156,37 @@ class RegistryViewSet(
         """Apply a previewed registry whole (409 once applied; 422 while it has row errors)."""
         registry = services.registry_apply(registry=self.get_object().pk, caller=self.scope.caller)
         return Response(RegistrySerializer(registry).data)
+
+    @extend_schema(responses={200: RegistryReconciliationSerializer})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def reconciliation(self, request: Any, pk: Any = None) -> Response:
+        """What the file says against what was posted, sent to suspense and found duplicate,
+        the commission, and every difference."""
+        rec = registry_reconciliation(self.get_object())
+        return Response(RegistryReconciliationSerializer(rec).data)
+
+
+class ReconciliationViewSet(ScopedViewSet):
+    """Reconciliation of an agent's day: the registries it applied that business day."""
+
+    pagination_class = None
+    filter_backends: list = []
+    required = reads("payments.view_registry", "list")
+
+    @extend_schema(
+        parameters=[ReconciliationQuerySerializer],
+        responses={200: AgentDayReconciliationSerializer},
+    )
+    def list(self, request: Any) -> Response:
+        """`?agent=CODE&date=YYYY-MM-DD`: the day's figures added up, and their differences."""
+        query = ReconciliationQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        agent = payment_agents_in_scope(self.scope).filter(code=query.validated_data["agent"])
+        agent = agent.first()
+        if agent is None:
+            raise NotFoundInScope("agent: not found.", agent=["Not found."])
+        rec = agent_day_reconciliation(agent, query.validated_data["date"])
+        return Response(AgentDayReconciliationSerializer(rec).data)
 
 
 class SuspenseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):

@@ -99,3 +99,15 @@ def test_command_refused_file_fails_with_the_reason(sber, accounts):
         call_command("import_registry", "--agent", "SBER", path)
     with pytest.raises(CommandError, match="No payment agent"):
         call_command("import_registry", "--agent", "NOPE", path)
+
+
+def test_admin_shows_reconciliation_per_registry_and_per_agent_day(admin_client, sber, accounts):
+    data = sber_txt([Pay("1", accounts[0].number, "8.00")])
+    call_command("import_registry", "--agent", "SBER", _file(data))
+    registry = Registry.objects.get()
+    page = admin_client.get(reverse("admin:payments_registry_preview", args=[registry.pk]))
+    assert b"Reconciliation" in page.content and b"Balanced" in page.content
+    url = reverse("admin:payments_paymentagent_reconciliation", args=[sber.pk])
+    day = admin_client.get(url)
+    assert day.status_code == 200 and b"8.00" in day.content
+    assert admin_client.get(url, {"date": "not a date"}).status_code == 200

@@ -201,3 +201,26 @@ def test_assign_to_an_unknown_account_is_404_and_moves_nothing(staff_api, queue)
     assert response.status_code == 404
     queue[0].refresh_from_db()
     assert queue[0].status == "open"
+
+
+def test_reconciliation_endpoints(staff_api, sber, accounts, side_a):
+    from django.utils import timezone
+
+    from ledger.services import business_date
+
+    data = sber_txt(
+        [Pay("1", accounts[0].number, "10.00", commission="0.10"), Pay("2", "0000000000", "3.00")]
+    )
+    registry = upload(staff_api, "SBER", data).json()
+    rec = staff_api.get(f"/api/v1/registries/{registry['id']}/reconciliation/").json()
+    assert rec["posted"] == {"count": 1, "amount": "10.00"}
+    assert (rec["suspense"]["amount"], rec["suspense"]["open"]) == ("3.00", 1)
+    assert rec["commission"] == "0.10" and rec["balanced"] is True
+    day = business_date(timezone.now()).isoformat()
+    daily = staff_api.get(f"/api/v1/reconciliation/?agent=SBER&date={day}").json()
+    assert daily["posted"]["amount"] == "10.00" and daily["payable_by_agent"] == "12.90"
+    assert [r["registry"] for r in daily["registries"]] == [registry["id"]]
+    bad = staff_api.get("/api/v1/reconciliation/?agent=SBER&date=yesterday")
+    assert bad.status_code == 400 and "date" in bad.json()["details"]
+    assert staff_api.get(f"/api/v1/reconciliation/?agent=NOPE&date={day}").status_code == 404
+    assert side_a.api.get(f"/api/v1/reconciliation/?agent=SBER&date={day}").status_code == 404
