@@ -23,7 +23,14 @@ from core.caller import Caller
 from core.errors import DomainError
 from payments import services
 from payments.formats import ISO, Layout, layout_problems
-from payments.models import AgentPayment, PaymentAgent, Registry, RegistryLayout, SuspenseItem
+from payments.models import (
+    AgentPayment,
+    PaymentAgent,
+    PaymentRule,
+    Registry,
+    RegistryLayout,
+    SuspenseItem,
+)
 from payments.reconciliation import agent_day_reconciliation, registry_reconciliation
 from payments.selectors import suspense_queue_totals
 
@@ -423,3 +430,76 @@ class SuspenseItemAdmin(admin.ModelAdmin):
             ),
             done="Returned",
         )
+
+
+class PaymentRuleForm(forms.ModelForm):
+    allowed_channels = forms.MultipleChoiceField(
+        choices=Account.Channel.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    allowed_statuses = forms.MultipleChoiceField(
+        choices=[("open", "Open"), ("blocked", "Blocked")],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = PaymentRule
+        fields = [
+            "brand",
+            "client",
+            "min_amount",
+            "max_amount",
+            "allowed_channels",
+            "allowed_statuses",
+            "overpayment",
+        ]
+
+
+@admin.register(PaymentRule)
+class PaymentRuleAdmin(admin.ModelAdmin):
+    """Rules are set through ``payment_rule_set``: saving one replaces the owner's active rule
+    (kept, inactive, for the record)."""
+
+    form = PaymentRuleForm
+    list_display = [
+        "__str__",
+        "brand",
+        "client",
+        "min_amount",
+        "max_amount",
+        "allowed_channels",
+        "allowed_statuses",
+        "overpayment",
+        "active",
+    ]
+    list_filter = ["active", "overpayment"]
+    raw_id_fields = ["client"]
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        try:
+            saved = services.payment_rule_set(
+                brand=data.get("brand"),
+                client=data.get("client"),
+                min_amount=data.get("min_amount"),
+                max_amount=data.get("max_amount"),
+                allowed_channels=data.get("allowed_channels") or [],
+                allowed_statuses=data.get("allowed_statuses") or [],
+                overpayment=data.get("overpayment"),
+            )
+        except DomainError as exc:
+            raise forms.ValidationError(_error_text(exc)) from exc
+        obj.pk = saved.pk
+
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except forms.ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())

@@ -31,9 +31,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+
+from accounts.models import Account
 
 MONEY = {"max_digits": 18, "decimal_places": 2}
 code_validator = RegexValidator(
@@ -319,3 +322,85 @@ class SuspenseItem(models.Model):
 
     def __str__(self) -> str:
         return f"suspense #{self.pk} {self.account_number} {self.amount}"
+
+
+class PaymentRule(models.Model):
+    """What money a brand or a client accepts, checked at every intake.
+
+    A rule belongs to a brand (it applies to every account linked to the brand)
+    or to a client (it applies to the client's accounts and replaces the brands'
+    rules for them). Empty lists allow everything; ``min_amount`` and
+    ``max_amount`` bound one payment. ``overpayment`` says what happens to the
+    part of a payment that leaves the payer's balance above zero: kept as an
+    advance, or refunded at once.
+    """
+
+    class Overpayment(models.TextChoices):
+        ADVANCE = "advance", "Kept as an advance"
+        REFUND = "refund", "Refunded"
+
+    brand = models.ForeignKey(
+        "brands.Brand", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    client = models.ForeignKey(
+        "accounts.Client", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    min_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    max_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    allowed_channels = ArrayField(
+        models.CharField(max_length=16, choices=Account.Channel.choices),
+        default=list,
+        blank=True,
+        help_text="Empty: every channel.",
+    )
+    allowed_statuses = ArrayField(
+        models.CharField(max_length=8, choices=[("open", "Open"), ("blocked", "Blocked")]),
+        default=list,
+        blank=True,
+        help_text="Account statuses that may receive payments; empty: open and blocked.",
+    )
+    overpayment = models.CharField(
+        max_length=8, choices=Overpayment.choices, default=Overpayment.ADVANCE
+    )
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(brand__isnull=False, client__isnull=True)
+                | Q(brand__isnull=True, client__isnull=False),
+                name="%(app_label)s_%(class)s_brand_xor_client",
+                violation_error_message="A rule belongs to a brand or to a client.",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_amount__isnull=True)
+                | Q(max_amount__isnull=True)
+                | Q(min_amount__lte=F("max_amount")),
+                name="%(app_label)s_%(class)s_min_below_max",
+                violation_error_message="The minimum amount is at most the maximum.",
+            ),
+            models.CheckConstraint(
+                condition=(Q(min_amount__isnull=True) | Q(min_amount__gt=0))
+                & (Q(max_amount__isnull=True) | Q(max_amount__gt=0)),
+                name="%(app_label)s_%(class)s_bounds_positive",
+                violation_error_message="Amount bounds are positive.",
+            ),
+            models.UniqueConstraint(
+                fields=["brand"],
+                condition=Q(active=True, brand__isnull=False),
+                name="%(app_label)s_%(class)s_one_active_per_brand",
+                violation_error_message="A brand has one active payment rule.",
+            ),
+            models.UniqueConstraint(
+                fields=["client"],
+                condition=Q(active=True, client__isnull=False),
+                name="%(app_label)s_%(class)s_one_active_per_client",
+                violation_error_message="A client has one active payment rule.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"brand {self.brand_id}" if self.brand_id else f"client {self.client_id}"
+        return f"payment rule of {owner}"

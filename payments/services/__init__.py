@@ -12,11 +12,13 @@ from payments.services.registries import (
     registry_import,
     registry_preview,
 )
+from payments.services.rules import payment_rule_set
 from payments.services.suspense import suspense_assign, suspense_return
 
 __all__ = [
     "layout_of",
     "payment_agent_create",
+    "payment_rule_set",
     "registry_apply",
     "registry_import",
     "registry_layout_create",

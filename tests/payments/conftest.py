@@ -63,6 +63,16 @@ def csv_total(pays: list[Pay], *, count=None, total=None) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_payment_rules():
+    """Rules are cached per process: no test sees another's (rolled back) rules."""
+    from payments.rules import _cache
+
+    _cache.clear()
+    yield
+    _cache.clear()
+
+
 @pytest.fixture
 def brand(db):
     return BrandFactory()

@@ -111,3 +111,28 @@ def test_admin_shows_reconciliation_per_registry_and_per_agent_day(admin_client,
     day = admin_client.get(url)
     assert day.status_code == 200 and b"8.00" in day.content
     assert admin_client.get(url, {"date": "not a date"}).status_code == 200
+
+
+def test_admin_sets_a_payment_rule_through_the_service(admin_client, brand):
+    from payments.models import PaymentRule
+
+    url = reverse("admin:payments_paymentrule_add")
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(
+        url,
+        {
+            "brand": brand.pk,
+            "max_amount": "100.00",
+            "allowed_channels": ["bank"],
+            "overpayment": "advance",
+        },
+    )
+    assert response.status_code == 302, response.content[:500]
+    rule = PaymentRule.objects.get()
+    assert (rule.max_amount, rule.allowed_channels, rule.active) == (
+        Decimal("100.00"),
+        ["bank"],
+        True,
+    )
+    bad = admin_client.post(url, {"overpayment": "advance"}, follow=True)
+    assert PaymentRule.objects.count() == 1 and bad.status_code == 200
