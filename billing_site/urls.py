@@ -7,4 +7,6 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("admin/", admin.site.urls),
     path("api/", include("billing_site.api.urls")),
+    # The online payment gateway's callbacks (signed; not part of the partner API).
+    path("payments/", include("payments.urls")),
 ]

@@ -2,7 +2,7 @@
 
 import django_filters
 
-from payments.models import PaymentAgent, Registry, RegistryFormat, SuspenseItem
+from payments.models import PaymentAgent, PaymentIntent, Registry, RegistryFormat, SuspenseItem
 
 
 class PaymentAgentFilterSet(django_filters.FilterSet):
@@ -37,3 +37,12 @@ class SuspenseItemFilterSet(django_filters.FilterSet):
     class Meta:
         model = SuspenseItem
         fields = ["status", "reason", "registry", "account_number"]
+
+
+class PaymentIntentFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=PaymentIntent.Status.choices)
+    account = django_filters.NumberFilter(field_name="account_id")
+
+    class Meta:
+        model = PaymentIntent
+        fields = ["status", "account"]

@@ -14,8 +14,11 @@ def refund_overpayment(sender: Any, transaction: Any, **kwargs: Any) -> None:
     """A payment whose payer's rule says ``overpayment=refund``: refund the part of it that
     leaves the payer's own funds above zero, in the payment's transaction (its payer is
     locked). Runs after invoicing's receiver, so the payment has paid invoices first."""
-    if transaction.kind != TransactionKind.PAYMENT:
-        return
+    if (
+        transaction.kind != TransactionKind.PAYMENT
+        or transaction.channel == Account.Channel.GATEWAY
+    ):
+        return  # an online payment's overpayment goes back to the card (a refund saga)
     from payments.rules import overpayment_policy
 
     if overpayment_policy(transaction.account_id) != "refund":

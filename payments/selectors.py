@@ -50,3 +50,14 @@ def suspense_queue_totals(scope: Scope | None = None) -> dict[str, Any]:
         for row in open_items.values("currency").annotate(amount=Sum("amount"))
     }
     return overall
+
+
+def payment_intents_in_scope(scope: Scope | None) -> QuerySet:
+    """Staff see every intent; a partner those on accounts of its brands."""
+    from accounts.selectors import accounts_in_scope
+    from payments.models import PaymentIntent
+
+    qs = PaymentIntent.objects.select_related("account").prefetch_related("refunds")
+    if scope is None or not scope.is_partner:
+        return qs
+    return qs.filter(account__in=accounts_in_scope(scope))

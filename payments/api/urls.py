@@ -1,11 +1,12 @@
 from rest_framework.routers import SimpleRouter
 
-from payments.api import views
+from payments.api import gateway, views
 
 router = SimpleRouter()
 router.register("payment-agents", views.PaymentAgentViewSet, basename="payment-agent")
 router.register("registries", views.RegistryViewSet, basename="registry")
 router.register("suspense", views.SuspenseViewSet, basename="suspense")
+router.register("payment-intents", gateway.PaymentIntentViewSet, basename="payment-intent")
 router.register("reconciliation", views.ReconciliationViewSet, basename="reconciliation")
 
 urlpatterns = router.urls

@@ -110,3 +110,29 @@ def staff_api(db):
     client.force_login(user)
     client.user = user
     return client
+
+
+SANDBOX_SECRET = "test-secret"
+SANDBOX_KEY = "test-key"
+
+
+@pytest.fixture
+def sandbox(settings):
+    """The real sandbox gateway on a free loopback port, with the app pointed at it. Calls
+    are made by the tests (no q2 cluster): ``gateway_calls_due`` and friends."""
+    from payments.sandbox.server import start_in_thread
+
+    server = start_in_thread(secret=SANDBOX_SECRET, api_key=SANDBOX_KEY)
+    settings.BILLING_GATEWAY_ADAPTER = "payments.gateway.sandbox.SandboxAdapter"
+    settings.BILLING_GATEWAY_URL = server.sandbox.base_url
+    settings.BILLING_GATEWAY_API_KEY = SANDBOX_KEY
+    settings.BILLING_GATEWAY_SECRET = SANDBOX_SECRET
+    settings.BILLING_GATEWAY_TIMEOUT = 1.0
+    settings.BILLING_GATEWAY_ENQUEUE = False
+    settings.BILLING_GATEWAY_BACKOFF_BASE = 1
+    settings.BILLING_GATEWAY_MAX_ATTEMPTS = 3
+    settings.BILLING_GATEWAY_POLL_AFTER_SECONDS = 60
+    settings.BILLING_GATEWAY_CALLBACK_URL = "http://127.0.0.1:9/unused/"
+    yield server
+    server.shutdown()
+    server.server_close()
