@@ -170,8 +170,10 @@ class RegistryReconciliationSerializer(serializers.Serializer):
 
 
 class ReconciliationQuerySerializer(serializers.Serializer):
-    agent = StrictCharField(max_length=20, help_text="The agent's code.")
-    date = serializers.DateField(help_text="The business day the registries were applied.")
+    agent = StrictCharField(max_length=20, required=False, help_text="The agent's code.")
+    date = serializers.DateField(
+        required=False, help_text="The business day the registries were applied (default today)."
+    )
 
 
 class AgentDayRegistrySerializer(serializers.Serializer):
@@ -193,3 +195,8 @@ class AgentDayReconciliationSerializer(serializers.Serializer):
     claimed = CountAmountSerializer(help_text="Payment ids the day's registries claimed.")
     differences = serializers.ListField(child=serializers.DictField())
     balanced = serializers.BooleanField()
+
+
+class AgentDaysSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    results = AgentDayReconciliationSerializer(many=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -22,7 +23,7 @@ from core.api.schema import IDEMPOTENCY_KEY, error
 from core.api.views import NotFoundInScope, ScopedViewSet
 from payments import services
 from payments.api.serializers import (
-    AgentDayReconciliationSerializer,
+    AgentDaysSerializer,
     PaymentAgentCreateSerializer,
     PaymentAgentSerializer,
     ReconciliationQuerySerializer,
@@ -167,7 +168,7 @@ class RegistryViewSet(
 
 
 class ReconciliationViewSet(ScopedViewSet):
-    """Reconciliation of an agent's day: the registries it applied that business day."""
+    """Reconciliation per agent and business day: the registries each applied that day."""
 
     pagination_class = None
     filter_backends: list = []
@@ -175,18 +176,24 @@ class ReconciliationViewSet(ScopedViewSet):
 
     @extend_schema(
         parameters=[ReconciliationQuerySerializer],
-        responses={200: AgentDayReconciliationSerializer},
+        responses={200: AgentDaysSerializer},
     )
     def list(self, request: Any) -> Response:
-        """`?agent=CODE&date=YYYY-MM-DD`: the day's figures added up, and their differences."""
+        """`?date=YYYY-MM-DD` (default: today) and optionally `agent=CODE`: one result per
+        agent that applied registries that day (the agent asked for is always shown)."""
         query = ReconciliationQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        agent = payment_agents_in_scope(self.scope).filter(code=query.validated_data["agent"])
-        agent = agent.first()
-        if agent is None:
-            raise NotFoundInScope("agent: not found.", agent=["Not found."])
-        rec = agent_day_reconciliation(agent, query.validated_data["date"])
-        return Response(AgentDayReconciliationSerializer(rec).data)
+        day = query.validated_data.get("date") or timezone.localdate()
+        agents = payment_agents_in_scope(self.scope).order_by("code")
+        code = query.validated_data.get("agent")
+        if code:
+            agents = agents.filter(code=code)
+            if not agents.exists():
+                raise NotFoundInScope("agent: not found.", agent=["Not found."])
+        results = [agent_day_reconciliation(agent, day) for agent in agents]
+        if not code:
+            results = [r for r in results if r["registries"]]
+        return Response(AgentDaysSerializer({"date": day, "results": results}).data)
 
 
 class SuspenseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):

@@ -217,10 +217,13 @@ def test_reconciliation_endpoints(staff_api, sber, accounts, side_a):
     assert (rec["suspense"]["amount"], rec["suspense"]["open"]) == ("3.00", 1)
     assert rec["commission"] == "0.10" and rec["balanced"] is True
     day = business_date(timezone.now()).isoformat()
-    daily = staff_api.get(f"/api/v1/reconciliation/?agent=SBER&date={day}").json()
+    (daily,) = staff_api.get(f"/api/v1/reconciliation/?agent=SBER&date={day}").json()["results"]
     assert daily["posted"]["amount"] == "10.00" and daily["payable_by_agent"] == "12.90"
     assert [r["registry"] for r in daily["registries"]] == [registry["id"]]
+    today = staff_api.get("/api/v1/reconciliation/").json()
+    assert [r["agent"] for r in today["results"]] == ["SBER"]
     bad = staff_api.get("/api/v1/reconciliation/?agent=SBER&date=yesterday")
     assert bad.status_code == 400 and "date" in bad.json()["details"]
     assert staff_api.get(f"/api/v1/reconciliation/?agent=NOPE&date={day}").status_code == 404
     assert side_a.api.get(f"/api/v1/reconciliation/?agent=SBER&date={day}").status_code == 404
+    assert side_a.api.get("/api/v1/reconciliation/").json()["results"] == []
