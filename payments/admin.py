@@ -503,3 +503,6 @@ class PaymentRuleAdmin(admin.ModelAdmin):
         except forms.ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+from payments import admin_gateway  # noqa: E402, F401  (registers the online payments' admin)
