@@ -21,7 +21,11 @@ from accounts.admin import action_with_reason
 from accounts.models import Account
 from core.caller import Caller
 from core.errors import DomainError
-from payments import services
+from payments import (  # noqa: F401  (the other two register online payments, settlements)
+    admin_gateway,
+    admin_settlements,
+    services,
+)
 from payments.formats import ISO, Layout, layout_problems
 from payments.models import (
     AgentPayment,
@@ -503,6 +507,3 @@ class PaymentRuleAdmin(admin.ModelAdmin):
         except forms.ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
-
-
-from payments import admin_gateway  # noqa: E402, F401  (registers the online payments' admin)

@@ -2,7 +2,14 @@
 
 import django_filters
 
-from payments.models import PaymentAgent, PaymentIntent, Registry, RegistryFormat, SuspenseItem
+from payments.models import (
+    PaymentAgent,
+    PaymentIntent,
+    Registry,
+    RegistryFormat,
+    Settlement,
+    SuspenseItem,
+)
 
 
 class PaymentAgentFilterSet(django_filters.FilterSet):
@@ -46,3 +53,13 @@ class PaymentIntentFilterSet(django_filters.FilterSet):
     class Meta:
         model = PaymentIntent
         fields = ["status", "account"]
+
+
+class SettlementFilterSet(django_filters.FilterSet):
+    period = django_filters.CharFilter(label="YYYY-MM")
+    status = django_filters.ChoiceFilter(choices=Settlement.Status.choices)
+    brand = django_filters.NumberFilter(field_name="brand_id")
+
+    class Meta:
+        model = Settlement
+        fields = ["period", "status", "brand"]

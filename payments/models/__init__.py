@@ -3,7 +3,8 @@
 * ``intake``: agents, registry layouts, registries, claimed agent payments,
   suspense items and payment rules (see its design overview);
 * ``gateway``: online payment intents, the outbox of calls to the gateway, the
-  callbacks received, and refund sagas.
+  callbacks received, and refund sagas;
+* ``settlements``: what was collected for each brand, and its payout.
 """
 
 from payments.models.gateway import (
@@ -23,6 +24,7 @@ from payments.models.intake import (
     RegistryLayout,
     SuspenseItem,
 )
+from payments.models.settlements import Settlement, SettlementItem, SettlementTerms
 
 __all__ = [
     "MONEY",
@@ -37,5 +39,8 @@ __all__ = [
     "Registry",
     "RegistryFormat",
     "RegistryLayout",
+    "Settlement",
+    "SettlementItem",
+    "SettlementTerms",
     "SuspenseItem",
 ]
