@@ -14,12 +14,15 @@ from payments.models import (
 
 class PaymentAgentFilterSet(django_filters.FilterSet):
     code = django_filters.CharFilter()
-    format = django_filters.ChoiceFilter(choices=RegistryFormat.choices)
+    # Not ``format``: DRF reads ``?format=`` as the response format.
+    registry_format = django_filters.ChoiceFilter(
+        field_name="format", choices=RegistryFormat.choices, label="The registry format"
+    )
     active = django_filters.BooleanFilter()
 
     class Meta:
         model = PaymentAgent
-        fields = ["code", "format", "active"]
+        fields = ["code", "registry_format", "active"]
 
 
 class RegistryFilterSet(django_filters.FilterSet):

@@ -75,7 +75,7 @@ class PaymentIntentCreateSerializer(serializers.Serializer):
     return_url = serializers.URLField(max_length=1000, help_text="Where the payer comes back to.")
 
 
-class RefundCreateSerializer(serializers.Serializer):
+class IntentRefundSerializer(serializers.Serializer):
     amount = MoneyField()
     reason = StrictCharField(max_length=500)
 
@@ -146,7 +146,7 @@ class PaymentIntentViewSet(
         return self._out(intent, status.HTTP_201_CREATED)
 
     @extend_schema(
-        request=RefundCreateSerializer,
+        request=IntentRefundSerializer,
         responses={202: PaymentIntentSerializer, **INTENT_ERRORS},
     )
     @action(detail=True, methods=["post"], filterset_class=None)
@@ -154,9 +154,9 @@ class PaymentIntentViewSet(
         """Refund (part of) a succeeded online payment to the card: a refund saga holds the
         funds, asks the gateway, then posts the refund (or releases the funds when the
         gateway declines). Answers `202`; follow it in `refunds`."""
-        intent = self.get_object()
-        body = RefundCreateSerializer(data=request.data)
+        body = IntentRefundSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        intent = self.get_object()
         refund_saga_start(
             intent=intent.pk,
             amount=body.validated_data["amount"],

@@ -106,9 +106,9 @@ class SettlementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     @action(detail=True, methods=["post"], filterset_class=None)
     def pay(self, request: Any, pk: Any = None) -> Response:
         """Mark the settlement paid out (once), with the payout's reference."""
-        settlement = self.get_object()
         body = SettlementPaySerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        settlement = self.get_object()
         done = settlement_pay(
             settlement=settlement.pk,
             reference=body.validated_data["reference"],

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from payments.api import gateway, settlements, views
@@ -8,6 +9,8 @@ router.register("registries", views.RegistryViewSet, basename="registry")
 router.register("suspense", views.SuspenseViewSet, basename="suspense")
 router.register("payment-intents", gateway.PaymentIntentViewSet, basename="payment-intent")
 router.register("settlements", settlements.SettlementViewSet, basename="settlement")
-router.register("reconciliation", views.ReconciliationViewSet, basename="reconciliation")
 
-urlpatterns = router.urls
+urlpatterns = [
+    *router.urls,
+    path("reconciliation/", views.ReconciliationView.as_view(), name="reconciliation"),
+]

@@ -16,11 +16,12 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from access.idempotency import money_post
 from core.api.permissions import STAFF_ONLY, reads
 from core.api.schema import IDEMPOTENCY_KEY, error
-from core.api.views import NotFoundInScope, ScopedViewSet
+from core.api.views import NotFoundInScope, ScopedViewMixin, ScopedViewSet
 from payments import services
 from payments.api.serializers import (
     AgentDaysSerializer,
@@ -167,18 +168,16 @@ class RegistryViewSet(
         return Response(RegistryReconciliationSerializer(rec).data)
 
 
-class ReconciliationViewSet(ScopedViewSet):
+class ReconciliationView(ScopedViewMixin, APIView):
     """Reconciliation per agent and business day: the registries each applied that day."""
 
-    pagination_class = None
-    filter_backends: list = []
-    required = reads("payments.view_registry", "list")
+    required = {"get": ("read", "payments.view_registry")}
 
     @extend_schema(
         parameters=[ReconciliationQuerySerializer],
-        responses={200: AgentDaysSerializer},
+        responses={200: AgentDaysSerializer, 404: error("`not_found`: no agent with this code.")},
     )
-    def list(self, request: Any) -> Response:
+    def get(self, request: Any) -> Response:
         """`?date=YYYY-MM-DD` (default: today) and optionally `agent=CODE`: one result per
         agent that applied registries that day (the agent asked for is always shown)."""
         query = ReconciliationQuerySerializer(data=request.query_params)
@@ -232,10 +231,10 @@ class SuspenseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
     def assign(self, request: Any, pk: Any = None) -> Response:
         """Move the money to a client account (a transfer from suspense; it pays the
         account's open invoices like any payment). Status becomes `assigned`."""
-        item = self.get_object()
         serializer = SuspenseAssignSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         account = serializer.validated_data["account"]
+        item = self.get_object()
         return money_post(
             request,
             post=lambda key: services.suspense_assign(
@@ -253,10 +252,10 @@ class SuspenseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
     @action(detail=True, methods=["post"], url_path="return", filterset_class=None)
     def return_(self, request: Any, pk: Any = None) -> Response:
         """Return the money to the payer (a refund from suspense). Status becomes `returned`."""
-        item = self.get_object()
         serializer = SuspenseReturnSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         reason = serializer.validated_data["reason"]
+        item = self.get_object()
         return money_post(
             request,
             post=lambda key: services.suspense_return(

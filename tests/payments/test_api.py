@@ -227,3 +227,27 @@ def test_reconciliation_endpoints(staff_api, sber, accounts, side_a):
     assert staff_api.get(f"/api/v1/reconciliation/?agent=NOPE&date={day}").status_code == 404
     assert side_a.api.get(f"/api/v1/reconciliation/?agent=SBER&date={day}").status_code == 404
     assert side_a.api.get("/api/v1/reconciliation/").json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        ({"agent": "SB\x00ER"}, "agent"),
+        ({"agent": "x" * 1000}, "agent"),
+        ({"dry_run": "perhaps"}, "dry_run"),
+        ({"file": "not a file"}, "file"),
+    ],
+)
+def test_a_hostile_upload_is_a_400_naming_the_field_and_writes_nothing(
+    staff_api, sber, accounts, fields, named
+):
+    body = {
+        "agent": "SBER",
+        "file": SimpleUploadedFile("s.txt", sber_txt([Pay("1", accounts[0].number, "1.00")])),
+        "dry_run": "false",
+        **fields,
+    }
+    response = staff_api.post("/api/v1/registries/", body, format="multipart")
+    assert response.status_code == 400, response.content[:200]
+    assert named in response.json()["details"]
+    assert Registry.objects.count() == 0 and Transaction.objects.count() == 0
