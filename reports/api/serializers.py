@@ -130,3 +130,42 @@ class ProjectionLagSerializer(serializers.Serializer):
     last_run_at = serializers.DateTimeField(allow_null=True)
     last_projected_at = serializers.DateTimeField(allow_null=True)
     projected_entries = serializers.IntegerField()
+
+
+class PeriodQuery(_Period):
+    def query_fields(self) -> dict:
+        return {"from": serializers.DateField(), "to": serializers.DateField()}
+
+
+class RevenueQuery(PeriodQuery):
+    def query_fields(self) -> dict:
+        return {
+            **super().query_fields(),
+            "brand": serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False),
+        }
+
+
+class SettlementsQuery(PeriodQuery):
+    def query_fields(self) -> dict:
+        return {
+            **super().query_fields(),
+            "commission": serializers.DecimalField(
+                max_digits=5,
+                decimal_places=2,
+                min_value=0,
+                max_value=100,
+                required=False,
+                help_text="The operator's commission, percent of what was collected.",
+            ),
+        }
+
+
+class TableReportSerializer(serializers.Serializer):
+    """A report as a table: its columns, rows (values as JSON: amounts are strings),
+    totals and a chart series."""
+
+    title = serializers.CharField()
+    columns = serializers.ListField(child=serializers.DictField())
+    rows = serializers.ListField(child=serializers.DictField())
+    totals = serializers.DictField()
+    chart = serializers.DictField(allow_null=True)

@@ -2,11 +2,26 @@
 
 from django.urls import path
 
-from reports.api.views import DebtAgingView, ProjectionLagView, StatementView, TurnoverView
+from reports.api.views import (
+    DebtAgingView,
+    InvoiceRunsView,
+    PaymentsView,
+    ProjectionLagView,
+    RevenueView,
+    SettlementsView,
+    StatementPdfView,
+    StatementView,
+    TurnoverView,
+)
 
 urlpatterns = [
     path("reports/statement/", StatementView.as_view(), name="report-statement"),
     path("reports/turnover/", TurnoverView.as_view(), name="report-turnover"),
     path("reports/debt-aging/", DebtAgingView.as_view(), name="report-debt-aging"),
+    path("reports/statement/pdf/", StatementPdfView.as_view(), name="report-statement-pdf"),
+    path("reports/revenue/", RevenueView.as_view(), name="report-revenue"),
+    path("reports/payments/", PaymentsView.as_view(), name="report-payments"),
+    path("reports/invoice-runs/", InvoiceRunsView.as_view(), name="report-invoice-runs"),
+    path("reports/settlements/", SettlementsView.as_view(), name="report-settlements"),
     path("reports/lag/", ProjectionLagView.as_view(), name="report-lag"),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import connections
@@ -20,7 +20,7 @@ CENT = Decimal("0.01")
 
 def cents(value: Decimal | int) -> Decimal:
     """A sum from SQL (``0`` when nothing was summed) as an amount with two places."""
-    return Decimal(value).quantize(CENT)
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 class ReportError(DomainError):
