@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 
 from accounts.models import MONEY, Account
@@ -142,3 +144,31 @@ class AccountDayTurnover(_Turnover):
 
     def __str__(self) -> str:
         return f"{self.day} account {self.account_id}: +{self.credit} -{self.debit}"
+
+
+class SavedReport(models.Model):
+    """An ad-hoc report definition kept by its owner and shared with users and groups.
+
+    ``definition`` is validated by ``reports.adhoc.compiler`` before it is saved, and
+    again every time it runs (the whitelist may have changed since).
+    """
+
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_reports"
+    )
+    definition = models.JSONField()
+    shared_with_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="reports_shared_with_me"
+    )
+    shared_with_groups = models.ManyToManyField(
+        Group, blank=True, related_name="reports_shared_with_group"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name

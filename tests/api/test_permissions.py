@@ -81,6 +81,7 @@ def body_for(endpoint: Endpoint, world: dict) -> dict:
         "POST /api/v1/clients/": {"kind": "individual", "name": "New client"},
         "POST /api/v1/services/": {"brand": brand, "code": "new", "name": "New"},
         "PATCH /api/v1/services/{id}/": {"name": "Renamed"},
+        "POST /api/v1/reports/adhoc/": {"dataset": "entries", "measures": [{"agg": "count"}]},
     }
     return bodies.get(str(endpoint), {})
 
@@ -91,13 +92,18 @@ def query_for(endpoint: Endpoint, world: dict) -> str:
     queries = {
         "GET /api/v1/reports/statement/": f"?account={world['accounts']}&{period}",
         "GET /api/v1/reports/turnover/": f"?{period}",
+        "GET /api/v1/reports/statement/pdf/": f"?account={world['accounts']}&{period}",
+        "GET /api/v1/reports/revenue/": f"?{period}",
+        "GET /api/v1/reports/payments/": f"?{period}",
+        "GET /api/v1/reports/invoice-runs/": f"?{period}",
+        "GET /api/v1/reports/settlements/": f"?{period}",
     }
     return queries.get(str(endpoint), "")
 
 
 def call(api: APIClient, endpoint: Endpoint, world: dict):
     url = endpoint.url(world)
-    if endpoint.is_write:
+    if endpoint.method != "GET":
         return getattr(api, endpoint.method.lower())(url, body_for(endpoint, world), format="json")
     return api.get(url + query_for(endpoint, world))
 
@@ -141,7 +147,8 @@ def test_every_served_endpoint_declares_a_capability_and_a_permission(db):
     assert STAFF_ONLY not in CAPABILITIES
     # Reads need ``read``; reports (reads too) need their own ``reports``.
     assert {e.capability for e in READS if e.resource != "reports"} == {"read"}
-    assert {e.capability for e in READS if e.resource == "reports"} == {"reports"}
+    # ... and the ad-hoc builder is for staff sessions only.
+    assert {e.capability for e in READS if e.resource == "reports"} == {"reports", STAFF_ONLY}
     assert "read" not in {e.capability for e in WRITES}
     for endpoint in ENDPOINTS:
         app_label, _, codename = endpoint.permission.partition(".")
