@@ -106,7 +106,10 @@ INJECTIONS = [
     ({"dataset": "ledger_entry; DROP TABLE ledger_entry", "dimensions": ["kind"]}, "dataset"),
     ({"dataset": "entries", "dimensions": ["kind; DROP TABLE ledger_entry --"]}, "dimensions"),
     ({"dataset": "entries", "dimensions": ["e.amount"]}, "dimensions"),
-    ({"dataset": "entries", "measures": [{"agg": "sum", "field": "amount) FROM x --"}]}, "measures"),
+    (
+        {"dataset": "entries", "measures": [{"agg": "sum", "field": "amount) FROM x --"}]},
+        "measures",
+    ),
     ({"dataset": "entries", "measures": [{"agg": "sum(1); --", "field": "amount"}]}, "measures"),
     (
         {"dataset": "entries", "dimensions": ["kind"],
