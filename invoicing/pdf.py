@@ -15,17 +15,25 @@ BIC=...|CorrespAcc=...|PayeeINN=...|KPP=...|Sum=<kopecks>|Purpose=...|
 PersAcc=...|PaymPeriod=MMYYYY``, UTF-8 (the "2" in ``ST00012``). Values are
 sanitised: no ``|`` (the separator), no control characters, single spaces,
 cut to the standard's lengths. The QR is printed only for a rouble invoice
-with an amount to pay and a payee with complete bank details. Its modules are
-drawn as vector rectangles (sharp at any zoom and print resolution). The
-matrix uses a fixed mask pattern: any of the eight masks decodes, and
-scoring all eight would cost five times the rest of the page.
+with an amount to pay and a payee with complete bank details. Its matrix
+(segno) is one byte-mode segment of UTF-8 without an ECI header, with a
+fixed mask pattern: any of the eight masks decodes, and scoring all eight
+would cost more than the rest of the page. It is painted as a one-bit stencil (an inline image
+mask), which viewers and printers draw at device resolution: sharp at any
+zoom, one operator rather than a rectangle per run of modules.
+
+**Fonts** are embedded as subsets. Every document first claims the same
+alphabet (Cyrillic, Latin, digits, the signs the page uses) in the same
+order, so the first subset of each font is the same in every invoice; its
+font program is cut and compressed once per process and reused
+(``_CachedSubsetFont``). A character outside the alphabet still works: it
+extends the subset, which is then cut for that document.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,15 +41,19 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
 
+import segno
 from django.conf import settings
-from qrcode import QRCode
-from qrcode import util as qr_util
-from qrcode.constants import ERROR_CORRECT_M
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.lib.utils import simpleSplit
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfbase import pdfdoc, pdfmetrics
+from reportlab.pdfbase.ttfonts import (
+    FF_NONSYMBOLIC,
+    FF_SYMBOLIC,
+    SUBSETN,
+    TTFont,
+    makeToUnicodeCMap,
+)
 from reportlab.pdfgen.canvas import Canvas
 
 CENT = Decimal("0.01")
@@ -205,45 +217,40 @@ def payment_qr_payload(document: InvoiceDocument) -> str | None:
     return "|".join([QR_HEADER, *(f"{name}={value}" for name, value in values.items() if value)])
 
 
-def qr_matrix(payload: str) -> list[list[bool]]:
-    """The QR modules (True = dark), error correction M, without the quiet zone."""
-    data = payload.encode("utf-8")
-    limits = qr_util.BIT_LIMIT_TABLE[ERROR_CORRECT_M]
-    version = 1
-    while True:  # the smallest version whose capacity holds mode + length + data bits
-        needed = 4 + qr_util.length_in_bits(qr_util.MODE_8BIT_BYTE, version) + 8 * len(data)
-        fits = bisect_left(limits, needed, 1)
-        if fits > 40:
-            raise ValueError("The payment QR payload is too long.")
-        if fits <= version:
-            break
-        version = fits
-    code = QRCode(
-        version=version, error_correction=ERROR_CORRECT_M, border=0, mask_pattern=QR_MASK_PATTERN
+def qr_matrix(payload: str) -> list[bytes]:
+    """The QR modules row by row, one byte each (1 = dark), without the quiet zone: error
+    correction M, the payload's UTF-8 bytes as one byte-mode segment, no ECI header
+    (banking apps read ST00012 by its header), mask pattern 0 (see the module docstring)."""
+    try:
+        code = segno.make_qr(
+            payload.encode("utf-8"),
+            error="m",
+            boost_error=False,
+            mode="byte",
+            mask=QR_MASK_PATTERN,
+            eci=False,
+        )
+    except segno.DataOverflowError as exc:
+        raise ValueError("The payment QR payload is too long.") from exc
+    return [bytes(row) for row in code.matrix]
+
+
+_MODULE_BITS = bytes.maketrans(b"\x01\x00", b"01")  # a dark module paints (bit 0)
+
+
+def qr_image_operators(matrix: list[bytes], x: float, top: float, size: float) -> str:
+    """PDF operators painting the QR as a one-bit stencil (an inline image mask) in a
+    ``size`` x ``size`` square whose top-left corner is (x, top): one operator instead of
+    a rectangle per run, and as sharp, since a stencil is drawn at device resolution."""
+    modules = len(matrix)
+    width = (modules + 7) // 8
+    rows = b"".join(
+        int(row.translate(_MODULE_BITS).ljust(width * 8, b"1"), 2).to_bytes(width) for row in matrix
     )
-    code.add_data(qr_util.QRData(data, mode=qr_util.MODE_8BIT_BYTE))
-    code.make(fit=False)
-    return code.get_matrix()
-
-
-def qr_path_operators(matrix: list[list[bool]], x: float, top: float, size: float) -> str:
-    """PDF operators filling the dark modules as one path of horizontal runs, in a
-    ``size`` x ``size`` square whose top-left corner is (x, top)."""
-    module = size / len(matrix)
-    parts = ["q 0 g", f"{module:.4f} 0 0 {-module:.4f} {x:.3f} {top:.3f} cm"]
-    append = parts.append
-    for row_index, row in enumerate(matrix):
-        start = None
-        for col, dark in enumerate(row):
-            if dark and start is None:
-                start = col
-            elif not dark and start is not None:
-                append(f"{start} {row_index} {col - start} 1 re")
-                start = None
-        if start is not None:
-            append(f"{start} {row_index} {len(row) - start} 1 re")
-    parts.append("f Q")
-    return "\n".join(parts)
+    return (
+        f"q 0 g {size:.3f} 0 0 {size:.3f} {x:.3f} {top - size:.3f} cm\n"
+        f"BI /W {modules} /H {modules} /IM true /BPC 1 /F /AHx ID\n{rows.hex()}>\nEI Q"
+    )
 
 
 # --------------------------------------------------------------------------- drawing
@@ -253,12 +260,120 @@ def font_dir() -> Path:
     return Path(getattr(settings, "INVOICING_PDF_FONT_DIR", settings.BASE_DIR / "static" / "fonts"))
 
 
+# Claimed by every document in this order, so that the fonts' first subsets are the same
+# in every invoice (and their font programs are cut and compressed once per process).
+ALPHABET = "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯабвгдеёжзийклмнопрстуфхцчшщъыьэюя№«»–—·…’“”„₽€×"
+
+
+class _Formatted(pdfdoc.PDFObject):
+    """A PDF object whose bytes were formatted (and compressed) once."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def format(self, document: pdfdoc.PDFDocument) -> bytes:
+        return self.data
+
+
+def _compressed_stream(content: bytes, **entries: object) -> pdfdoc.PDFStream:
+    """A stream whose content is compressed already (a fresh object per document:
+    reportlab registers each object in one document only)."""
+    stream = pdfdoc.PDFStream(content=content)
+    stream.dictionary["Filter"] = pdfdoc.PDFName("FlateDecode")  # applied already
+    for name, value in entries.items():
+        stream.dictionary[name] = value
+    return stream
+
+
+@dataclass(frozen=True)
+class _SubsetObjects:
+    """One subset's font objects as bytes: formatted and compressed once."""
+
+    widths: bytes
+    to_unicode: bytes
+    font_file: bytes
+    font_file_length: int
+
+
+class _CachedSubsetFont(TTFont):
+    """DejaVu as reportlab embeds it (``TTFont.addObjects``), with each distinct subset's
+    widths, ToUnicode map and font program built and compressed once per process."""
+
+    def __init__(self, name: str, filename: str) -> None:
+        super().__init__(name, filename)
+        self._subsets: dict[tuple[bytes, tuple[int, ...]], _SubsetObjects] = {}
+
+    def _subset_objects(self, base_name: bytes, subset: tuple[int, ...]) -> _SubsetObjects:
+        key = (base_name, subset)
+        if key not in self._subsets:
+            if len(self._subsets) >= 64:  # odd alphabets: keep the cache bounded
+                self._subsets.clear()
+            face = self.face
+            widths = pdfdoc.PDFArray([face.getCharWidth(code) for code in subset])
+            program = face.makeSubset(list(subset))
+            to_unicode = makeToUnicodeCMap(base_name.decode("pdfdoc"), list(subset))
+            self._subsets[key] = _SubsetObjects(
+                widths=widths.format(None),
+                to_unicode=pdfdoc.PDFZCompress.encode(to_unicode),
+                font_file=pdfdoc.PDFZCompress.encode(program),
+                font_file_length=len(program),
+            )
+        return self._subsets[key]
+
+    def addObjects(self, doc: pdfdoc.PDFDocument) -> None:  # reportlab calls it by this name
+        state = self._assignState(doc)
+        state.frozen = 1
+        face = self.face
+        for n, subset in enumerate(state.subsets):
+            internal_name = self.getSubsetInternalName(n, doc)[1:]
+            base_name = b"".join((SUBSETN(n), b"+", face.name, face.subfontNameX))
+            cached = self._subset_objects(base_name, tuple(subset))
+            font_name = base_name.decode("pdfdoc")
+            descriptor = pdfdoc.PDFDictionary(
+                {
+                    "Type": "/FontDescriptor",
+                    "Ascent": face.ascent,
+                    "CapHeight": face.capHeight,
+                    "Descent": face.descent,
+                    "Flags": (face.flags & ~FF_NONSYMBOLIC) | FF_SYMBOLIC,
+                    "FontBBox": pdfdoc.PDFArray(face.bbox),
+                    "FontName": pdfdoc.PDFName(font_name),
+                    "ItalicAngle": face.italicAngle,
+                    "StemV": face.stemV,
+                    "FontFile2": doc.Reference(
+                        _compressed_stream(cached.font_file, Length1=cached.font_file_length),
+                        f"fontFile:{font_name}",
+                    ),
+                    "MissingWidth": face.defaultWidth,
+                }
+            )
+            font = pdfdoc.PDFTrueTypeFont()
+            font.Name = internal_name
+            font.BaseFont = font_name
+            font.FirstChar = 0
+            font.LastChar = len(subset) - 1
+            font.Widths = _Formatted(cached.widths)
+            font.ToUnicode = doc.Reference(
+                _compressed_stream(cached.to_unicode), "toUnicodeCMap:" + font_name
+            )
+            font.FontDescriptor = doc.Reference(descriptor, "fontDescriptor:" + font_name)
+            doc.Reference(font, internal_name)
+            doc.idToObject["BasicFonts"].dict[internal_name] = font
+        del self.state[doc]
+
+
 @cache
 def register_fonts() -> None:
     """Register DejaVu Sans once per process (parsing a TTF costs tens of milliseconds)."""
     directory = font_dir()
-    pdfmetrics.registerFont(TTFont(FONT, str(directory / "DejaVuSans.ttf")))
-    pdfmetrics.registerFont(TTFont(FONT_BOLD, str(directory / "DejaVuSans-Bold.ttf")))
+    pdfmetrics.registerFont(_CachedSubsetFont(FONT, str(directory / "DejaVuSans.ttf")))
+    pdfmetrics.registerFont(_CachedSubsetFont(FONT_BOLD, str(directory / "DejaVuSans-Bold.ttf")))
+
+
+def _claim_alphabet(canvas: Canvas) -> None:
+    """Give the alphabet the same codes in every document (see ``ALPHABET``)."""
+    for name in (FONT, FONT_BOLD):
+        pdfmetrics.getFont(name).splitString(ALPHABET, canvas._doc)
 
 
 PAGE_WIDTH, PAGE_HEIGHT = A4
@@ -347,7 +462,7 @@ class _Page:
         return y
 
 
-def _draw_header(page: _Page, document: InvoiceDocument, qr: list[list[bool]] | None) -> float:
+def _draw_header(page: _Page, document: InvoiceDocument, qr: list[bytes] | None) -> float:
     payee, payer = document.payee, document.payer
     top = PAGE_HEIGHT - MARGIN
     text_width = CONTENT_WIDTH - (QR_SIZE + 6 * mm if qr else 0)
@@ -367,7 +482,7 @@ def _draw_header(page: _Page, document: InvoiceDocument, qr: list[list[bool]] | 
         y -= LEADING
     if qr:
         qr_x = PAGE_WIDTH - MARGIN - QR_SIZE
-        page.canvas.addLiteral(qr_path_operators(qr, qr_x, top, QR_SIZE))
+        page.canvas.addLiteral(qr_image_operators(qr, qr_x, top, QR_SIZE))
         page.text(qr_x, top - QR_SIZE - 9, "Оплатите по QR-коду", size=7)
         page.text(qr_x, top - QR_SIZE - 17, "в приложении банка", size=7)
         y = min(y, top - QR_SIZE - 20)
@@ -462,6 +577,7 @@ def render_invoice_pdf(document: InvoiceDocument) -> bytes:
     ]
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, pageCompression=1)
+    _claim_alphabet(canvas)
     canvas.setTitle(_title(document))
     canvas.setAuthor(document.payee.legal_name)
     canvas.setSubject(f"{document.period_code} {document.account_number}")

@@ -200,6 +200,20 @@ def _document(**changes) -> InvoiceDocument:
     return InvoiceDocument(**fields)
 
 
+def test_documents_with_different_alphabets_each_show_their_own_text():
+    """The fonts' subsets are cut once per distinct subset and reused: a document with
+    characters beyond the common alphabet, rendered between two ordinary ones, shows
+    its own text, and the ordinary ones still show theirs (no subset leaks between)."""
+    plain = _document(payer=Payer(name="Петров Пётр"))
+    odd = _document(payer=Payer(name="Zoë Ærøskøbing Łódź Ωmega Երևան"), number="ES-2026-000008")
+    outputs = [render_invoice_pdf(document) for document in (plain, odd, plain)]
+    assert "Петров Пётр" in pdf_text(outputs[0])
+    assert "Zoë Ærøskøbing Łódź Ωmega Երևան" in pdf_text(outputs[1])
+    assert "ES-2026-000008" in pdf_text(outputs[1])
+    assert pdf_text(outputs[2]) == pdf_text(outputs[0])
+    assert "Zoë" not in pdf_text(outputs[2])
+
+
 def test_payment_qr_payload_is_sanitized_and_cut_to_the_standard_lengths():
     long_bank = "Публичное акционерное общество «Сбербанк России» | Московский банк"
     document = _document(
