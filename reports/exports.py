@@ -84,14 +84,20 @@ def write_xlsx(report: Report, path: str) -> int:
     sheet = workbook.create_sheet(report.name[:31])
     sheet.append([c.label for c in report.columns])
     formats = {"money": "#,##0.00", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss"}
+    # Plain values for text and counts; a cell carrying its number format only where
+    # one is needed (each formatted cell costs a style lookup).
+    layout = [(c.key, c.kind, formats.get(c.kind)) for c in report.columns]
     count = 0
     for row in report.rows:
         cells = []
-        for column in report.columns:
-            cell = WriteOnlyCell(sheet, value=_xlsx_value(row.get(column.key), column.kind))
-            if column.kind in formats:
-                cell.number_format = formats[column.kind]
-            cells.append(cell)
+        for key, kind, number_format in layout:
+            value = _xlsx_value(row.get(key), kind)
+            if number_format is None or value is None:
+                cells.append(value)
+            else:
+                cell = WriteOnlyCell(sheet, value=value)
+                cell.number_format = number_format
+                cells.append(cell)
         sheet.append(cells)
         count += 1
     workbook.save(path)
