@@ -3,10 +3,11 @@
 Rows are read as a stream (``csv`` or openpyxl's read-only mode) and handled one at a
 time, so a 100,000-row file never sits in memory (only the database transaction grows).
 Every row goes through the owning app's service (``accounts.services.account_create``):
-the same checks as the admin and the API (currency, payer structure, limits). The whole
-file is one database transaction: a row refused is reported as ``{row, column, code, message}`` (``row`` is
-the line of the file, the header being line 1) and, when any row is refused, nothing
-at all is written. A dry run does the same work and always rolls back.
+the same checks as the admin and the API (currency, payer structure, limits). The
+whole file is one database transaction: a refused row is reported as ``{row, column,
+code, message}`` (``row`` is the line of the file, the header being line 1) and, when
+any row is refused, nothing at all is written. A dry run does the same work and always
+rolls back.
 """
 
 from __future__ import annotations
