@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest verify clean
+.PHONY: run test install db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-reports verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ bench-invoice: install
 # ingest_usage records/s for a 1,000,000-record CSV next to a plain COPY of the same file.
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+# Reports on REPORTS_BENCH_DATABASE_URL (default billing_reports_bench): statement p50/p99,
+# turnover sheet, 1,000,000-row XLSX export, posting with and without the projector.
+# REPORTS_BENCH_ENTRIES sets the ledger size (10,000,000 by default; written once per size).
+REPORTS_BENCH_ENTRIES ?= 10000000
+bench-reports: install
+	$(PY) bench/reports.py --entries $(REPORTS_BENCH_ENTRIES)
 
 clean:
 	rm -rf $(VENV) staticfiles
