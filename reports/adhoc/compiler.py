@@ -35,10 +35,13 @@ NAMES = ("dimensions", "measures", "filters")
 
 
 class InvalidDefinition(ReportError):
+    """A definition outside the whitelist; ``errors`` names every part at fault."""
+
     code = "invalid_definition"
 
-    def __init__(self, part: str, message: str) -> None:
+    def __init__(self, part: str, message: str, errors: dict[str, list[str]] | None = None):
         super().__init__(message, field=part)
+        self.errors = errors or {part: [message]}
 
 
 @dataclass(frozen=True)
@@ -91,27 +94,69 @@ def _typed(field: Field, value: Any, part: str) -> Any:
 
 
 def parse(definition: Any) -> tuple[str, list[str], list[Measure], list[tuple], list[str], int]:
-    """The validated parts of a definition (or ``InvalidDefinition``)."""
+    """The validated parts of a definition, or ``InvalidDefinition`` naming every part at
+    fault (each part is checked on its own, so one mistake does not hide another)."""
     if not isinstance(definition, dict):
         raise InvalidDefinition("definition", "A definition is a JSON object.")
+    errors: dict[str, list[str]] = {}
+
+    def check(part: str, validate: Any) -> Any:
+        try:
+            return validate()
+        except InvalidDefinition as exc:
+            errors.setdefault(part, []).append(exc.message)
+            return None
+
+    check("definition", lambda: _check_keys(definition))
+    check("name", lambda: _check_name(definition.get("name")))
+    name = check("dataset", lambda: _check_dataset(definition.get("dataset")))
+    dataset = DATASETS.get(name) if name else None
+    dimensions = check("dimensions", lambda: _check_dimensions(definition, dataset)) or []
+    measures = check("measures", lambda: _check_measures(definition, dataset)) or []
+    filters = check("filters", lambda: _check_filters(definition, dataset)) or []
+    keys = [*dimensions, *(m.key for m in measures)]
+    order_by = check("order_by", lambda: _check_order(definition, keys)) or []
+    limit = check("limit", lambda: _check_limit(definition.get("limit", MAX_ROWS)))
+    if not errors and not dimensions and not measures:
+        errors["dimensions"] = ["Name at least one dimension or measure."]
+    if errors:
+        part = next(iter(errors))
+        raise InvalidDefinition(part, errors[part][0], errors)
+    return name, dimensions, measures, filters, order_by, limit
+
+
+def _check_keys(definition: dict) -> None:
     unknown = set(definition) - {"dataset", "dimensions", "measures", "filters", "order_by",
                                  "limit", "name"}  # fmt: skip
     if unknown:
-        raise InvalidDefinition(
-            "definition", f"Unknown keys: {', '.join(sorted(map(str, unknown)))}."
-        )
-    name = definition.get("dataset")
+        listed = ", ".join(sorted(str(k)[:50] for k in unknown))
+        raise InvalidDefinition("definition", f"Unknown keys: {listed}.")
+
+
+def _check_name(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > 200 or text_problem(value) is not None:
+        raise InvalidDefinition("name", "name is text of at most 200 printable characters.")
+
+
+def _check_dataset(name: Any) -> str:
     if not isinstance(name, str) or name not in DATASETS:
         raise InvalidDefinition("dataset", f"dataset is one of {', '.join(DATASETS)}.")
-    dataset = DATASETS[name]
+    return name
+
+
+def _check_dimensions(definition: dict, dataset: Any) -> list[str]:
     dimensions = _list(definition, "dimensions")
     for dim in dimensions:
-        if not isinstance(dim, str) or dim not in dataset.dimensions:
-            raise InvalidDefinition(
-                "dimensions", f"Unknown dimension {str(dim)[:50]!r} for dataset {name}."
-            )
+        if not isinstance(dim, str) or dataset is None or dim not in dataset.dimensions:
+            raise InvalidDefinition("dimensions", f"Unknown dimension {str(dim)[:50]!r}.")
     if len(set(dimensions)) != len(dimensions):
         raise InvalidDefinition("dimensions", "A dimension is named twice.")
+    return dimensions
+
+
+def _check_measures(definition: dict, dataset: Any) -> list[Measure]:
     measures = []
     for item in _list(definition, "measures"):
         if not isinstance(item, dict) or set(item) - {"agg", "field"}:
@@ -122,18 +167,18 @@ def parse(definition: Any) -> tuple[str, list[str], list[Measure], list[tuple], 
         if field_name is None and agg != "count":
             raise InvalidDefinition("measures", f"{agg} needs a field.")
         if field_name is not None and (
-            not isinstance(field_name, str) or field_name not in dataset.measures
+            not isinstance(field_name, str) or dataset is None or field_name not in dataset.measures
         ):
-            raise InvalidDefinition(
-                "measures", f"Unknown measure field {str(field_name)[:50]!r} for dataset {name}."
-            )
+            raise InvalidDefinition("measures", f"Unknown measure field {str(field_name)[:50]!r}.")
         measures.append(Measure(agg, field_name))
     if len({m.key for m in measures}) != len(measures):
         raise InvalidDefinition("measures", "A measure is named twice.")
-    if not dimensions and not measures:
-        raise InvalidDefinition("dimensions", "Name at least one dimension or measure.")
+    return measures
+
+
+def _check_filters(definition: dict, dataset: Any) -> list[tuple]:
     filters = []
-    filterable = dataset.filterable()
+    filterable = dataset.filterable() if dataset is not None else {}
     for item in _list(definition, "filters"):
         if not isinstance(item, dict) or set(item) != {"field", "op", "value"}:
             raise InvalidDefinition("filters", 'A filter is {"field", "op", "value"}.')
@@ -150,17 +195,23 @@ def parse(definition: Any) -> tuple[str, list[str], list[Measure], list[tuple], 
         else:
             typed = _typed(field, value, "filters")
         filters.append((field_name, op, typed))
-    keys = [*dimensions, *(m.key for m in measures)]
+    return filters
+
+
+def _check_order(definition: dict, keys: list[str]) -> list[str]:
     order_by = _list(definition, "order_by")
     for key in order_by:
         if not isinstance(key, str) or key.removeprefix("-") not in keys:
             raise InvalidDefinition(
                 "order_by", "order_by names dimensions or measures (-: descending)."
             )
-    limit = definition.get("limit", MAX_ROWS)
+    return order_by
+
+
+def _check_limit(limit: Any) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_ROWS:
         raise InvalidDefinition("limit", f"limit is 1 to {MAX_ROWS}.")
-    return name, dimensions, measures, filters, order_by, limit
+    return limit
 
 
 def compile_definition(definition: Any, *, limit: bool = True) -> Compiled:

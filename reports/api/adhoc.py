@@ -14,11 +14,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.fields import StrictCharField
 from core.api.permissions import STAFF_ONLY
 from core.api.schema import ERRORS
-from core.api.views import ScopedViewMixin, ScopedViewSet
+from core.api.views import ScopedViewMixin, ScopedViewSet, check_query_params
+from core.errors import NotFoundInScope
 from reports.adhoc import services
-from reports.adhoc.compiler import adhoc_report
+from reports.adhoc.compiler import InvalidDefinition, adhoc_report, parse
 from reports.adhoc.datasets import AGGREGATES, DATASETS, OPERATORS, catalogue
 from reports.api.views import FORMAT, CsvRenderer, XlsxRenderer, _responses, table_data
 from reports.exports import export_response
@@ -29,11 +31,13 @@ VIEW = (STAFF_ONLY, "reports.view_reports")
 
 class MeasureSerializer(serializers.Serializer):
     agg = serializers.ChoiceField(choices=list(AGGREGATES))
-    field = serializers.CharField(required=False, help_text="A measure field of the dataset.")
+    field = serializers.CharField(
+        required=False, max_length=64, help_text="A measure field of the dataset."
+    )
 
 
 class FilterSerializer(serializers.Serializer):
-    field = serializers.CharField()
+    field = serializers.CharField(max_length=64)
     op = serializers.ChoiceField(choices=list(OPERATORS))
     value = serializers.JSONField(help_text="A string or number; a list for in / not_in.")
 
@@ -41,16 +45,28 @@ class FilterSerializer(serializers.Serializer):
 class DefinitionSerializer(serializers.Serializer):
     """An ad-hoc report definition (documented shape; checked by the whitelist compiler)."""
 
-    name = serializers.CharField(required=False, max_length=200)
+    name = StrictCharField(required=False, max_length=200)
     dataset = serializers.ChoiceField(choices=list(DATASETS))
-    dimensions = serializers.ListField(child=serializers.CharField(), required=False)
+    dimensions = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
     measures = MeasureSerializer(many=True, required=False)
     filters = FilterSerializer(many=True, required=False)
-    order_by = serializers.ListField(child=serializers.CharField(), required=False)
+    order_by = serializers.ListField(child=serializers.CharField(max_length=65), required=False)
     limit = serializers.IntegerField(required=False, min_value=1)
 
 
+def _definition_errors(call: Any) -> Any:
+    """``InvalidDefinition`` as 400 validation_error naming every part at fault."""
+    try:
+        return call()
+    except InvalidDefinition as exc:
+        raise serializers.ValidationError(exc.errors) from None
+
+
 def _run(definition: Any, fmt: str) -> Any:
+    return _definition_errors(lambda: _answer(definition, fmt))
+
+
+def _answer(definition: Any, fmt: str) -> Any:
     if fmt in ("csv", "xlsx"):
         report = adhoc_report(definition, streamed=True)
         return export_response(report, fmt, "adhoc-report")
@@ -68,7 +84,8 @@ class _Exports:
     renderer_classes = [*APIView.renderer_classes, CsvRenderer, XlsxRenderer]
 
     def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
-        _format(request)
+        if not force:  # answering an error: JSON whatever was asked
+            _format(request)
         return super().perform_content_negotiation(request, force)
 
 
@@ -98,7 +115,8 @@ class AdhocRunView(_Exports, ScopedViewMixin, APIView):
 
 class SavedReportSerializer(serializers.ModelSerializer):
     owner = serializers.PrimaryKeyRelatedField(read_only=True)
-    definition = serializers.JSONField()
+    name = StrictCharField(max_length=200)
+    definition = DefinitionSerializer()
     shared_with_users = serializers.PrimaryKeyRelatedField(
         many=True, required=False, queryset=get_user_model().objects.all()
     )
@@ -113,6 +131,28 @@ class SavedReportSerializer(serializers.ModelSerializer):
             "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["created_at", "updated_at"]
+
+    def _a_list(self, name: str, value: Any) -> Any:
+        if not isinstance(self.initial_data.get(name), list):
+            raise serializers.ValidationError("A list of ids.")
+        return value
+
+    def validate_shared_with_users(self, value: Any) -> Any:
+        return self._a_list("shared_with_users", value)
+
+    def validate_shared_with_groups(self, value: Any) -> Any:
+        return self._a_list("shared_with_groups", value)
+
+    def validate_definition(self, value: Any) -> Any:
+        """The whitelist compiler's check, reported under ``definition``."""
+        raw = self.initial_data.get("definition") if isinstance(self.initial_data, dict) else None
+        try:
+            parse(raw)
+        except InvalidDefinition as exc:
+            raise serializers.ValidationError(
+                [f"{part}: {messages[0]}" for part, messages in exc.errors.items()]
+            ) from None
+        return raw
 
 
 class SavedReportViewSet(
@@ -136,11 +176,20 @@ class SavedReportViewSet(
     }
     filter_backends: list = []
 
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        # Hostile query parameters are refused before anything else, even for a caller
+        # the endpoint is closed to (the API's rule for every list).
+        check_query_params(request)
+        super().initial(request, *args, **kwargs)
+
     def get_queryset(self):
         return services.saved_reports_visible_to(self.request.user).select_related("owner")
 
     def get_object(self) -> SavedReport:
-        return services.saved_report_get(user=self.request.user, report_id=self.kwargs["pk"])
+        pk = str(self.kwargs["pk"])
+        if len(pk) > 19 or not pk.isascii() or not pk.isdigit() or int(pk) >= 2**63:
+            raise NotFoundInScope("saved report: not found.")
+        return services.saved_report_get(user=self.request.user, report_id=int(pk))
 
     def create(self, request: Any) -> Any:
         data = self.get_serializer(data=request.data)
@@ -155,9 +204,10 @@ class SavedReportViewSet(
         return Response(self.get_serializer(report).data, status=201)
 
     def partial_update(self, request: Any, pk: int) -> Any:
-        report = self.get_object()
-        data = self.get_serializer(report, data=request.data, partial=True)
+        # The body is checked before the report is looked up: a bad body is 400 either way.
+        data = self.get_serializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        report = self.get_object()
         report = services.saved_report_update(
             user=request.user,
             report=report,
