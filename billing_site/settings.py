@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "reports",
     "partners",
     "notifications",
+    "demo",
 ]
 
 MIDDLEWARE = [

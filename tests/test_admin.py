@@ -15,8 +15,8 @@ from import_export.forms import SelectableFieldsExportForm
 from accounts.admin import AccountAdmin, AccountResource, ClientAdmin
 from accounts.models import Account, Client
 from core.validators import account_number_is_valid, inn_complete
+from demo.users import demo_users_ensure
 from ledger import services
-from ledger.demo import ensure_users
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
 from tests.factories import (
     AccountFactory,
@@ -556,7 +556,7 @@ def test_admin_hold_page_shows_expiry(admin_client, account, brand):
 
 
 def test_admin_demo_operator_can_view_post_and_block_but_not_edit_ledger(client, account):
-    _, operator = ensure_users()
+    operator = demo_users_ensure().operator
     client.force_login(operator)
     page = client.get(_change(account))
     assert page.status_code == 200
