@@ -46,6 +46,10 @@ OPERATOR_PERMISSIONS = (
     "ledger.post_hold",
     "ledger.settle_hold",
     "accounts.block_account",
+    # payment intake: agents, registries and the suspense queue (looking only)
+    "payments.view_paymentagent",
+    "payments.view_registry",
+    "payments.view_suspenseitem",
 )
 ACCOUNTANT_PERMISSIONS = (
     *OPERATOR_PERMISSIONS,
@@ -66,6 +70,9 @@ ACCOUNTANT_PERMISSIONS = (
     "invoicing.view_meterreading",
     "invoicing.add_meterreading",
     "invoicing.recalculate_invoice",
+    # payment intake: upload and apply registries, assign or return suspense
+    "payments.apply_registry",
+    "payments.resolve_suspenseitem",
 )
 ADMINISTRATOR_PERMISSIONS = (
     *ACCOUNTANT_PERMISSIONS,

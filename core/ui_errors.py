@@ -30,10 +30,30 @@ MESSAGES = {
     "permission_denied": _("Your role does not allow this."),
     "period_closed": _("The billing period is closed."),
     "run_not_draft_ready": _("The run is not a finished draft."),
+    "registry_already_applied": _("This registry was already applied."),
+    "suspense_not_open": _("This suspense item was already assigned or returned."),
+}
+
+# ``registry_refused`` by its reason (``payments.exceptions``).
+REGISTRY_REFUSALS = {
+    "wrong_encoding": _("The file is not text in the agent's encoding."),
+    "empty_file": _("The file has no payment line."),
+    "control_line_missing": _("The file's control line is missing."),
+    "control_line_malformed": _("The file's control line cannot be read."),
+    "control_count_mismatch": _("The number of payment lines differs from the control line."),
+    "control_total_mismatch": _("The sum of the amounts differs from the control line."),
+    "control_commission_mismatch": _("The sum of the commissions differs from the control line."),
+    "row_errors": _("Some rows of the file are broken: fix the file and upload it again."),
+    "unparseable": _("This is not a registry of the agent's format."),
+    "too_large": _("The file is too large."),
 }
 
 
 def refusal_message(error: DomainError) -> str:
     """What the form shows for a refusal: the translated message, else the service's."""
+    if error.code == "registry_refused":
+        reason = REGISTRY_REFUSALS.get(error.details.get("reason", ""))
+        if reason is not None:
+            return f"{reason} ({error.message})"
     known = MESSAGES.get(error.code)
     return str(known) if known is not None else error.message

@@ -1,4 +1,4 @@
-"""The gateway's callback endpoint (not part of the partner API: the gateway calls it).
+"""The gateway's callback endpoint, and the staff UI of payment intake.
 
 ``POST /payments/gateway/callback/`` with the gateway's signed JSON. The
 signature is the authentication: no session, no API key, no CSRF token. Every
@@ -6,6 +6,10 @@ callback is logged (``GatewayCallback``); a forged or unreadable one answers
 ``400`` with its reason and changes nothing; a genuine one answers ``200``
 whether it settled the intent or found it settled already (so the gateway stops
 retrying it).
+
+The staff pages (agents, registries with their reconciliation, the registry
+upload with its preview, the suspense queue) check the permissions the payments
+API checks for the same move, and call the same services as the signed-in user.
 """
 
 from __future__ import annotations
@@ -16,6 +20,14 @@ from django.views.decorators.http import require_POST
 
 from payments.models import GatewayCallback
 from payments.services.gateway import gateway_callback_receive
+from payments.staff_views import (  # noqa: F401  (the staff pages, routed in payments.urls)
+    agents,
+    registries,
+    registry,
+    registry_upload,
+    suspense,
+    suspense_item,
+)
 
 MAX_BODY = 64 * 1024
 

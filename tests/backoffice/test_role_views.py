@@ -24,6 +24,10 @@ MENU = {
     "approvals": {"operator", "accountant", "administrator", "viewer"},
     "roles": {"administrator"},
     "admin": {"administrator"},
+    "registries": {"operator", "accountant", "administrator"},
+    "suspense": {"operator", "accountant", "administrator"},
+    "agents": {"operator", "accountant", "administrator"},
+    "registry-upload": {"accountant", "administrator"},
 }
 ACTIONS = {
     "payment": {"operator", "accountant", "administrator"},

@@ -16,6 +16,7 @@ from backoffice.roles import (
     roles_of,
 )
 from invoicing.api.views import InvoiceRunViewSet
+from payments.api.views import RegistryViewSet, SuspenseViewSet
 from ledger.api.views import (
     DebitViewSet,
     HoldViewSet,
@@ -69,6 +70,14 @@ def test_each_role_includes_the_one_below():
         (ACCOUNTANT, InvoiceRunViewSet, "approve", True),
         (ACCOUNTANT, ApprovalRequestViewSet, "approve", True),
         (ACCOUNTANT, AccountViewSet, "partial_update", False),
+        (OPERATOR, RegistryViewSet, "list", True),
+        (OPERATOR, SuspenseViewSet, "list", True),
+        (OPERATOR, RegistryViewSet, "apply", False),
+        (OPERATOR, SuspenseViewSet, "assign", False),
+        (ACCOUNTANT, RegistryViewSet, "create", True),
+        (ACCOUNTANT, RegistryViewSet, "apply", True),
+        (ACCOUNTANT, SuspenseViewSet, "assign", True),
+        (ACCOUNTANT, SuspenseViewSet, "return_", True),
     ],
 )
 def test_roles_grant_the_permissions_the_api_requires(role, view, action, allowed):
