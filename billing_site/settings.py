@@ -306,7 +306,9 @@ BILLING_GATEWAY_BACKOFF_BASE = int(os.environ.get("BILLING_GATEWAY_BACKOFF_BASE"
 BILLING_GATEWAY_BACKOFF_MAX = int(os.environ.get("BILLING_GATEWAY_BACKOFF_MAX", "3600"))
 BILLING_GATEWAY_MAX_ATTEMPTS = int(os.environ.get("BILLING_GATEWAY_MAX_ATTEMPTS", "8"))
 # Intents pending longer than this without a callback are asked about (status poll).
-BILLING_GATEWAY_POLL_AFTER_SECONDS = int(os.environ.get("BILLING_GATEWAY_POLL_AFTER_SECONDS", "120"))
+BILLING_GATEWAY_POLL_AFTER_SECONDS = int(
+    os.environ.get("BILLING_GATEWAY_POLL_AFTER_SECONDS", "120")
+)
 BILLING_GATEWAY_ENQUEUE = env_bool("BILLING_GATEWAY_ENQUEUE", True)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).

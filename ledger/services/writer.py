@@ -212,6 +212,11 @@ class _PostedEntries(QuerySet):
     response) costs no query, and not reading them (most callers) costs nothing.
     """
 
+    def _clone(self) -> QuerySet:
+        # A derived query (``values_list``, ``filter``) asks the database, for this
+        # transaction's entries only.
+        return Entry.objects.filter(transaction_id=self._posted[0])
+
     def _fetch_all(self) -> None:
         if self._result_cache is None:
             txn_id, entry_ids, legs, currency, now = self._posted
@@ -399,11 +404,15 @@ def _write_many(
         written.append(txn)
         txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))
         currency = values["currency"]
+        first_entry = next_entry
         for leg in posting.legs:
             entry_rows.append(
                 _entry_values(entry_ids[next_entry], txn_id, leg, currency, posting.at)
             )
             next_entry += 1
+        # As for a single posting: its receivers (invoice allocation) read the entries
+        # without a query each.
+        _attach_entries(txn, entry_ids[first_entry:next_entry], posting.legs, posting.at)
         if posting.idempotency is not None:
             key_rows.append(_key_values(posting.idempotency, txn_id, None, posting.at))
     for record, hold, at in hold_keys:
