@@ -20,10 +20,29 @@ from brands.models import Brand, Service
 from brands.signals import service_vat_rate_changing
 from core.errors import ValidationFailed
 
+BRAND_FIELDS = {
+    "code", "name", "legal_name", "tax_id", "kpp", "ogrn", "address", "bank_name", "bank_bik",
+    "bank_account", "bank_correspondent_account", "invoice_prefix", "default_vat_rate",
+}  # fmt: skip
 SERVICE_FIELDS = {"code", "name", "unit", "vat_rate", "is_active"}
 # Printed in every invoice and its payment QR: staff change them through a maker-checker
 # request (``brands.maker_checker``).
 BANK_FIELDS = ("bank_name", "bank_bik", "bank_account", "bank_correspondent_account")
+
+
+@transaction.atomic
+def brand_create(**fields: Any) -> Brand:
+    """Register one of the operator's legal entities (validated like a model: INN, KPP,
+    BIK and bank account checksums, unique code); refused with ``validation_error``."""
+    unknown = set(fields) - BRAND_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown brand fields: {sorted(unknown)}")
+    if "default_vat_rate" in fields:
+        fields["default_vat_rate"] = _vat_rate(fields["default_vat_rate"])
+    brand = Brand(**fields)
+    _full_clean(brand)
+    brand.save()
+    return brand
 
 
 @transaction.atomic

@@ -15,8 +15,8 @@ from import_export.forms import SelectableFieldsExportForm
 from accounts.admin import AccountAdmin, AccountResource, ClientAdmin
 from accounts.models import Account, Client
 from core.validators import account_number_is_valid, inn_complete
+from demo.users import demo_users_ensure
 from ledger import services
-from ledger.demo import ensure_users
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
 from tests.factories import (
     AccountFactory,
@@ -130,10 +130,12 @@ def test_admin_every_registered_model_changelist_and_change_page_render(
     assert admin_client.get(reverse("admin:index")).status_code == 200
 
 
-def test_root_redirects_to_admin(client):
+def test_root_is_the_staff_ui_behind_its_login_page(client, admin_client):
+    """The staff UI took the root (tests/backoffice); the admin stays at /admin/."""
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:index")
+    assert response["Location"] == f"{reverse('login')}?next=/"
+    assert admin_client.get("/").status_code == 200
 
 
 def test_admin_search_finds_account_by_number_and_client_by_tax_id(admin_client, brand):
@@ -556,7 +558,7 @@ def test_admin_hold_page_shows_expiry(admin_client, account, brand):
 
 
 def test_admin_demo_operator_can_view_post_and_block_but_not_edit_ledger(client, account):
-    _, operator = ensure_users()
+    operator = demo_users_ensure().operator
     client.force_login(operator)
     page = client.get(_change(account))
     assert page.status_code == 200

@@ -182,7 +182,11 @@ from invoicing.services.status import (
     invoice_void,
     invoices_mark_overdue,
 )
-from invoicing.services.subscriptions import subscription_create, subscription_end
+from invoicing.services.subscriptions import (
+    subscription_create,
+    subscription_end,
+    subscriptions_create_bulk,
+)
 from invoicing.services.tariffs import TierSpec, tariff_create
 from ledger.exceptions import AccountClosed, CurrencyMismatch, DomainError
 
@@ -254,6 +258,7 @@ __all__ = [
     "service_update",
     "subscription_create",
     "subscription_end",
+    "subscriptions_create_bulk",
     "tariff_create",
     "today",
 ]

@@ -212,10 +212,9 @@ class _PostedEntries(QuerySet):
     response) costs no query, and not reading them (most callers) costs nothing.
     """
 
-    def _clone(self) -> QuerySet:
-        # A derived query (``values_list``, ``filter``) asks the database, for this
-        # transaction's entries only.
-        return Entry.objects.filter(transaction_id=self._posted[0])
+    def _chain(self) -> QuerySet:
+        # Anything chained on it (values_list, filter, order_by, ...) reads the database.
+        return Entry.objects.filter(transaction_id=self._posted[0])._chain()
 
     def _fetch_all(self) -> None:
         if self._result_cache is None:
@@ -231,13 +230,17 @@ class _PostedEntries(QuerySet):
         super()._fetch_all()
 
 
-def _attach_entries(txn: Transaction, entry_ids: list[int], legs: list[Leg], now: datetime) -> None:
-    """Give a just-written transaction its entries as if prefetched."""
+def _attach_entries(
+    txn: Transaction, entry_ids: list[int], legs: list[Leg], now: datetime, alone: bool = True
+) -> None:
+    """Give a just-written transaction its entries as if prefetched (and, posted ``alone``,
+    its ``reversed_by_id``: nothing reverses it yet; a bulk call's later item may)."""
     queryset = _PostedEntries(model=Entry)
     queryset._posted = (txn.pk, entry_ids, legs, txn.currency, now)
     queryset._prefetch_done = True
     txn._prefetched_objects_cache = {"entries": queryset}
-    txn.reversed_by_id = None  # just posted: nothing reverses it yet
+    if alone:
+        txn.reversed_by_id = None
 
 
 # --------------------------------------------------------------------------- the writer
@@ -410,9 +413,10 @@ def _write_many(
                 _entry_values(entry_ids[next_entry], txn_id, leg, currency, posting.at)
             )
             next_entry += 1
-        # As for a single posting: its receivers (invoice allocation) read the entries
-        # without a query each.
-        _attach_entries(txn, entry_ids[first_entry:next_entry], posting.legs, posting.at)
+        # As the single path does: receivers (invoice allocation) read them without a query.
+        _attach_entries(
+            txn, entry_ids[first_entry:next_entry], posting.legs, posting.at, alone=False
+        )
         if posting.idempotency is not None:
             key_rows.append(_key_values(posting.idempotency, txn_id, None, posting.at))
     for record, hold, at in hold_keys:
