@@ -30,7 +30,8 @@ Nothing moves.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -42,7 +43,14 @@ from accounts.models import Account
 from core.caller import SYSTEM, Caller
 from core.errors import DomainError
 from core.validators import account_number_is_valid
-from ledger.services import PaymentItem, post_bulk
+from invoicing.services import payers_known
+from ledger.services import (
+    AccountStructureChanged,
+    PaymentItem,
+    chain_of,
+    lock_accounts,
+    post_bulk,
+)
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused, ValidationFailed
 from payments.formats import (
     BUILT_IN,
@@ -323,6 +331,44 @@ def _rule_refusals(lines: list[Line]) -> None:
             line.suspense_detail = f"{refusal.code}: {refusal.message}"[:500]
 
 
+@contextmanager
+def _payers_known(account_ids: set[int]) -> Iterator[None]:
+    """Lock the accounts' chains now (post_bulk takes the same locks again, held already)
+    and tell invoicing, in one statement, which payers' trees have open invoices: each
+    payment's allocation then skips its own lookup for a tree with none."""
+    if not account_ids:
+        yield
+        return
+    try:
+        locked = lock_accounts(account_ids, strict=False)
+    except AccountStructureChanged:  # a payer link changed meanwhile: allocate one by one
+        yield
+        return
+    with payers_known({chain_of(locked, pk)[-1].id for pk in account_ids if pk in locked}):
+        yield
+
+
+def _post_payments(
+    registry: Registry, agent: PaymentAgent, lines: list[Line], caller: Caller, now: Any
+) -> list[Any]:
+    return post_bulk(
+        [
+            PaymentItem(
+                account_id=ln.account_id,
+                amount=ln.parsed.amount,
+                channel=Account.Channel.AGENT,
+                external_id=_external_id(agent, ln.parsed.payment_id),
+                memo=f"Registry {registry.pk} ({registry.file_name}), line {ln.parsed.row}",
+                currency=agent.currency,
+                metadata=_metadata(registry, ln),
+            )
+            for ln in lines
+        ],
+        caller=caller,
+        now=now,
+    )
+
+
 @transaction.atomic
 def registry_apply(*, registry: Registry | int, caller: Caller = SYSTEM) -> Registry:
     """Apply a previewed registry whole; see the module docstring. Locks the registry row,
@@ -350,22 +396,8 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
         if line.parsed.payment_id not in claimed:
             line.duplicate = True
     to_post = [ln for ln in fresh if not ln.duplicate and not ln.suspense_reason]
-    results = post_bulk(
-        [
-            PaymentItem(
-                account_id=ln.account_id,
-                amount=ln.parsed.amount,
-                channel=Account.Channel.AGENT,
-                external_id=_external_id(agent, ln.parsed.payment_id),
-                memo=f"Registry {registry.pk} ({registry.file_name}), line {ln.parsed.row}",
-                currency=agent.currency,
-                metadata=_metadata(registry, ln),
-            )
-            for ln in to_post
-        ],
-        caller=caller,
-        now=now,
-    )
+    with _payers_known({ln.account_id for ln in to_post}):
+        results = _post_payments(registry, agent, to_post, caller, now)
     carried: dict[int, int] = {}  # claim id -> transaction id
     for line, result in zip(to_post, results, strict=True):
         if isinstance(result, DomainError):

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from ledger.models import Transaction
 from payments.models import AgentPayment, Registry, SuspenseItem
@@ -167,7 +168,9 @@ def test_suspense_queue_lists_open_items_with_age_and_totals(staff_api, queue):
         (1, "0000000000", "30.00", "open"),
         (2, "0000000001", "12.00", "open"),
     ]
-    assert listed[0]["payer"] and listed[0]["age_days"] == 0 and listed[0]["raw"]
+    received = queue[0].received_at  # the day the file says the payer paid
+    assert listed[0]["age_days"] == (timezone.now() - received).days
+    assert listed[0]["payer"] and listed[0]["raw"]
     totals = staff_api.get("/api/v1/suspense/totals/").json()
     assert (totals["open_count"], totals["open_amount"]) == (2, "42.00")
 
@@ -204,7 +207,6 @@ def test_assign_to_an_unknown_account_is_404_and_moves_nothing(staff_api, queue)
 
 
 def test_reconciliation_endpoints(staff_api, sber, accounts, side_a):
-    from django.utils import timezone
 
     from ledger.services import business_date
 
