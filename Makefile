@@ -1,4 +1,5 @@
-# Quick start: `make run` (install, database, migrations, demo data, web + q2 cluster)
+# Quick start: `make run` (install, database, migrations, demo data, web + q2 cluster,
+# with DEBUG=1 for development)
 # and `make test`. Everything installs into .venv from requirements.txt.
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-reports verify clean
+.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-ui bench-reports verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,22 +29,31 @@ dbserver: install
 db-stop: install
 	$(PY) -m billing_site.embedded_pg stop
 
+# As the owner (MIGRATION_DATABASE_URL); it ends with setup_db_roles, which creates the
+# runtime role (DATABASE_URL) and grants it its privileges (billing_site/database.py).
 migrate: db
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ensure_schedules
+	$(PY) manage.py ensure_roles
 
 demo: migrate
 	$(PY) manage.py seed_demo --clients $(DEMO_CLIENTS) --if-empty --seed 42
 
 run: demo
 	$(PY) manage.py collectstatic --no-input --verbosity 0
-	@echo "Staff UI and admin: http://$(HOST):$(PORT)/  (login: admin / admin)"
-	$(PY) manage.py qcluster & QPID=$$!; \
+	@echo "Staff UI: http://$(HOST):$(PORT)/   admin: http://$(HOST):$(PORT)/admin/"
+	@echo "Demo logins: operator / operator, accountant / accountant, admin / admin (administrator)"
+	DEBUG=$${DEBUG:-1} $(PY) manage.py qcluster & QPID=$$!; \
 	trap 'kill $$QPID 2>/dev/null' EXIT INT TERM; \
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
 
 test: dbserver
 	$(PY) -m pytest
+
+# The staff UI's translations: locale/ru/LC_MESSAGES/django.mo is committed; this rebuilds it
+# from the .po (needs gettext's msgfmt).
+messages: install
+	$(PY) manage.py compilemessages --ignore=.venv --verbosity 0
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -83,6 +93,11 @@ bench-ingest: install
 REPORTS_BENCH_ENTRIES ?= 10000000
 bench-reports: install
 	$(PY) bench/reports.py --entries $(REPORTS_BENCH_ENTRIES)
+
+# Staff UI pages' server time (p50/p95) with 100,000 demo clients on its own database
+# (BENCH_UI_DATABASE_URL, default billing_ui_bench; seeded on first use).
+bench-ui: install
+	$(PY) bench/ui_pages.py
 
 clean:
 	rm -rf $(VENV) staticfiles

@@ -16,6 +16,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
+from django.utils.translation import gettext_lazy as _
 
 from brands.models import Brand, Service
 from core.audit.models import audit_event_model
@@ -30,13 +31,13 @@ POSITIVE = [MinValueValidator(Decimal("0.01"))]
 
 class Client(models.Model):
     class Kind(models.TextChoices):
-        INDIVIDUAL = "individual", "Individual"
-        LEGAL_ENTITY = "legal_entity", "Legal entity"
+        INDIVIDUAL = "individual", _("Individual")
+        LEGAL_ENTITY = "legal_entity", _("Legal entity")
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-        ARCHIVED = "archived", "Archived"
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+        ARCHIVED = "archived", _("Archived")
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     name = models.CharField(max_length=300, help_text="Full name of a person or short name.")
@@ -59,6 +60,19 @@ class Client(models.Model):
             models.Index(fields=["external_ref"], name="accounts_client_ext_ref_idx"),
             models.Index(fields=["phone"], name="accounts_client_phone_idx"),
             GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="accounts_client_name_trgm"),
+            # The staff UI's search as you type: tax ids by prefix, phones by any digits,
+            # e-mails by prefix (case-insensitive).
+            models.Index(
+                fields=["tax_id"],
+                name="accounts_client_tax_id_like",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            GinIndex(OpClass("phone", name="gin_trgm_ops"), name="accounts_client_phone_trgm"),
+            GinIndex(
+                OpClass(Upper("email"), name="gin_trgm_ops"), name="accounts_client_email_trgm"
+            ),
+            # The staff UI's clients list, sorted by name a page at a time.
+            models.Index(fields=["name", "id"], name="accounts_client_name_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -100,26 +114,26 @@ class Account(models.Model):
     """
 
     class Kind(models.TextChoices):
-        CLIENT = "client", "Client account"
-        CLEARING = "clearing", "Clearing (payment channel)"
-        REVENUE = "revenue", "Revenue"
-        SUSPENSE = "suspense", "Suspense (unidentified payments)"
-        REFUNDS = "refunds", "Refunds payable"
-        PENALTIES = "penalties", "Penalty revenue"
-        ADJUSTMENTS = "adjustments", "Manual adjustments"
+        CLIENT = "client", _("Client account")
+        CLEARING = "clearing", _("Clearing (payment channel)")
+        REVENUE = "revenue", _("Revenue")
+        SUSPENSE = "suspense", _("Suspense (unidentified payments)")
+        REFUNDS = "refunds", _("Refunds payable")
+        PENALTIES = "penalties", _("Penalty revenue")
+        ADJUSTMENTS = "adjustments", _("Manual adjustments")
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        BLOCKED = "blocked", "Blocked"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open")
+        BLOCKED = "blocked", _("Blocked")
+        CLOSED = "closed", _("Closed")
 
     class Channel(models.TextChoices):
-        BANK = "bank", "Bank"
-        CARD = "card", "Card"
-        CASH = "cash", "Cash"
-        AGENT = "agent", "Payment agent"
-        GATEWAY = "gateway", "Payment gateway"
-        OTHER = "other", "Other"
+        BANK = "bank", _("Bank")
+        CARD = "card", _("Card")
+        CASH = "cash", _("Cash")
+        AGENT = "agent", _("Payment agent")
+        GATEWAY = "gateway", _("Payment gateway")
+        OTHER = "other", _("Other")
 
     number = models.CharField(max_length=20, unique=True, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CLIENT)
@@ -246,6 +260,12 @@ class Account(models.Model):
                 fields=["negative_since"],
                 name="accounts_account_negative_idx",
                 condition=Q(negative_since__isnull=False),
+            ),
+            # The dashboard's count of blocked accounts (few rows: those not open).
+            models.Index(
+                fields=["status"],
+                name="accounts_account_not_open_idx",
+                condition=~Q(status="open"),
             ),
         ]
 

@@ -40,15 +40,16 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class ApprovalRequest(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPROVED = "approved", "Approved (executed)"
-        REJECTED = "rejected", "Rejected"
-        EXPIRED = "expired", "Expired"
-        FAILED = "failed", "Failed (refused when approved)"
+        PENDING = "pending", _("Pending")
+        APPROVED = "approved", _("Approved (executed)")
+        REJECTED = "rejected", _("Rejected")
+        EXPIRED = "expired", _("Expired")
+        FAILED = "failed", _("Failed (refused when approved)")
 
     kind = models.CharField(
         max_length=64, help_text="What the request would do, e.g. ledger.refund."

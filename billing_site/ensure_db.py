@@ -1,6 +1,7 @@
 """Make sure there is a database server and the database in use exists (``make run``).
 
-- ``DATABASE_URL`` set: used as is; if its server does not answer, fail and say so.
+- ``MIGRATION_DATABASE_URL`` (the owner, billing_site/database.py) or else ``DATABASE_URL``
+  set: used as is; if its server does not answer, fail and say so.
 - ``DATABASE_URL`` unset: ``DEFAULT_DATABASE_URL`` (``127.0.0.1:5432/billing``) when a
   server answers there, otherwise the embedded PostgreSQL in ``./.pgdata``, started (and
   created on first use) here; see ``billing_site/embedded_pg.py`` for how the other
@@ -26,8 +27,9 @@ def _safe(url: str) -> str:
 
 
 def choose_url() -> str:
-    """The URL the project will use, starting the embedded server when it is the one."""
-    configured = os.environ.get("DATABASE_URL")
+    """The owner's URL (``MIGRATION_DATABASE_URL``, else ``DATABASE_URL``), starting the
+    embedded server when it is the one."""
+    configured = os.environ.get("MIGRATION_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if configured:
         return configured
     default = embedded_pg.default_url()
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         create_database(url)
     except psycopg.OperationalError as exc:
         print(f"error: cannot connect to PostgreSQL at {_safe(url)}:\n{exc}", file=sys.stderr)
-        if os.environ.get("DATABASE_URL"):
+        if os.environ.get("MIGRATION_DATABASE_URL") or os.environ.get("DATABASE_URL"):
             print(
                 "DATABASE_URL is used as is: start that server, fix the URL, or unset it "
                 "(without DATABASE_URL and with no server on 127.0.0.1:5432, an embedded "

@@ -5,12 +5,13 @@ for a developer machine with PostgreSQL on 127.0.0.1 and trust auth.
 """
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
 
-from billing_site import embedded_pg
+from billing_site import database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,15 +27,29 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me")
-if not DEBUG and SECRET_KEY.startswith("dev-only"):
-    raise RuntimeError("Set SECRET_KEY when DEBUG is off.")
+# Off unless the environment turns it on (``make run`` does, for development).
+DEBUG = env_bool("DEBUG", False)
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+# The web server (billing_site/wsgi.py) refuses to start on this development key with DEBUG
+# off; commands and the test suite may use it.
+SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+# HTTPS in production (docs/operations.md); all off by default so development over plain
+# http works. With them on, ``manage.py check --deploy`` reports nothing.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     "billing_site.apps.BillingAdminConfig",  # django.contrib.admin, text-guarded (admin.py)
+    "billing_site.apps.BillingSiteConfig",  # migrate as the owner, setup_db_roles
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -49,6 +64,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "import_export",
     "django_q",
+    "axes",
+    "django_tables2",
+    "django_htmx",
     "core.audit",
     "access",
     "approvals",
@@ -59,20 +77,47 @@ INSTALLED_APPS = [
     "reports",
     "partners",
     "notifications",
+    "backoffice",
     "demo",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT (collectstatic) when DEBUG is off, e.g. under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # A lost database connection answers 503 with Retry-After (core.faults).
+    "core.faults.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The staff UI speaks the user's language (set_language, Accept-Language); the API does not.
+    "billing_site.middleware.StaffLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Write requests run in an audit context naming the user and request id (core.audit).
     "core.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Failed staff logins: locked out by username + IP after AXES_FAILURE_LIMIT (last).
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "billing_site.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# django-axes: AXES_FAILURE_LIMIT failed logins for one username from one address lock that
+# pair out for AXES_COOLOFF_MINUTES; a successful login resets the count. Every login that
+# goes through django.contrib.auth.authenticate(request=...) is counted (admin, staff UI).
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Behind a reverse proxy: how many proxies put the client's address in X-Forwarded-For.
+AXES_IPWARE_PROXY_COUNT = int(os.environ.get("AXES_PROXY_COUNT", "0")) or None
+if AXES_IPWARE_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 ROOT_URLCONF = "billing_site.urls"
 WSGI_APPLICATION = "billing_site.wsgi.application"
@@ -87,20 +132,31 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
 ]
 
-# DATABASE_URL as is when set; otherwise postgres://postgres@127.0.0.1:5432/billing, or the
-# embedded PostgreSQL that ``make run`` started when nothing answers there (embedded_pg.py).
-DATABASE_URL = embedded_pg.database_url()
+# Two roles (billing_site/database.py): DATABASE_URL is the runtime role the application
+# connects as, MIGRATION_DATABASE_URL the owner migrations run as (default: DATABASE_URL).
+# Without DATABASE_URL: postgres://postgres@127.0.0.1:5432/billing (or the embedded
+# PostgreSQL that ``make run`` started when nothing answers there) as the owner, and the same
+# database as the role billing_app at runtime.
+DATABASE_URL = database.runtime_url()
+MIGRATION_DATABASE_URL = database.owner_url()
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60"))
     ),
 }
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# The owner's login (core.db.as_database_owner switches the connection to it).
+BILLING_DATABASE_OWNER = {
+    key: value
+    for key, value in dj_database_url.parse(MIGRATION_DATABASE_URL).items()
+    if key in ("USER", "PASSWORD", "HOST", "PORT", "NAME")
+}
 # Django's cursors bind client-side and never prepare; the ledger's posting path uses
 # server-side prepared statements explicitly (see BILLING_PREPARED_STATEMENTS). A
 # threshold of None would disable those too, so set one nothing else reaches.
@@ -133,14 +189,26 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "Europe/Moscow")
 USE_I18N = True
 USE_TZ = True
+# The staff UI's languages; dates and numbers follow the active one (money: backoffice's
+# ``money`` filter groups digits without touching the rest of the site's numbers).
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Served by whitenoise (compressed copies made by collectstatic).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 MEDIA_URL = "media/"
 
-LOGIN_URL = "admin:login"
+# The staff UI's own login page (the admin's redirects to it too when not signed in).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "backoffice:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
@@ -221,6 +289,12 @@ BILLING_APPROVAL_CREDIT_LIMIT_ABOVE = Decimal(
     os.environ.get("BILLING_APPROVAL_CREDIT_LIMIT_ABOVE", "10000.00")
 )
 BILLING_APPROVAL_TTL_HOURS = float(os.environ.get("BILLING_APPROVAL_TTL_HOURS", "72"))
+
+# Staff UI (docs/staff-ui.md): django-tables2's Bootstrap 5 template; how long the
+# dashboard's ledger-wide figures (sums over today's postings and all balances, the
+# 30-day chart) are shared between requests before they are computed again (0: never).
+DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5.html"
+BACKOFFICE_DASHBOARD_CACHE_SECONDS = int(os.environ.get("BACKOFFICE_DASHBOARD_CACHE_SECONDS", "60"))
 
 # REST API for partners (core/api, access, <app>/api).
 REST_FRAMEWORK = {

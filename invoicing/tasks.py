@@ -1,30 +1,38 @@
-"""django-q2 tasks of invoicing. Thin: each calls one service and returns a small summary."""
+"""django-q2 tasks of invoicing. Thin: each calls one service and returns a small summary.
+Each runs again when its database connection is lost (core.faults).
+"""
 
 from datetime import datetime, time, timedelta
 
 from django.utils import timezone
 from django_q.models import Schedule
 
+from core.faults import retry_on_lost_connection
 from invoicing import services
 
 
+@retry_on_lost_connection
 def invoice_run_plan(run_id: int) -> str:
     return services.invoice_run_plan(run_id=run_id).status
 
 
+@retry_on_lost_connection
 def invoice_run_chunk(chunk_id: int) -> int:
     chunk = services.invoice_run_chunk_process(chunk_id=chunk_id)
     return 0 if chunk is None else chunk.processed
 
 
+@retry_on_lost_connection
 def invoice_run_monthly() -> int:
     return services.invoice_run_start_scheduled().pk
 
 
+@retry_on_lost_connection
 def penalties_daily() -> int:
     return services.penalties_accrue().accrued
 
 
+@retry_on_lost_connection
 def invoice_documents_deliver(invoice_ids: list[int]) -> int:
     """Render and store a chunk of issued invoices' PDFs, then queue their emails."""
     from invoicing import documents

@@ -27,22 +27,41 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import MONEY, Account
 from brands.models import Brand, Service
 from core.dbfields import TransactionIdField, current_transaction_id
 
+# TRUNCATE skips row triggers and privileges aside from TRUNCATE's own: refuse it outright on
+# every money table, whoever asks (the runtime role lacks the privilege anyway).
+NO_TRUNCATE = pgtrigger.Trigger(
+    name="no_truncate",
+    when=pgtrigger.Before,
+    operation=pgtrigger.Truncate,
+    level=pgtrigger.Statement,
+    func="""
+    RAISE EXCEPTION 'pgtrigger: Cannot truncate % (a ledger table)', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+    """,
+)
+
+# Every transaction's entries sum to zero, per currency, checked by the database when the
+# inserting transaction commits: a deferred constraint trigger written by hand in migration
+# 0006 (``ledger_entry_balanced``), not a pgtrigger one, since those honour
+# ``SET pgtrigger.ignore``, which any role may set.
+
 
 class TransactionKind(models.TextChoices):
-    PAYMENT = "payment", "Payment"
-    DEBIT = "debit", "Debit (write-off)"
-    ACCRUAL = "accrual", "Accrual (charge)"
-    TRANSFER = "transfer", "Transfer"
-    REFUND = "refund", "Refund"
-    HOLD_CAPTURE = "hold_capture", "Hold capture"
-    REVERSAL = "reversal", "Reversal"
-    ADJUSTMENT = "adjustment", "Adjustment"
-    CREDIT_NOTE = "credit_note", "Credit note (a charge corrected down)"
+    PAYMENT = "payment", _("Payment")
+    DEBIT = "debit", _("Debit (write-off)")
+    ACCRUAL = "accrual", _("Accrual (charge)")
+    TRANSFER = "transfer", _("Transfer")
+    REFUND = "refund", _("Refund")
+    HOLD_CAPTURE = "hold_capture", _("Hold capture")
+    REVERSAL = "reversal", _("Reversal")
+    ADJUSTMENT = "adjustment", _("Adjustment")
+    CREDIT_NOTE = "credit_note", _("Credit note (a charge corrected down)")
 
 
 # Whose namespace a payment's ``external_id`` lives in: the partner's own for a partner's
@@ -168,6 +187,7 @@ class Transaction(models.Model):
         ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            NO_TRUNCATE,
         ]
 
     def __str__(self) -> str:
@@ -227,6 +247,7 @@ class Entry(models.Model):
         ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            NO_TRUNCATE,
         ]
 
     def __str__(self) -> str:
@@ -243,10 +264,10 @@ class Hold(models.Model):
     """
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        CAPTURED = "captured", "Captured"
-        VOIDED = "voided", "Voided"
-        EXPIRED = "expired", "Expired"
+        ACTIVE = "active", _("Active")
+        CAPTURED = "captured", _("Captured")
+        VOIDED = "voided", _("Voided")
+        EXPIRED = "expired", _("Expired")
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="holds")
     payer = models.ForeignKey(
@@ -307,6 +328,7 @@ class Hold(models.Model):
             ),
             models.Index(fields=["account", "id"], name="ledger_hold_account_idx"),
         ]
+        triggers = [NO_TRUNCATE]
 
     def __str__(self) -> str:
         return f"hold #{self.pk} {self.amount} {self.currency} ({self.status})"
@@ -347,6 +369,7 @@ class IdempotencyKey(models.Model):
         ]
         triggers = [
             pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+            NO_TRUNCATE,
         ]
 
     def __str__(self) -> str:

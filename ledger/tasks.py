@@ -1,10 +1,14 @@
-"""django-q2 tasks of the ledger. Thin: each calls one service."""
+"""django-q2 tasks of the ledger. Thin: each calls one service.
+Each runs again when its database connection is lost (core.faults).
+"""
 
 from django_q.models import Schedule
 
+from core.faults import retry_on_lost_connection
 from ledger.services import holds_expire_due
 
 
+@retry_on_lost_connection
 def expire_holds() -> int:
     return holds_expire_due()
 

@@ -1,4 +1,6 @@
-"""django-q2 tasks of the email outbox. Thin: each calls one service."""
+"""django-q2 tasks of the email outbox. Thin: each calls one service.
+Each runs again when its database connection is lost (core.faults).
+"""
 
 from collections.abc import Sequence
 
@@ -6,14 +8,17 @@ from django.conf import settings
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from core.faults import retry_on_lost_connection
 from notifications import services
 
 
+@retry_on_lost_connection
 def send_emails(message_ids: list[int]) -> int:
     """Send these outbox messages now (queued on commit of the transaction that wrote them)."""
     return services.emails_send(ids=message_ids)
 
 
+@retry_on_lost_connection
 def send_due_emails() -> int:
     """Retry messages whose backoff is over, and any whose queued task was lost."""
     return services.emails_send_due()

@@ -130,10 +130,12 @@ def test_admin_every_registered_model_changelist_and_change_page_render(
     assert admin_client.get(reverse("admin:index")).status_code == 200
 
 
-def test_root_redirects_to_admin(client):
+def test_root_is_the_staff_ui_behind_its_login_page(client, admin_client):
+    """The staff UI took the root (tests/backoffice); the admin stays at /admin/."""
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:index")
+    assert response["Location"] == f"{reverse('login')}?next=/"
+    assert admin_client.get("/").status_code == 200
 
 
 def test_admin_search_finds_account_by_number_and_client_by_tax_id(admin_client, brand):

@@ -9,6 +9,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import MONEY, Account
 from brands.models import Brand, Service
@@ -36,19 +37,19 @@ class InvoiceRun(models.Model):
     """
 
     class Mode(models.TextChoices):
-        ISSUE = "issue", "Issue"
-        DRAFT = "draft", "Draft (review, then approve)"
+        ISSUE = "issue", _("Issue")
+        DRAFT = "draft", _("Draft (review, then approve)")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DRAFT_READY = "draft_ready", "Draft ready"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        DRAFT_READY = "draft_ready", _("Draft ready")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
 
     class Phase(models.TextChoices):
-        RATE = "rate", "Rating"
-        ISSUE = "issue", "Issuing approved drafts"
+        RATE = "rate", _("Rating")
+        ISSUE = "issue", _("Issuing approved drafts")
 
     period = models.ForeignKey(BillingPeriod, on_delete=models.PROTECT, related_name="runs")
     brand = models.ForeignKey(Brand, on_delete=models.PROTECT, null=True, blank=True)
@@ -94,8 +95,8 @@ class InvoiceRunChunk(models.Model):
     """A slice of a run's accounts: the unit of work of one q2 task, done exactly once."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DONE = "done", "Done"
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Done")
 
     run = models.ForeignKey(InvoiceRun, on_delete=models.CASCADE, related_name="chunks")
     phase = models.CharField(max_length=8, choices=InvoiceRun.Phase.choices)
@@ -151,16 +152,16 @@ class Invoice(models.Model):
     """
 
     class Kind(models.TextChoices):
-        INVOICE = "invoice", "Invoice"
-        ADJUSTMENT = "adjustment", "Adjustment (debit / credit note)"
+        INVOICE = "invoice", _("Invoice")
+        ADJUSTMENT = "adjustment", _("Adjustment (debit / credit note)")
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        ISSUED = "issued", "Issued"
-        PARTLY_PAID = "partly_paid", "Partly paid"
-        PAID = "paid", "Paid"
-        OVERDUE = "overdue", "Overdue"
-        VOID = "void", "Void"
+        DRAFT = "draft", _("Draft")
+        ISSUED = "issued", _("Issued")
+        PARTLY_PAID = "partly_paid", _("Partly paid")
+        PAID = "paid", _("Paid")
+        OVERDUE = "overdue", _("Overdue")
+        VOID = "void", _("Void")
 
     OPEN_STATUSES = ("issued", "partly_paid", "overdue")
 
@@ -275,9 +276,9 @@ class Invoice(models.Model):
 
 class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
-        CHARGE = "charge", "Charge"
-        MINIMUM = "minimum", "Minimum charge top-up"
-        ADJUSTMENT = "adjustment", "Adjustment"
+        CHARGE = "charge", _("Charge")
+        MINIMUM = "minimum", _("Minimum charge top-up")
+        ADJUSTMENT = "adjustment", _("Adjustment")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=0)
@@ -332,12 +333,12 @@ class InvoiceAllocation(models.Model):
     """Money applied to an invoice (negative when a payment reversal takes it back)."""
 
     class Source(models.TextChoices):
-        PAYMENT = "payment", "Payment"
-        PAYMENT_REVERSAL = "payment_reversal", "Payment reversal"
-        CREDIT_BALANCE = "credit_balance", "Credit balance at issue"
-        CREDIT_NOTE = "credit_note", "Credit note"
-        CREDIT = "credit", "Other credit (transfer in, adjustment, reversal of a charge)"
-        CREDIT_REVERSAL = "credit_reversal", "Reversal of another credit"
+        PAYMENT = "payment", _("Payment")
+        PAYMENT_REVERSAL = "payment_reversal", _("Payment reversal")
+        CREDIT_BALANCE = "credit_balance", _("Credit balance at issue")
+        CREDIT_NOTE = "credit_note", _("Credit note")
+        CREDIT = "credit", _("Other credit (transfer in, adjustment, reversal of a charge)")
+        CREDIT_REVERSAL = "credit_reversal", _("Reversal of another credit")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
     source = models.CharField(max_length=20, choices=Source.choices)

@@ -80,14 +80,14 @@ def test_seed_demo_users_and_groups():
     admin = users.get(username="admin")
     assert admin.is_superuser and admin.check_password("admin")
     operator = users.get(username="operator")
-    assert operator.groups.filter(name="Operators").exists()
+    assert operator.groups.filter(name="Operator").exists()  # backoffice.roles
     assert operator.has_perm("ledger.post_payment") and operator.has_perm("accounts.block_account")
     assert operator.has_perm("invoicing.view_invoice") and operator.has_perm(
         "invoicing.view_invoicerun"
     )
     assert not operator.has_perm("ledger.change_transaction")
     accountant = users.get(username="accountant")
-    assert accountant.groups.filter(name="Accountants").exists()
+    assert accountant.groups.filter(name="Accountant").exists()
     assert accountant.is_staff and not accountant.is_superuser
     for perm in (
         "invoicing.add_invoicerun",

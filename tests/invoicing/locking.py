@@ -6,6 +6,8 @@ import time
 
 from django.db import connection
 
+from core.db import as_database_owner
+
 
 def backend_pid() -> int:
     with connection.cursor() as cursor:
@@ -22,7 +24,8 @@ def wait_until_blocked(pid: int | None, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid is not None:
-            with connection.cursor() as cursor:
+            # Other sessions' wait events are visible to their own role and the owner.
+            with as_database_owner(), connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid]
                 )

@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.models import Sum
 from django.test import override_settings
 
+from core.db import as_database_owner
 from invoicing import services
 from invoicing.models import Invoice, InvoiceRun
 from ledger.models import Transaction
@@ -40,7 +41,8 @@ def wait_for(condition, timeout: float = 90.0) -> None:
 
 
 def blocked_backends() -> int:
-    with connection.cursor() as cursor:
+    # The cluster's sessions are the owner's: their wait events are visible to the owner.
+    with as_database_owner(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
@@ -74,7 +76,7 @@ def test_killed_worker_then_second_run_bills_each_account_once():
         holder.rollback()
         holder.close()
     # The killed worker's connection is gone or about to go: its transaction rolls back.
-    with connection.cursor() as cursor:
+    with as_database_owner(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -18,6 +18,7 @@ from django.db.migrations.state import StateApps
 
 from accounts.services import account_close
 from core.caller import Caller
+from core.db import as_database_owner
 from ledger.exceptions import DuplicatePayment, IdempotencyConflict
 from ledger.models import PAYER_SCOPE_SQL, Transaction, payer_scope
 from ledger.services import PaymentItem, RefundItem, payment_post, post_bulk, refund_post
@@ -142,8 +143,9 @@ def test_the_migration_refuses_to_build_the_index_over_stored_duplicates(account
     migration = importlib.import_module("ledger.migrations.0004_payment_external_id_unique")
     original = pay(account)
     columns = [f.column for f in Transaction._meta.concrete_fields if not f.primary_key]
-    # As before this migration (no index), then rolled back: the copy has no entries.
-    with transaction.atomic(), connection.cursor() as cursor:
+    # As before this migration (no index), then rolled back: the copy has no entries. The
+    # migration runs as the owner (the runtime role may not drop an index).
+    with as_database_owner(), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX {PAYMENT_EXTERNAL_ID_CONSTRAINT}")
         cursor.execute(
             f"INSERT INTO ledger_transaction ({', '.join(columns)})"

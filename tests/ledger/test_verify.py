@@ -1,5 +1,6 @@
 """``manage.py ledger_verify`` and the database triggers that keep the ledger append-only."""
 
+from contextlib import nullcontext
 from decimal import Decimal
 from io import StringIO
 
@@ -7,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
+from core.db import as_database_owner
 from ledger.models import Entry, IdempotencyKey, Transaction
 from ledger.services import (
     debit_post,
@@ -125,10 +127,16 @@ def test_ledger_verify_reports_a_broken_invariant_and_exits_non_zero(
         "DELETE FROM ledger_idempotencykey WHERE transaction_id = %(txn)s",
     ],
 )
-def test_ledger_rows_are_append_only_in_the_database(account, sql):
+@pytest.mark.parametrize(
+    ("as_owner", "refusal"),
+    [(False, "permission denied for table"), (True, "append_only")],
+    ids=["runtime_role_lacks_the_privilege", "owner_stopped_by_the_trigger"],
+)
+def test_ledger_rows_are_append_only_in_the_database(account, sql, as_owner, refusal):
     txn = payment_post(account=account, amount="10.00", idempotency_key="k")
     with (
-        pytest.raises(DatabaseError, match="append_only"),
+        pytest.raises(DatabaseError, match=refusal),
+        as_database_owner() if as_owner else nullcontext(),
         transaction.atomic(),
         connection.cursor() as cursor,
     ):

@@ -1,0 +1,59 @@
+"""The database owner's connection, for the few things the runtime role may not do.
+
+The application connects as a runtime role (``DATABASE_URL``) that owns nothing: it cannot
+run DDL, TRUNCATE or touch the ledger's rows beyond INSERT. Migrations run as the owner
+(``MIGRATION_DATABASE_URL``, settings ``BILLING_DATABASE_OWNER``); tests arrange as it what
+the runtime role may not do.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+_LOGIN_KEYS = ("USER", "PASSWORD", "HOST", "PORT")
+
+
+def _login(settings_dict: dict) -> tuple:
+    return tuple(str(settings_dict.get(key) or "") for key in _LOGIN_KEYS)
+
+
+@contextmanager
+def as_database_owner(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Run the block as the database owner.
+
+    When the connection already logs in as the owner (a single-URL setup, or the test
+    suite, which logs in as the owner and takes the runtime role with ``SET ROLE`` at
+    connection start), the role is switched for the block (``SET ROLE NONE`` ... ``RESET
+    ROLE``), inside the current transaction if there is one. Otherwise the connection is
+    closed and reopened with the owner's login for the block, which must then not run
+    inside a transaction.
+    """
+    connection = connections[using]
+    owner = getattr(settings, "BILLING_DATABASE_OWNER", None) or {}
+    if not owner or _login(owner) == _login(connection.settings_dict):
+        with connection.cursor() as cursor:
+            cursor.execute("SET ROLE NONE")
+        try:
+            yield
+        finally:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("RESET ROLE")
+            except DatabaseError:
+                # A failed transaction: its rollback undoes the SET ROLE; a session-level
+                # one goes with the connection.
+                if not connection.in_atomic_block:
+                    connection.close()
+        return
+    if connection.in_atomic_block:
+        raise RuntimeError("Switching to the owner's login needs a connection outside atomic().")
+    saved = {key: connection.settings_dict.get(key) for key in _LOGIN_KEYS}
+    connection.close()
+    connection.settings_dict.update({key: owner.get(key) for key in _LOGIN_KEYS})
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
