@@ -87,17 +87,17 @@ bench-invoice: install
 bench-ingest: install
 	$(PY) bench/ingest.py
 
-# Staff UI pages' server time (p50/p95) with 100,000 demo clients on its own database
-# (BENCH_UI_DATABASE_URL, default billing_ui_bench; seeded on first use).
-bench-ui: install
-	$(PY) bench/ui_pages.py
-
 # Reports on REPORTS_BENCH_DATABASE_URL (default billing_reports_bench): statement p50/p99,
 # turnover sheet, 1,000,000-row XLSX export, posting with and without the projector.
 # REPORTS_BENCH_ENTRIES sets the ledger size (10,000,000 by default; written once per size).
 REPORTS_BENCH_ENTRIES ?= 10000000
 bench-reports: install
 	$(PY) bench/reports.py --entries $(REPORTS_BENCH_ENTRIES)
+
+# Staff UI pages' server time (p50/p95) with 100,000 demo clients on its own database
+# (BENCH_UI_DATABASE_URL, default billing_ui_bench; seeded on first use).
+bench-ui: install
+	$(PY) bench/ui_pages.py
 
 clean:
 	rm -rf $(VENV) staticfiles
