@@ -171,9 +171,7 @@ def registry_upload(request: Any) -> HttpResponse:
         pending = request.session.pop(SESSION_KEY, None)
         token = request.POST.get("token", "")
         if not pending or pending.get("token") != token:
-            messages.error(
-                request, _("This registry is no longer waiting; upload the file again.")
-            )
+            messages.error(request, _("This registry is no longer waiting; upload the file again."))
             return redirect("payments:registry_upload")
         path = _upload_dir() / f"{token}.registry"
         agent = payment_agents_in_scope(scope).filter(pk=pending["agent"]).first()

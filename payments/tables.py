@@ -49,9 +49,7 @@ class RegistryTable(tables.Table):
         attrs = {"class": "table table-sm table-hover", "id": "registries-table"}
 
 
-AGE = (
-    '{% load i18n %}{% with days=record.received_at|timesince %}{{ days }}{% endwith %}'
-)
+AGE = "{% load i18n %}{% with days=record.received_at|timesince %}{{ days }}{% endwith %}"
 
 
 class SuspenseTable(tables.Table):

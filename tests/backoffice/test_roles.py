@@ -16,7 +16,6 @@ from backoffice.roles import (
     roles_of,
 )
 from invoicing.api.views import InvoiceRunViewSet
-from payments.api.views import RegistryViewSet, SuspenseViewSet
 from ledger.api.views import (
     DebitViewSet,
     HoldViewSet,
@@ -25,6 +24,7 @@ from ledger.api.views import (
     TransactionViewSet,
     TransferViewSet,
 )
+from payments.api.views import RegistryViewSet, SuspenseViewSet
 from tests.ui_fixtures import staff_user
 
 pytestmark = pytest.mark.django_db

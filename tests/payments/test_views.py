@@ -69,9 +69,7 @@ def test_accountant_previews_a_registry_then_applies_it_once(as_role, sber, acco
 
 def test_preview_lists_row_errors_with_their_rows_and_cannot_be_applied(as_role, sber, accounts):
     client = as_role("accountant")
-    content = sber_txt([Pay("P1", accounts[0].number, "100.00")]).replace(
-        b";100,00;", b";abc;", 1
-    )
+    content = sber_txt([Pay("P1", accounts[0].number, "100.00")]).replace(b";100,00;", b";abc;", 1)
     body = client.post(UPLOAD, {"agent": "SBER", "file": _file(content)}).content.decode()
     assert 'id="registry-errors"' in body
     assert "<td>1</td>" in body  # the row number
@@ -106,7 +104,10 @@ def test_operator_sees_registries_and_suspense_but_may_not_upload_or_resolve(
     assert f'href="{reverse("payments:suspense_item", args=[item.pk])}"' in queue
     page = client.get(reverse("payments:suspense_item", args=[item.pk])).content.decode()
     assert 'id="suspense-assign"' not in page
-    assert 'id="registry-upload-link"' not in client.get(reverse("payments:registries")).content.decode()
+    assert (
+        'id="registry-upload-link"'
+        not in client.get(reverse("payments:registries")).content.decode()
+    )
     before = _stored()
     assert client.get(UPLOAD).status_code == 403
     assert client.post(UPLOAD, {"agent": "SBER", "file": _file(_good(accounts))}).status_code == 403
@@ -127,9 +128,7 @@ def test_viewer_without_payment_permissions_gets_403(as_role, sber):
 
 
 def test_operator_may_not_apply_a_previewed_registry(as_role, sber, accounts):
-    registry = registry_import(
-        agent=sber, file_name="r.txt", content=_good(accounts), dry_run=True
-    )
+    registry = registry_import(agent=sber, file_name="r.txt", content=_good(accounts), dry_run=True)
     before = _stored()
     response = as_role("operator").post(reverse("payments:registry", args=[registry.pk]))
     assert response.status_code == 403
@@ -139,9 +138,7 @@ def test_operator_may_not_apply_a_previewed_registry(as_role, sber, accounts):
 
 
 def test_accountant_applies_a_previewed_registry_once(as_role, sber, accounts):
-    registry = registry_import(
-        agent=sber, file_name="r.txt", content=_good(accounts), dry_run=True
-    )
+    registry = registry_import(agent=sber, file_name="r.txt", content=_good(accounts), dry_run=True)
     client = as_role("accountant")
     url = reverse("payments:registry", args=[registry.pk])
     assert 'id="registry-apply"' in client.get(url).content.decode()
@@ -178,10 +175,14 @@ def test_assign_to_an_unknown_number_is_refused_with_nothing_moved(as_role, sber
     registry_import(agent=sber, file_name="r.txt", content=_good(accounts))
     item = SuspenseItem.objects.get()
     before = _stored()
-    body = as_role("accountant").post(
-        reverse("payments:suspense_item", args=[item.pk]),
-        {"action": "assign", "account_number": "nope", "idempotency_key": "k2"},
-    ).content.decode()
+    body = (
+        as_role("accountant")
+        .post(
+            reverse("payments:suspense_item", args=[item.pk]),
+            {"action": "assign", "account_number": "nope", "idempotency_key": "k2"},
+        )
+        .content.decode()
+    )
     assert "No client account with this number." in body
     assert _stored() == before
 
