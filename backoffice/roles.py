@@ -73,6 +73,8 @@ ACCOUNTANT_PERMISSIONS = (
     # payment intake: upload and apply registries, assign or return suspense
     "payments.apply_registry",
     "payments.resolve_suspenseitem",
+    # reports: standard reports, exports, the ad-hoc builder
+    "reports.view_reports",
 )
 ADMINISTRATOR_PERMISSIONS = (
     *ACCOUNTANT_PERMISSIONS,

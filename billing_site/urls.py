@@ -29,6 +29,7 @@ urlpatterns = [
     path("ledger/", include("ledger.urls")),
     path("invoicing/", include("invoicing.urls")),
     path("approvals/", include("approvals.urls")),
+    path("reports/", include("reports.urls")),
     # The Django admin stays for data maintenance.
     path("admin/", admin.site.urls),
     path("api/", include("billing_site.api.urls")),

@@ -28,6 +28,7 @@ MENU = {
     "suspense": {"operator", "accountant", "administrator"},
     "agents": {"operator", "accountant", "administrator"},
     "registry-upload": {"accountant", "administrator"},
+    "reports": {"accountant", "administrator"},
 }
 ACTIONS = {
     "payment": {"operator", "accountant", "administrator"},
