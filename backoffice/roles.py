@@ -75,6 +75,7 @@ ACCOUNTANT_PERMISSIONS = (
     "payments.resolve_suspenseitem",
     # reports: standard reports, exports, the ad-hoc builder
     "reports.view_reports",
+    "reports.add_savedreport",
 )
 ADMINISTRATOR_PERMISSIONS = (
     *ACCOUNTANT_PERMISSIONS,

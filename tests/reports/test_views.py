@@ -96,3 +96,48 @@ def test_roles_without_the_reports_permission_get_403(as_role, role, revenue_led
     export = client.get(reverse("reports:report", args=["revenue"]), {**_period(), "export": "csv"})
     assert export.status_code == 403
     assert 'data-menu="reports"' not in client.get(reverse("backoffice:dashboard")).content.decode()
+
+
+BUILDER = reverse("reports:builder")
+BY_BRAND = {"dataset": "entries", "dimensions": ["brand"], "measures": ["sum:credit"]}
+
+
+def test_builder_runs_a_definition_and_saves_it(as_role, revenue_ledger, ui_users):
+    from reports.models import SavedReport
+
+    client = as_role("accountant")
+    query = {**BY_BRAND, "measures": ["count:"], "filter_field": "brand", "filter_op": "eq",
+             "filter_value": "UIREV"}  # fmt: skip
+    page = client.get(BUILDER, query).content.decode()
+    assert 'id="report-table"' in page
+    assert "<td>UIREV</td>" in page
+    assert 'id="report-chart-data"' in page
+    response = client.post(BUILDER, {**query, "name": "Entries per brand"})
+    saved = SavedReport.objects.get()
+    assert saved.owner == ui_users["accountant"]
+    assert saved.definition["filters"] == [{"field": "brand", "op": "eq", "value": "UIREV"}]
+    assert response["Location"].endswith(f"?saved={saved.pk}")
+    reopened = client.get(response["Location"]).content.decode()
+    assert "<td>UIREV</td>" in reopened
+    export = client.get(BUILDER, {**query, "export": "csv"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert rows[1][0] == "UIREV"
+
+
+def test_builder_names_a_bad_definition_on_the_form(as_role, db):
+    body = (
+        as_role("accountant")
+        .get(BUILDER, {"dataset": "entries", "filter_field": "brand", "filter_op": "in"})
+        .content.decode()
+    )
+    assert "data-refusal" in body
+    assert 'id="report-table"' not in body
+
+
+def test_operator_may_not_build_or_save(as_role, db):
+    from reports.models import SavedReport
+
+    client = as_role("operator")
+    assert client.get(BUILDER, BY_BRAND).status_code == 403
+    assert client.post(BUILDER, {**BY_BRAND, "name": "x"}).status_code == 403
+    assert not SavedReport.objects.exists()
