@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("ledger", "0004_payment_external_id_unique"),
+        ("ledger", "0006_balanced_not_ignorable"),
     ]
 
     operations = [
