@@ -178,21 +178,6 @@ RUNTIME_PRIVILEGES: dict[str, Grant] = {
     "partners_webhookdelivery": FULL,
     "partners_webhookendpoint": FULL,
     "partners_webhookevent": FULL,
-    # Payment intake (until the payments branch sets its own, narrower grants).
-    "payments_agentpayment": FULL,
-    "payments_gatewaycall": FULL,
-    "payments_gatewaycallback": FULL,
-    "payments_paymentagent": FULL,
-    "payments_paymentintent": FULL,
-    "payments_paymentrule": FULL,
-    "payments_refundsaga": FULL,
-    "payments_refundsagastep": FULL,
-    "payments_registry": FULL,
-    "payments_registrylayout": FULL,
-    "payments_settlement": FULL,
-    "payments_settlementitem": FULL,
-    "payments_settlementterms": FULL,
-    "payments_suspenseitem": FULL,
     # Reports: projections are the projector's (rebuilt with TRUNCATE); saved ad-hoc
     # definitions and their shares are staff data.
     "reports_projectionstate": FULL,
