@@ -152,6 +152,25 @@ RUNTIME_PRIVILEGES: dict[str, Grant] = {
     "invoicing_usagerecord": FULL,
     # Parts of a parallel ingest staged until one transaction publishes them.
     "invoicing_usageload": Grant(frozenset({"SELECT", "INSERT", "DELETE"})),
+    # Payment intake: agents, registries, suspense and rules change but are kept (they are
+    # referenced); a claimed agent payment only learns its transaction; logs are append-only.
+    "payments_paymentagent": NO_DELETE,
+    "payments_registrylayout": FULL,
+    "payments_registry": NO_DELETE,
+    "payments_agentpayment": Grant(
+        frozenset({"SELECT", "INSERT"}), update_columns=("transaction_id", "outcome")
+    ),
+    "payments_suspenseitem": NO_DELETE,
+    "payments_paymentrule": NO_DELETE,
+    "payments_paymentintent": NO_DELETE,
+    "payments_gatewaycall": NO_DELETE,
+    "payments_gatewaycallback": APPEND_ONLY,
+    "payments_refundsaga": NO_DELETE,
+    "payments_refundsagastep": APPEND_ONLY,
+    # Settlements: a prepared one is rebuilt (its items deleted) until it is paid out.
+    "payments_settlement": NO_DELETE,
+    "payments_settlementitem": FULL,
+    "payments_settlementterms": FULL,
     "notifications_emailmessage": FULL,
     "partners_webhookattempt": FULL,
     "partners_webhookdelivery": FULL,

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "accounts",
     "ledger",
     "invoicing",
+    "payments",
     "reports",
     "partners",
     "notifications",
@@ -362,6 +363,28 @@ BILLING_WEBHOOK_ENQUEUE = env_bool("BILLING_WEBHOOK_ENQUEUE", True)
 # Endpoints on loopback, private, link-local or other non-public addresses are refused
 # (when saved and, after DNS resolution, at every delivery) unless this is on.
 BILLING_WEBHOOK_ALLOW_PRIVATE = env_bool("BILLING_WEBHOOK_ALLOW_PRIVATE", False)
+# The online payment gateway (payments.gateway). The adapter is a dotted path; the sandbox
+# adapter talks to `python -m payments.sandbox` (defaults match its defaults).
+BILLING_GATEWAY_ADAPTER = os.environ.get(
+    "BILLING_GATEWAY_ADAPTER", "payments.gateway.sandbox.SandboxAdapter"
+)
+BILLING_GATEWAY_URL = os.environ.get("BILLING_GATEWAY_URL", "http://127.0.0.1:8765")
+BILLING_GATEWAY_API_KEY = os.environ.get("BILLING_GATEWAY_API_KEY", "sandbox-key")
+BILLING_GATEWAY_SECRET = os.environ.get("BILLING_GATEWAY_SECRET", "sandbox-secret")
+# Where the gateway sends its callbacks (this site's /payments/gateway/callback/).
+BILLING_GATEWAY_CALLBACK_URL = os.environ.get(
+    "BILLING_GATEWAY_CALLBACK_URL", "http://127.0.0.1:8000/payments/gateway/callback/"
+)
+BILLING_GATEWAY_TIMEOUT = float(os.environ.get("BILLING_GATEWAY_TIMEOUT", "10"))
+# Outbound calls: backoff base * 2^(n-1) seconds, capped; dead after the last attempt.
+BILLING_GATEWAY_BACKOFF_BASE = int(os.environ.get("BILLING_GATEWAY_BACKOFF_BASE", "15"))
+BILLING_GATEWAY_BACKOFF_MAX = int(os.environ.get("BILLING_GATEWAY_BACKOFF_MAX", "3600"))
+BILLING_GATEWAY_MAX_ATTEMPTS = int(os.environ.get("BILLING_GATEWAY_MAX_ATTEMPTS", "8"))
+# Intents pending longer than this without a callback are asked about (status poll).
+BILLING_GATEWAY_POLL_AFTER_SECONDS = int(
+    os.environ.get("BILLING_GATEWAY_POLL_AFTER_SECONDS", "120")
+)
+BILLING_GATEWAY_ENQUEUE = env_bool("BILLING_GATEWAY_ENQUEUE", True)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)

@@ -32,4 +32,6 @@ urlpatterns = [
     # The Django admin stays for data maintenance.
     path("admin/", admin.site.urls),
     path("api/", include("billing_site.api.urls")),
+    # The online payment gateway's callbacks (signed; not part of the partner API).
+    path("payments/", include("payments.urls")),
 ]

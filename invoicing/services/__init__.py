@@ -128,6 +128,7 @@ from invoicing.exceptions import (
 )
 from invoicing.rating import RatedLine
 from invoicing.services.allocation import (
+    payers_known,
     payment_allocate,
     payment_reversal_unallocate,
     posting_allocate,
@@ -243,6 +244,7 @@ __all__ = [
     "meter_install",
     "meter_replace",
     "parse_decimal",
+    "payers_known",
     "payment_allocate",
     "payment_reversal_unallocate",
     "payment_terms_days",

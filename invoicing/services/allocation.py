@@ -35,7 +35,9 @@ recalculation); the tree's invoices are then locked in id order, the order
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 
 from django.db import connection
@@ -78,6 +80,49 @@ WITH RECURSIVE up(id, parent_id, depth) AS (
 )
 SELECT id FROM up WHERE parent_id IS NULL
 """
+
+
+# Payers whose trees were looked up in one statement for a bulk posting that holds their
+# locks (``payers_known``): (the payers looked up, those whose tree has an open invoice).
+_known_trees: ContextVar[tuple[frozenset[int], frozenset[int]] | None] = ContextVar(
+    "invoicing_known_trees", default=None
+)
+
+_OPEN_TREES_SQL = """
+WITH RECURSIVE tree(root, id) AS (
+    SELECT p, p FROM unnest(%(payers)s::bigint[]) AS p
+  UNION
+    SELECT t.root, a.id FROM accounts_account a JOIN tree t ON a.parent_id = t.id
+)
+SELECT DISTINCT t.root FROM tree t
+JOIN invoicing_invoice i ON i.account_id = t.id
+WHERE i.status IN ('issued', 'partly_paid', 'overdue') AND i.total > 0
+"""
+
+
+@contextmanager
+def payers_known(payer_ids: Iterable[int]) -> Iterator[None]:
+    """For a bulk posting (a payment registry) that holds the locks of these payers: which
+    of their trees have an open invoice, in one statement, so that each posting's
+    allocation skips the per-posting lookup for a tree with none.
+
+    Sound only while the payers' locks are held (every service that opens an invoice
+    in a tree locks its payer first): take them before entering.
+    """
+    payers = frozenset(payer_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_OPEN_TREES_SQL, {"payers": list(payers)})
+        open_trees = frozenset(row[0] for row in cursor.fetchall())
+    token = _known_trees.set((payers, open_trees))
+    try:
+        yield
+    finally:
+        _known_trees.reset(token)
+
+
+def _known_without_open_invoice(payer_id: int) -> bool:
+    known = _known_trees.get()
+    return known is not None and payer_id in known[0] and payer_id not in known[1]
 
 
 def _tree(payer_id: int) -> tuple[list[int], bool]:
@@ -203,7 +248,7 @@ def posting_allocate(txn: Transaction) -> None:
     if txn.kind == TransactionKind.REVERSAL and any(amount < 0 for amount in net.values()):
         posting_unallocate(txn)
     for payer_id, amount in sorted(net.items()):
-        if amount <= 0:
+        if amount <= 0 or _known_without_open_invoice(payer_id):
             continue
         tree, has_open = _tree(payer_id)
         if not has_open:

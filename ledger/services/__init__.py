@@ -49,6 +49,7 @@ from ledger.services.charges import (
     credit_note_post,
     debit_post,
 )
+from ledger.services.checks import register_payment_check, run_payment_checks
 from ledger.services.holds import (
     HoldCaptureItem,
     HoldCreateItem,
@@ -161,8 +162,10 @@ __all__ = [
     "payment_post",
     "post_bulk",
     "refund_post",
+    "register_payment_check",
     "request_hash",
     "run_locked",
+    "run_payment_checks",
     "spend",
     "system_account_id",
     "transaction_reverse",

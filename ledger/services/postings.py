@@ -22,6 +22,7 @@ from ledger.exceptions import (
     PermissionDenied,
 )
 from ledger.models import Transaction, TransactionKind, payer_scope
+from ledger.services.checks import run_payment_checks
 from ledger.services.locking import PREPARE, LockedAccount, chain_of, hot_cursor
 from ledger.services.money import ZERO, business_date, money, pk_of, signed_money
 from ledger.services.operations import Context, Operation, Plan, post_one
@@ -166,6 +167,9 @@ def payment_post(
     refused on closed ones. A payment to a sub-account goes to its root payer.
     Locks the account's chain.
 
+    The checks other apps register (``checks.py``: the payment rules of payment
+    intake) run before anything is locked and may refuse it.
+
     ``external_id`` (the bank's or agent's payment id) is posted once per payer
     scope: the partner for a partner's postings, the channel for staff and the
     system. The database's unique index refuses a second one, concurrent or not,
@@ -183,7 +187,11 @@ def payment_post(
         brand_id=pk_of(brand),
         metadata=metadata,
     )
-    return post_one(item, caller=caller, idempotency_key=idempotency_key)
+    item.prepare(caller, None)
+    run_payment_checks(
+        account_id=item.account_id, amount=item.amount, channel=item.channel, caller=caller
+    )
+    return post_one(item, caller=caller, idempotency_key=idempotency_key, prepared=True)
 
 
 # --------------------------------------------------------------------------- transfers
