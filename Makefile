@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-ui verify clean
+.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-ui bench-reports verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,13 @@ bench-invoice: install
 # ingest_usage records/s for a 1,000,000-record CSV next to a plain COPY of the same file.
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+# Reports on REPORTS_BENCH_DATABASE_URL (default billing_reports_bench): statement p50/p99,
+# turnover sheet, 1,000,000-row XLSX export, posting with and without the projector.
+# REPORTS_BENCH_ENTRIES sets the ledger size (10,000,000 by default; written once per size).
+REPORTS_BENCH_ENTRIES ?= 10000000
+bench-reports: install
+	$(PY) bench/reports.py --entries $(REPORTS_BENCH_ENTRIES)
 
 # Staff UI pages' server time (p50/p95) with 100,000 demo clients on its own database
 # (BENCH_UI_DATABASE_URL, default billing_ui_bench; seeded on first use).

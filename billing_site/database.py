@@ -98,6 +98,8 @@ APPEND_ONLY = Grant(frozenset({"SELECT", "INSERT"}))
 # Rows that change but are never removed (they are referenced, or kept as records).
 NO_DELETE = Grant(frozenset({"SELECT", "INSERT", "UPDATE"}))
 READ_ONLY = Grant(frozenset({"SELECT"}))
+# Read models rebuilt from scratch by their projector (reports.projections).
+PROJECTION = Grant(frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"}))
 
 RUNTIME_PRIVILEGES: dict[str, Grant] = {
     # The ledger: append-only (its triggers refuse UPDATE, DELETE and TRUNCATE as well).
@@ -176,6 +178,15 @@ RUNTIME_PRIVILEGES: dict[str, Grant] = {
     "partners_webhookdelivery": FULL,
     "partners_webhookendpoint": FULL,
     "partners_webhookevent": FULL,
+    # Reports: projections are the projector's (rebuilt with TRUNCATE); saved ad-hoc
+    # definitions and their shares are staff data.
+    "reports_projectionstate": FULL,
+    "reports_dailyturnover": PROJECTION,
+    "reports_accountmonthturnover": PROJECTION,
+    "reports_accountdayturnover": PROJECTION,
+    "reports_savedreport": FULL,
+    "reports_savedreport_shared_with_users": FULL,
+    "reports_savedreport_shared_with_groups": FULL,
     # Django and the libraries.
     "auth_group": FULL,
     "auth_group_permissions": FULL,

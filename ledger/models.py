@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import MONEY, Account
 from brands.models import Brand, Service
+from core.dbfields import TransactionIdField, current_transaction_id
 
 # TRUNCATE skips row triggers and privileges aside from TRUNCATE's own: refuse it outright on
 # every money table, whoever asks (the runtime role lacks the privilege anyway).
@@ -130,6 +131,14 @@ class Transaction(models.Model):
     )
     request_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField()
+    # The database transaction that wrote it, filled by the column default: readers that
+    # follow the ledger (the report projections) go by commit order with it, never by id.
+    xact_id = TransactionIdField(
+        null=True,
+        editable=False,
+        db_default=current_transaction_id(),
+        help_text="The writing database transaction (NULL for rows stored before it was kept).",
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -167,6 +176,9 @@ class Transaction(models.Model):
                 condition=Q(counter_account__isnull=False),
             ),
             models.Index(fields=["created_at"], name="ledger_txn_created_idx"),
+            models.Index(
+                fields=["xact_id"], name="ledger_txn_xact_idx", condition=Q(xact_id__isnull=False)
+            ),
             models.Index(
                 fields=["subject_type", "subject_id"],
                 name="ledger_txn_subject_idx",

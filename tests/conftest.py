@@ -149,3 +149,17 @@ def _ledger_invariants(request):
     failures = verify_ledger()
     clear_system_account_cache()
     assert not failures, "ledger invariants broken:\n" + "\n".join(map(str, failures))
+
+
+@pytest.fixture(autouse=True)
+def _reporting_reads_the_test_transaction():
+    """Reports read through the ``reporting`` alias (a mirror of ``default`` in tests).
+
+    A test that runs inside one transaction would not see its own rows through a second
+    connection, so in the test's thread ``reporting`` is the ``default`` connection
+    itself; the replica test (tests/reports/test_replica.py) uses a real second server.
+    """
+    previous = connections["reporting"]
+    connections["reporting"] = connections["default"]
+    yield
+    connections["reporting"] = previous

@@ -16,6 +16,7 @@ CAPABILITIES: tuple[str, ...] = (
     "reversals",
     "billing",
     "usage",
+    "reports",
 )
 ALL_CAPABILITIES: frozenset[str] = frozenset(CAPABILITIES)
 

@@ -14,6 +14,7 @@ from django.db.models.functions import Now
 from accounts.models import Account, currency_validator
 from brands.models import Service
 from core.audit.models import audit_event_model
+from core.dbfields import TransactionIdField, current_transaction_id
 
 QUANTITY = {"max_digits": 20, "decimal_places": 6}
 ZERO = Decimal("0")
@@ -24,27 +25,6 @@ class DateRange(Func):
 
     function = "DATERANGE"
     output_field = DateRangeField()
-
-
-class TransactionIdField(models.Field):
-    """A PostgreSQL ``xid8``: the full id of the transaction that wrote a row.
-
-    Usage records and meter readings carry theirs (``pg_current_xact_id()``, the
-    column default); an invoice carries ``inputs_xmin``, the oldest transaction
-    still running when its inputs were last checked. A row whose transaction id
-    is below that had committed (or aborted) before the check began, so the check
-    saw it; any other row may have been invisible to it and counts as new for the
-    next check. Commit order, not clocks: see ``invoicing.services.recalculation``.
-    """
-
-    description = "PostgreSQL full transaction id (xid8)"
-
-    def db_type(self, connection) -> str:
-        return "xid8"
-
-
-def current_transaction_id() -> Func:
-    return Func(function="pg_current_xact_id", output_field=TransactionIdField())
 
 
 class BillingPeriod(models.Model):

@@ -28,9 +28,15 @@ def _sql_type(field: models.Field) -> str:
 
 
 def _columns(model: type[models.Model], *, with_pk: bool) -> dict[str, str]:
-    """``{column: sql type}`` of the model's concrete fields, in declaration order."""
+    """``{column: sql type}`` of the model's concrete fields, in declaration order.
+
+    Columns the database fills itself (``db_default``: a transaction's ``xact_id``) are
+    left out, so their default applies to every row the writer inserts or copies.
+    """
     return {
-        f.column: _sql_type(f) for f in model._meta.concrete_fields if with_pk or not f.primary_key
+        f.column: _sql_type(f)
+        for f in model._meta.concrete_fields
+        if (with_pk or not f.primary_key) and f.db_default is models.NOT_PROVIDED
     }
 
 

@@ -15,6 +15,8 @@ from core.api.permissions import requirement_of
 
 METHODS = ("get", "post", "put", "patch", "delete")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Reads that take their question as a body: running an ad-hoc report definition.
+READS_BY_POST = {"POST /api/v1/reports/adhoc/"}
 MISSING_ID = 999_999_999
 
 
@@ -34,7 +36,7 @@ class Endpoint:
 
     @property
     def is_write(self) -> bool:
-        return self.method in WRITE_METHODS
+        return self.method in WRITE_METHODS and str(self) not in READS_BY_POST
 
     def url(self, ids: dict[str, int] | None = None) -> str:
         ident = (ids or {}).get(self.resource, MISSING_ID)

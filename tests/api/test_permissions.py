@@ -81,15 +81,31 @@ def body_for(endpoint: Endpoint, world: dict) -> dict:
         "POST /api/v1/clients/": {"kind": "individual", "name": "New client"},
         "POST /api/v1/services/": {"brand": brand, "code": "new", "name": "New"},
         "PATCH /api/v1/services/{id}/": {"name": "Renamed"},
+        "POST /api/v1/reports/adhoc/": {"dataset": "entries", "measures": [{"agg": "count"}]},
     }
     return bodies.get(str(endpoint), {})
 
 
+def query_for(endpoint: Endpoint, world: dict) -> str:
+    """Query parameters a read needs to succeed (reports name an account or a period)."""
+    period = "from=2026-01-01&to=2026-01-31"
+    queries = {
+        "GET /api/v1/reports/statement/": f"?account={world['accounts']}&{period}",
+        "GET /api/v1/reports/turnover/": f"?{period}",
+        "GET /api/v1/reports/statement/pdf/": f"?account={world['accounts']}&{period}",
+        "GET /api/v1/reports/revenue/": f"?{period}",
+        "GET /api/v1/reports/payments/": f"?{period}",
+        "GET /api/v1/reports/invoice-runs/": f"?{period}",
+        "GET /api/v1/reports/settlements/": f"?{period}",
+    }
+    return queries.get(str(endpoint), "")
+
+
 def call(api: APIClient, endpoint: Endpoint, world: dict):
     url = endpoint.url(world)
-    if endpoint.is_write:
+    if endpoint.method != "GET":
         return getattr(api, endpoint.method.lower())(url, body_for(endpoint, world), format="json")
-    return api.get(url)
+    return api.get(url + query_for(endpoint, world))
 
 
 def staff_client(*permissions: str) -> APIClient:
@@ -129,7 +145,10 @@ def test_every_served_endpoint_declares_a_capability_and_a_permission(db):
     assert undeclared == []
     assert {e.capability for e in KEYED} == set(CAPABILITIES)
     assert STAFF_ONLY not in CAPABILITIES
-    assert {e.capability for e in READS} == {"read"}
+    # Reads need ``read``; reports (reads too) need their own ``reports``.
+    assert {e.capability for e in READS if e.resource != "reports"} == {"read"}
+    # ... and the ad-hoc builder is for staff sessions only.
+    assert {e.capability for e in READS if e.resource == "reports"} == {"reports", STAFF_ONLY}
     assert "read" not in {e.capability for e in WRITES}
     for endpoint in ENDPOINTS:
         app_label, _, codename = endpoint.permission.partition(".")

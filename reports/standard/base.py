@@ -1,0 +1,104 @@
+"""What every report returns, and the pieces they share (periods, the reporting cursor)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from core.errors import DomainError
+from reports.db import reporting_alias
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+
+
+def cents(value: Decimal | int) -> Decimal:
+    """A sum from SQL (``0`` when nothing was summed) as an amount with two places."""
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class ReportError(DomainError):
+    """Report parameters that cannot be answered (400 with a stable code)."""
+
+    status = 400
+    code = "invalid_report"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            self.code = code
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str = "text"  # text | money | date | datetime | int
+
+
+@dataclass
+class Report:
+    """Rows (an iterable, possibly a stream) under named columns, totals and a chart.
+
+    ``header`` holds single values shown above the table (a statement's opening and
+    closing); ``chart`` is ``{"type", "labels", "series": [{"name", "data"}]}`` or None.
+    """
+
+    name: str
+    title: str
+    columns: list[Column]
+    rows: Iterable[dict[str, Any]]
+    totals: dict[str, Any] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
+    chart: dict[str, Any] | None = None
+
+
+def day_start(day: date) -> datetime:
+    """The first moment of a business day (the operator's time zone)."""
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def next_day_start(day: date) -> datetime:
+    return day_start(day + timedelta(days=1))
+
+
+def check_period(date_from: date, date_to: date) -> None:
+    if date_to < date_from:
+        raise ReportError(
+            "The period ends before it starts.",
+            code="invalid_period",
+            field="to",
+        )
+
+
+def fetch(sql: str, params: dict[str, Any]) -> list[tuple]:
+    with connections[reporting_alias()].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def stream(sql: str, params: dict[str, Any], chunk: int = 2000) -> Iterator[tuple]:
+    """Rows of a query read in chunks through a server-side cursor (bounded memory).
+
+    A named cursor needs a transaction; the reporting connection runs in autocommit,
+    so one is opened around the iteration (read-only on a replica, which is fine).
+    """
+    connection = connections[reporting_alias()]
+    connection.ensure_connection()
+    raw = connection.connection
+    if connection.in_atomic_block:
+        with raw.cursor(name="report_stream") as cursor:
+            cursor.itersize = chunk
+            cursor.execute(sql, params)
+            yield from cursor
+        return
+    with raw.transaction(), raw.cursor(name="report_stream") as cursor:
+        cursor.itersize = chunk
+        cursor.execute(sql, params)
+        yield from cursor
