@@ -124,42 +124,37 @@ class ChargeFields(forms.Form):
         return cleaned
 
 
-class DebitForm(ChargeFields, OperationForm):
+class _ChargeForm(ChargeFields, OperationForm):
+    """A write-off for a brand (and service) on this account: ``post`` is the ledger service."""
+
+    post: Any = None
+
+    def execute(self, caller: Caller) -> Result:
+        data = self.cleaned_data
+        return type(self).post(
+            account=self.account.pk,
+            amount=data["amount"],
+            brand=data["brand"],
+            service=data["service"],
+            memo=data["memo"],
+            currency=self.account.currency,
+            caller=caller,
+            idempotency_key=self.key,
+        )
+
+
+class DebitForm(_ChargeForm):
     operation = "debit"
     title = _("Debit (write-off)")
     permission = "ledger.post_debit"
-
-    def execute(self, caller: Caller) -> Result:
-        data = self.cleaned_data
-        return services.debit_post(
-            account=self.account.pk,
-            amount=data["amount"],
-            brand=data["brand"],
-            service=data["service"],
-            memo=data["memo"],
-            currency=self.account.currency,
-            caller=caller,
-            idempotency_key=self.key,
-        )
+    post = staticmethod(services.debit_post)
 
 
-class HoldForm(ChargeFields, OperationForm):
+class HoldForm(_ChargeForm):
     operation = "hold"
     title = _("Hold (reserve funds)")
     permission = "ledger.post_hold"
-
-    def execute(self, caller: Caller) -> Result:
-        data = self.cleaned_data
-        return services.hold_create(
-            account=self.account.pk,
-            amount=data["amount"],
-            brand=data["brand"],
-            service=data["service"],
-            memo=data["memo"],
-            currency=self.account.currency,
-            caller=caller,
-            idempotency_key=self.key,
-        )
+    post = staticmethod(services.hold_create)
 
 
 class RefundForm(ChannelMixin, OperationForm):
