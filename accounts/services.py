@@ -131,7 +131,9 @@ _CHAINS_SQL = """
 WITH RECURSIVE chain(id, parent_id) AS (
     SELECT id, parent_id FROM accounts_account WHERE id = ANY(%s::bigint[])
   UNION
-    SELECT a.id, a.parent_id FROM accounts_account a JOIN chain c ON a.id = c.parent_id
+    SELECT p.id, p.parent_id FROM chain c CROSS JOIN LATERAL (
+        SELECT id, parent_id FROM accounts_account WHERE id = c.parent_id LIMIT 1
+    ) p
 )
 SELECT id FROM chain
 """

@@ -75,7 +75,9 @@ WITH RECURSIVE up(id, parent_id, depth) AS (
     SELECT id, parent_id, 0 FROM accounts_account WHERE id = %s
   UNION ALL
     SELECT a.id, a.parent_id, u.depth + 1
-    FROM accounts_account a JOIN up u ON a.id = u.parent_id
+    FROM up u CROSS JOIN LATERAL (
+        SELECT id, parent_id FROM accounts_account WHERE id = u.parent_id LIMIT 1
+    ) a
     WHERE u.depth < 64
 )
 SELECT id FROM up WHERE parent_id IS NULL

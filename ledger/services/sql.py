@@ -121,11 +121,16 @@ def _locked_select_list() -> str:
     return ", ".join(items)
 
 
+# The ancestors are walked one primary-key lookup per level (LATERAL ... LIMIT 1): as a
+# plain join, the generic plan of this prepared statement estimated ten accounts per
+# level and chose a sequential scan of the whole account table for every posting.
 LOCK_SQL = f"""
 WITH RECURSIVE chain(id, parent_id) AS (
     SELECT id, parent_id FROM {ACCOUNT_TABLE} WHERE id = ANY(%s::bigint[])
   UNION
-    SELECT a.id, a.parent_id FROM {ACCOUNT_TABLE} a JOIN chain c ON a.id = c.parent_id
+    SELECT p.id, p.parent_id FROM chain c CROSS JOIN LATERAL (
+        SELECT id, parent_id FROM {ACCOUNT_TABLE} WHERE id = c.parent_id LIMIT 1
+    ) p
 )
 SELECT {_locked_select_list()}
 FROM {ACCOUNT_TABLE} a
