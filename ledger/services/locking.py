@@ -30,7 +30,7 @@ from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
 from ledger.exceptions import DomainError, InvalidOperation
 from ledger.services.money import ZERO
-from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS
+from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS, RESERVE_IDS_SQL
 
 T = TypeVar("T")
 
@@ -212,11 +212,46 @@ def lock_accounts(account_ids: Iterable[int], *, strict: bool = True) -> dict[in
     posting passes False and refuses the items that name one (``check_postable``).
     """
     wanted = sorted(set(account_ids))
-    with hot_cursor() as cursor, cursor.pipelined():
-        # Pipelined: psycopg's implicit BEGIN travels with this statement
-        # instead of costing a round trip of its own.
+    with hot_cursor() as cursor:
+        if _begin_pending():
+            # First statement of a pipelined posting (``run_locked(pipelined=True)``):
+            # BEGIN travels with the lock, one round trip for both.
+            cursor.execute("BEGIN")
+            connection._ledger_begin_pending = False
         cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
         locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
+    return _checked(locked, wanted, strict=strict)
+
+
+def lock_for_posting(
+    account_ids: Iterable[int], legs: int
+) -> tuple[dict[int, LockedAccount], tuple[int, list[int]] | None]:
+    """``lock_accounts``, and in a pipelined posting the ids of its transaction and of its
+    ``legs`` entries, taken from the tables' sequences in the same round trip *after* the
+    lock (so each payer's entries still follow its ``balance_after`` chain in id order).
+
+    With the ids known, the writer need not read its statement's result back, and that
+    statement travels to the server together with the COMMIT. Outside a pipelined
+    posting the ids are None (the writer reads them back from its statement).
+    """
+    if not _in_pipeline():
+        return lock_accounts(account_ids), None
+    wanted = sorted(set(account_ids))
+    with hot_cursor() as cursor:
+        ids = _reserve_cursor()
+        if _begin_pending():
+            cursor.execute("BEGIN")
+            connection._ledger_begin_pending = False
+        cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
+        ids.execute(RESERVE_IDS_SQL, [legs], prepare=PREPARE)
+        locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
+        reserved = ids.fetchone()
+    return _checked(locked, wanted, strict=True), (reserved[0], reserved[1])
+
+
+def _checked(
+    locked: dict[int, LockedAccount], wanted: list[int], *, strict: bool
+) -> dict[int, LockedAccount]:
     if strict:
         missing = [pk for pk in wanted if pk not in locked]
         if missing:
@@ -237,20 +272,76 @@ def check_postable(locked: dict[int, LockedAccount], account_id: int) -> None:
         )
 
 
-def run_locked(work: Callable[[], T], attempts: int = 5) -> T:
+def run_locked(work: Callable[[], T], attempts: int = 5, *, pipelined: bool = False) -> T:
     """Run ``work`` in an atomic block, again from the start if the account structure changed.
 
     Rolling the block back releases every row it locked, so the next attempt
     takes all its locks in primary-key order from a fresh view of the chains.
+
+    ``pipelined`` (a single posting, ``post_one``): when this is the outermost
+    transaction and prepared statements are on, the block runs in psycopg's
+    pipeline mode (``_run_pipelined``): two round trips for the whole posting.
     """
     for attempt in range(attempts):
         try:
+            if pipelined and PREPARE and not connection.in_atomic_block:
+                return _run_pipelined(work)
             with transaction.atomic():
                 return work()
         except AccountStructureChanged:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _run_pipelined(work: Callable[[], T]) -> T:
+    """``work`` in one transaction whose BEGIN travels with the lock and whose COMMIT
+    travels with the write.
+
+    Django's atomic block keeps its bookkeeping (savepoints of nested blocks,
+    ``on_commit`` callbacks, rollback on error). Inside it, psycopg is told
+    autocommit (so it sends no BEGIN of its own, which in pipeline mode costs a
+    round trip); ``lock_accounts`` sends the BEGIN with the lock statement, and
+    the COMMIT is queued behind the write, so the row locks are held for one
+    client round trip (the lock's answer, the rules in Python, the write and the
+    commit) instead of four. A database error of the write or of the commit (a
+    unique key, the deferred zero-sum trigger) surfaces when the pipeline is
+    synced, as Django's exception, inside the atomic block, which then rolls back.
+    When the atomic block commits, psycopg has already committed: its commit is a
+    no-op and Django runs the ``on_commit`` callbacks.
+    """
+    with transaction.atomic():
+        connection.ensure_connection()
+        raw = connection.connection
+        raw.autocommit = True  # still idle: no statement goes out
+        connection._ledger_pipelined = connection._ledger_begin_pending = True
+        try:
+            with connection.wrap_database_errors, raw.pipeline():
+                result = work()
+                if not connection._ledger_begin_pending:  # the BEGIN went out
+                    hot_cursor()._cursor.execute("COMMIT")
+        finally:
+            connection._ledger_pipelined = connection._ledger_begin_pending = False
+    return result
+
+
+def _begin_pending() -> bool:
+    return getattr(connection, "_ledger_begin_pending", False)
+
+
+def _in_pipeline() -> bool:
+    return getattr(connection, "_ledger_pipelined", False)
+
+
+def _reserve_cursor() -> psycopg.Cursor:
+    """A second long-lived cursor, for the ids taken beside the lock in one round trip."""
+    raw = connection.connection
+    cursor = getattr(connection, "_ledger_ids_cursor", None)
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = psycopg.Cursor(raw)
+        cursor.adapters.register_dumper(int, Int8Dumper)
+        connection._ledger_ids_cursor = cursor
+    return cursor
 
 
 def chain_of(locked: dict[int, LockedAccount], account_id: int) -> list[LockedAccount]:
