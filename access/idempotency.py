@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
 
 from access.services import api_response_record, api_response_replay
 from core.api.scope import request_scope
 from core.api.views import idempotency_key_of
+from core.pipeline import pipelined_atomic
 from core.errors import IdempotencyConflict
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -57,7 +58,9 @@ def _keyed_post(
     serialize: Callable[[Any], dict[str, Any]],
     status: int,
 ) -> HttpResponse:
-    with transaction.atomic():
+    # Pipelined: the key's look-up travels with the BEGIN, the record of the response
+    # with the COMMIT (``core.pipeline``).
+    with pipelined_atomic():
         result = post(key)
         if getattr(result, "replayed", False):
             record = api_response_replay(caller=caller, key=key)

@@ -30,6 +30,7 @@ from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
 from ledger.exceptions import DomainError, InvalidOperation
 from ledger.services.money import ZERO
+from core.pipeline import pipelined_atomic, send_begin_if_pending
 from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS, RESERVE_IDS_SQL
 
 T = TypeVar("T")
@@ -95,6 +96,7 @@ class _ReusedCursor:
 
     def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
         with connection.wrap_database_errors:
+            send_begin_if_pending(self._cursor.execute)
             self._cursor.execute(sql, params, prepare=prepare)
 
     def fetchone(self) -> Any:
@@ -213,11 +215,6 @@ def lock_accounts(account_ids: Iterable[int], *, strict: bool = True) -> dict[in
     """
     wanted = sorted(set(account_ids))
     with hot_cursor() as cursor:
-        if _begin_pending():
-            # First statement of a pipelined posting (``run_locked(pipelined=True)``):
-            # BEGIN travels with the lock, one round trip for both.
-            cursor.execute("BEGIN")
-            connection._ledger_begin_pending = False
         cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
         locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
     return _checked(locked, wanted, strict=strict)
@@ -239,9 +236,6 @@ def lock_for_posting(
     wanted = sorted(set(account_ids))
     with hot_cursor() as cursor:
         ids = _reserve_cursor()
-        if _begin_pending():
-            cursor.execute("BEGIN")
-            connection._ledger_begin_pending = False
         cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
         ids.execute(RESERVE_IDS_SQL, [legs], prepare=PREPARE)
         locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
@@ -280,7 +274,9 @@ def run_locked(work: Callable[[], T], attempts: int = 5, *, pipelined: bool = Fa
 
     ``pipelined`` (a single posting, ``post_one``): when this is the outermost
     transaction and prepared statements are on, the block runs in psycopg's
-    pipeline mode (``_run_pipelined``): two round trips for the whole posting.
+    pipeline mode (``core.pipeline``) and the posting takes its ids with the lock
+    (``lock_for_posting``): two round trips for the whole posting, the locks held
+    for one.
     """
     for attempt in range(attempts):
         try:
@@ -294,43 +290,19 @@ def run_locked(work: Callable[[], T], attempts: int = 5, *, pipelined: bool = Fa
     raise AssertionError("unreachable")
 
 
-def _run_pipelined(work: Callable[[], T]) -> T:
-    """``work`` in one transaction whose BEGIN travels with the lock and whose COMMIT
-    travels with the write.
-
-    Django's atomic block keeps its bookkeeping (savepoints of nested blocks,
-    ``on_commit`` callbacks, rollback on error). Inside it, psycopg is told
-    autocommit (so it sends no BEGIN of its own, which in pipeline mode costs a
-    round trip); ``lock_accounts`` sends the BEGIN with the lock statement, and
-    the COMMIT is queued behind the write, so the row locks are held for one
-    client round trip (the lock's answer, the rules in Python, the write and the
-    commit) instead of four. A database error of the write or of the commit (a
-    unique key, the deferred zero-sum trigger) surfaces when the pipeline is
-    synced, as Django's exception, inside the atomic block, which then rolls back.
-    When the atomic block commits, psycopg has already committed: its commit is a
-    no-op and Django runs the ``on_commit`` callbacks.
-    """
-    with transaction.atomic():
-        connection.ensure_connection()
-        raw = connection.connection
-        raw.autocommit = True  # still idle: no statement goes out
-        connection._ledger_pipelined = connection._ledger_begin_pending = True
-        try:
-            with connection.wrap_database_errors, raw.pipeline():
-                result = work()
-                if not connection._ledger_begin_pending:  # the BEGIN went out
-                    hot_cursor()._cursor.execute("COMMIT")
-        finally:
-            connection._ledger_pipelined = connection._ledger_begin_pending = False
-    return result
-
-
-def _begin_pending() -> bool:
-    return getattr(connection, "_ledger_begin_pending", False)
-
-
 def _in_pipeline() -> bool:
-    return getattr(connection, "_ledger_pipelined", False)
+    """In a pipelined transaction that this posting commits itself: its write's result
+    need not be read (errors surface at the COMMIT, still inside ``run_locked``)."""
+    return getattr(connection, "_ledger_owns_commit", False)
+
+
+def _run_pipelined(work: Callable[[], T]) -> T:
+    connection._ledger_owns_commit = True
+    try:
+        with pipelined_atomic():
+            return work()
+    finally:
+        connection._ledger_owns_commit = False
 
 
 def _reserve_cursor() -> psycopg.Cursor:
