@@ -12,8 +12,8 @@ from rest_framework.renderers import JSONRenderer
 from access.services import api_response_record, api_response_replay
 from core.api.scope import request_scope
 from core.api.views import idempotency_key_of
-from core.pipeline import pipelined_atomic
 from core.errors import IdempotencyConflict
+from core.pipeline import pipelined_atomic
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 RECORD_CONSTRAINT = "access_apiidempotencyrecord_unique_per_caller"

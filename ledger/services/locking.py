@@ -14,7 +14,6 @@ server-side prepared statements (``BILLING_PREPARED_STATEMENTS``).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,9 +27,9 @@ from psycopg.types.numeric import Int8Dumper
 
 from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
+from core.pipeline import pipelined_atomic, send_begin_if_pending
 from ledger.exceptions import DomainError, InvalidOperation
 from ledger.services.money import ZERO
-from core.pipeline import pipelined_atomic, send_begin_if_pending
 from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS, RESERVE_IDS_SQL
 
 T = TypeVar("T")
@@ -106,9 +105,6 @@ class _ReusedCursor:
         with connection.wrap_database_errors:
             return self._cursor.fetchall()
 
-    def pipelined(self) -> Any:
-        return self._cursor.connection.pipeline()
-
 
 class _DjangoCursor:
     """Adapts Django's cursor to accept (and ignore) ``prepare=``."""
@@ -130,9 +126,6 @@ class _DjangoCursor:
 
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()
-
-    def pipelined(self) -> Any:
-        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- locked state
