@@ -18,8 +18,9 @@ which then rolls back. When Django's atomic block commits, psycopg has already
 committed (its commit is a no-op) and the ``on_commit`` callbacks run.
 
 Only the outermost block of a connection is pipelined (anywhere else this is a
-plain ``atomic()``), and only with server-side prepared statements on
-(``BILLING_PREPARED_STATEMENTS``): behind a transaction-pooling proxy it stays off.
+plain ``atomic()``), and only with ``BILLING_PIPELINED_POSTINGS`` and server-side
+prepared statements on (``BILLING_PREPARED_STATEMENTS``; behind a transaction-pooling
+proxy it stays off).
 COPY does not work in pipeline mode: bulk paths use plain ``atomic()``.
 """
 
@@ -31,6 +32,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+
+
+def pipelining_enabled() -> bool:
+    """Whether ``pipelined_atomic`` pipelines at all (settings; prepared statements on)."""
+    return bool(settings.BILLING_PREPARED_STATEMENTS and settings.BILLING_PIPELINED_POSTINGS)
 
 
 def pipelining() -> bool:
@@ -68,7 +74,7 @@ def _begin_first(execute: Callable, sql: Any, params: Any, many: bool, context: 
 @contextlib.contextmanager
 def pipelined_atomic() -> Iterator[None]:
     """``transaction.atomic()``, pipelined when it is the connection's outermost block."""
-    if not settings.BILLING_PREPARED_STATEMENTS or connection.in_atomic_block:
+    if not pipelining_enabled() or connection.in_atomic_block:
         with transaction.atomic():
             yield
         return

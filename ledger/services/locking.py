@@ -27,7 +27,7 @@ from psycopg.types.numeric import Int8Dumper
 
 from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
-from core.pipeline import pipelined_atomic, send_begin_if_pending
+from core.pipeline import pipelined_atomic, pipelining_enabled, send_begin_if_pending
 from ledger.exceptions import DomainError, InvalidOperation
 from ledger.services.money import ZERO
 from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS, RESERVE_IDS_SQL
@@ -273,7 +273,7 @@ def run_locked(work: Callable[[], T], attempts: int = 5, *, pipelined: bool = Fa
     """
     for attempt in range(attempts):
         try:
-            if pipelined and PREPARE and not connection.in_atomic_block:
+            if pipelined and pipelining_enabled() and not connection.in_atomic_block:
                 return _run_pipelined(work)
             with transaction.atomic():
                 return work()

@@ -100,3 +100,26 @@ def test_debit_post_pipelined_runs_on_commit_callbacks_after_the_commit(account,
     finally:
         transaction_posted.disconnect(dispatch_uid="test-pipelined")
     assert seen == [(txn.pk, True)]
+
+
+def test_debit_post_without_pipelining_reads_its_ids_back(
+    account, brand, fund, settings, monkeypatch
+):
+    from ledger.services import locking
+
+    settings.BILLING_PIPELINED_POSTINGS = False
+    fund(account, "10.00")
+    reserved = []
+    lock_for_posting = locking.lock_for_posting
+
+    def spy(*args, **kwargs):
+        result = lock_for_posting(*args, **kwargs)
+        reserved.append(result[1])
+        return result
+
+    monkeypatch.setattr("ledger.services.operations.lock_for_posting", spy)
+    txn = debit_post(account=account, amount="4.00", brand=brand)
+    assert reserved == [None]
+    assert txn.entries.all()[0].balance_after == D("6.00")
+    assert Entry.objects.filter(transaction_id=txn.pk).count() == 2
+    assert verify_ledger() == []
