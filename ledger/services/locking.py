@@ -99,7 +99,9 @@ class _ReusedCursor:
             self._cursor.execute(sql, params, prepare=prepare)
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone()
+        # In pipeline mode a statement's error surfaces when its result is read.
+        with connection.wrap_database_errors:
+            return self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
         with connection.wrap_database_errors:
@@ -232,7 +234,8 @@ def lock_for_posting(
         cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
         ids.execute(RESERVE_IDS_SQL, [legs], prepare=PREPARE)
         locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
-        reserved = ids.fetchone()
+        with connection.wrap_database_errors:
+            reserved = ids.fetchone()
     return _checked(locked, wanted, strict=True), (reserved[0], reserved[1])
 
 
