@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
 
@@ -13,7 +13,6 @@ from access.services import api_response_record, api_response_replay
 from core.api.scope import request_scope
 from core.api.views import idempotency_key_of
 from core.errors import IdempotencyConflict
-from core.pipeline import pipelined_atomic
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 RECORD_CONSTRAINT = "access_apiidempotencyrecord_unique_per_caller"
@@ -58,9 +57,7 @@ def _keyed_post(
     serialize: Callable[[Any], dict[str, Any]],
     status: int,
 ) -> HttpResponse:
-    # Pipelined: the key's look-up travels with the BEGIN, the record of the response
-    # with the COMMIT (``core.pipeline``).
-    with pipelined_atomic():
+    with transaction.atomic():
         result = post(key)
         if getattr(result, "replayed", False):
             record = api_response_replay(caller=caller, key=key)
