@@ -213,7 +213,7 @@ def populate(entries: int, hot: int) -> dict:
                            SUM(CASE WHEN kind = 'payment' THEN amount ELSE -amount END) AS balance
                       FROM bench_txn GROUP BY account_id) s
              WHERE a.id = s.account_id
-            """
+            """,
         )
         _sql("DROP TABLE bench_txn")
         began = time.perf_counter()

@@ -115,7 +115,9 @@ class StatementView(_ReportView):
         account = account_in_scope(self.scope, q["account"])
         if account is None:
             raise NotFoundInScope("account: not found.", account=["Not found."])
-        report = standard.statement(self.scope, account, q["from"], q["to"])
+        report = standard.statement(
+            self.scope, account, q["from"], q["to"], chart=q["format"] != "json"
+        )
         data = s.StatementSerializer(
             {
                 "account": account.pk,
