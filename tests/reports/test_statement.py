@@ -1,4 +1,4 @@
-"""Statements of a payer, of a sub-account, of a system account, and their JSON rendering.
+"""Statements of a payer, of a sub-account, of a system account; their JSON and XLSX.
 
 The payer's statement reads the covering index (opening from the last ``balance_after``
 before the period, movements one range scan); a sub-account's and a system account's
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
+from openpyxl import load_workbook
 from rest_framework import serializers
 
 from accounts.models import Account
@@ -24,7 +25,8 @@ from core.api.scope import Scope
 from core.caller import SYSTEM
 from ledger.services import debit_post, payment_post, system_account_id
 from reports.api.serializers import StatementEntrySerializer
-from reports.standard import statement
+from reports.exports import write_xlsx
+from reports.standard import Column, Report, statement
 from tests.factories import AccountFactory, BrandFactory
 
 pytestmark = pytest.mark.django_db
@@ -112,3 +114,43 @@ def test_statement_entry_renders_as_drf_fields_do(zone):
         "Z" if zone == "UTC" else ("+03:00", "-03:00")[zone != "Europe/Moscow"]
     )
     assert StatementEntrySerializer({**row, "balance_after": None}).data["balance_after"] is None
+
+
+def test_xlsx_export_keeps_types_and_formats(tmp_path):
+    report = Report(
+        name="statement",
+        title="t",
+        columns=[
+            Column("at", "At", "datetime"),
+            Column("day", "Day", "date"),
+            Column("amount", "Amount", "money"),
+            Column("count", "Count", "int"),
+            Column("memo", "Memo"),
+        ],
+        rows=iter(
+            [
+                {
+                    "at": datetime(2026, 3, 5, 21, 30, tzinfo=ZoneInfo("UTC")),
+                    "day": date(2026, 3, 6),
+                    "amount": D("-1250.50"),
+                    "count": 3,
+                    "memo": "=HYPERLINK(1)",
+                },
+                {"at": None, "day": None, "amount": D("0.10"), "count": 0, "memo": "-12.50"},
+            ]
+        ),
+    )
+    path = tmp_path / "r.xlsx"
+    assert write_xlsx(report, str(path)) == 2
+    sheet = load_workbook(path).active
+    assert [c.value for c in sheet[1]] == ["At", "Day", "Amount", "Count", "Memo"]
+    first, second = sheet[2], sheet[3]
+    # 21:30 UTC is 00:30 the next day in Moscow, the operator's time zone.
+    assert first[0].value == datetime(2026, 3, 6, 0, 30)
+    assert first[0].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert (first[1].value, first[1].number_format) == (datetime(2026, 3, 6), "yyyy-mm-dd")
+    assert (first[2].value, first[2].number_format) == (-1250.5, "#,##0.00")
+    assert (first[3].value, first[4].value) == (3, "'=HYPERLINK(1)")  # a formula is quoted
+    assert first[4].data_type == "s"
+    assert [c.value for c in second] == [None, None, 0.1, 0, "-12.50"]  # a number stays text
+    assert second[4].data_type == "s"
