@@ -146,9 +146,11 @@ def populate(entries: int, hot: int) -> dict:
         )
         account_ids = sorted(row[0] for row in ids)
         hot_id, others = account_ids[0], account_ids[1:]
-        # Transaction g: the hot account for the first ``hot``, else one of the others;
-        # even g a payment of 1.00 to 50.00, odd g an accrual a little smaller; spread
-        # over 2026 in order of g (so running balances follow time).
+        # Transaction g: the hot account for the first ``hot``, else one of the others in
+        # turn; i, the transaction's rank on its account, alternates payments of 1.00 to
+        # 50.00 and accruals a little smaller; each account's transactions spread over
+        # 2026 in order of g (so running balances follow time, and every account has
+        # movements in every month, as the turnover sheet and aging would meet them).
         phase(
             "plan",
             """
@@ -156,13 +158,16 @@ def populate(entries: int, hot: int) -> dict:
             SELECT g,
                    CASE WHEN g <= %(hot)s THEN %(hot_id)s
                         ELSE (%(others)s::bigint[])[1 + (g %% %(n_others)s)] END AS account_id,
-                   CASE WHEN g %% 2 = 0 THEN 'payment' ELSE 'accrual' END AS kind,
-                   (1 + (g %% 50))::numeric(18,2) - CASE WHEN g %% 2 = 0 THEN 0 ELSE 0.5 END
+                   CASE WHEN i %% 2 = 0 THEN 'payment' ELSE 'accrual' END AS kind,
+                   (1 + (i %% 50))::numeric(18,2) - CASE WHEN i %% 2 = 0 THEN 0 ELSE 0.5 END
                        AS amount,
-                   timestamptz '2026-01-01 00:00+03'
-                       + (interval '364 days') * ((g %% %(hot)s)::float / %(hot)s)
-                       + interval '1 second' * (g / %(hot)s) AS created_at
-              FROM generate_series(1, %(t)s) g
+                   timestamptz '2026-01-01 00:00+03' + interval '364 days'
+                       * (CASE WHEN g <= %(hot)s THEN (g - 1)::float / %(hot)s
+                               ELSE (g - %(hot)s - 1)::float / (%(t)s - %(hot)s) END)
+                       AS created_at
+              FROM generate_series(1, %(t)s) g,
+                   LATERAL (SELECT CASE WHEN g <= %(hot)s THEN g
+                                        ELSE g / %(n_others)s END AS i) rank
             """,
             {"hot": hot, "hot_id": hot_id, "others": others, "n_others": len(others),
              "t": transactions},
