@@ -233,7 +233,7 @@ class ClientAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ImportExportModelAd
         return False  # clients are archived through their status, never deleted
 
     def has_import_permission(self, request):
-        return request.user.has_perm("accounts.add_client")
+        return request.user.has_perms(["accounts.add_client", "accounts.change_client"])
 
 
 # --------------------------------------------------------------------------- accounts
@@ -291,7 +291,7 @@ class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ImportExportMixin,
         return super().get_queryset(request).prefetch_related("brands")
 
     def has_import_permission(self, request):
-        return request.user.has_perm("accounts.add_account")
+        return request.user.has_perms(["accounts.add_account", "accounts.change_account"])
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -42,6 +42,7 @@ from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from import_export import resources, widgets
+from import_export.admin import ImportExportMixin
 from import_export.results import RowResult
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
@@ -196,6 +197,28 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
     def service_save(self, instance: Any, is_create: bool, row: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def before_import_row(self, row: Any, **kwargs: Any) -> None:
+        super().before_import_row(row, **kwargs)
+        self._refuse_duplicate(row, kwargs.get("row_number"))
+
+    def _refuse_duplicate(self, row: Any, number: int | None) -> None:
+        """A row repeating an earlier row's ``file_unique`` key (all its cells non-empty) is
+        refused; the keys are kept as 16-byte digests, a few MB for 100,000 rows."""
+        seen: dict[bytes, Any] = self.__dict__.setdefault("_seen_keys", {})
+        for columns in self.file_unique:
+            values = [str(row.get(column) or "").strip() for column in columns]
+            if not all(values):
+                continue
+            key = hashlib.blake2b(
+                "\x1f".join([",".join(columns), *values]).encode(), digest_size=16
+            ).digest()
+            first = seen.setdefault(key, number)
+            if first != number:
+                message = f"Repeats row {first} ({', '.join(columns)})."
+                raise ValidationError(
+                    {columns[-1]: ValidationError(message, code="duplicate_in_file")}
+                )
+
     def after_init_instance(self, instance: Any, new: bool, row: Any, **kwargs: Any) -> None:
         if new and str(row.get("id") or "").strip():
             raise ValidationError({"id": ValidationError("No such record.", code="not_found")})
@@ -243,6 +266,17 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
             if resource_field.attribute == attribute:
                 return resource_field.column_name
         return "" if attribute == NON_FIELD_ERRORS else attribute
+
+
+class SheetAdminMixin(ImportExportMixin):
+    """A ``ModelAdmin`` mixin: django-import-export's import (a dry run listing the row
+    errors, then the confirm step) and export, the import for users holding every one of
+    ``import_permissions`` (the permissions of the records it creates or changes)."""
+
+    import_permissions: tuple[str, ...] = ()
+
+    def has_import_permission(self, request: Any) -> bool:
+        return bool(self.import_permissions) and request.user.has_perms(self.import_permissions)
 
 
 # --------------------------------------------------------------------------- imports
@@ -309,35 +343,12 @@ def _row_errors(resource: ServiceBackedResource, line: int, result: RowResult) -
     return found or [{"row": line, "column": "", "code": "invalid", "message": "Refused."}]
 
 
-def _duplicate(
-    resource: ServiceBackedResource, row: dict[str, Any], line: int, seen: dict[bytes, int]
-) -> dict[str, Any] | None:
-    """The error for a row repeating an earlier row's key, else None (and remember it)."""
-    for columns in resource.file_unique:
-        values = [str(row.get(column) or "").strip() for column in columns]
-        if not all(values):
-            continue
-        key = hashlib.blake2b(
-            "\x1f".join([",".join(columns), *values]).encode(), digest_size=16
-        ).digest()
-        first = seen.setdefault(key, line)
-        if first != line:
-            return {
-                "row": line,
-                "column": columns[-1],
-                "code": "duplicate_in_file",
-                "message": f"Repeats row {first} ({', '.join(columns)}).",
-            }
-    return None
-
-
 def import_rows(
     *, resource: ServiceBackedResource, rows: Iterable[dict[str, Any]], dry_run: bool = True
 ) -> ImportOutcome:
     """Import streamed rows through ``resource``: all rows or none (see the module)."""
     outcome = ImportOutcome(dry_run=dry_run)
     loader = resource._meta.instance_loader_class(resource, None)
-    seen: dict[bytes, int] = {}
     rows = iter(rows)
     first = next(rows, None)
     if first is not None:
@@ -359,10 +370,6 @@ def import_rows(
                 outcome.rows += 1
                 if len(outcome.errors) >= MAX_ERRORS:
                     continue  # count the rest, stop checking
-                duplicate = _duplicate(resource, row, line, seen)
-                if duplicate is not None:
-                    outcome.errors.append(duplicate)
-                    continue
                 try:
                     with transaction.atomic():
                         result = resource.import_row(
