@@ -222,7 +222,9 @@ class MeterReadingResource(ImmutableRowsResource):
             "meter": str(row.get("meter") or "").strip() or None,
         }
         result = meter_readings_ingest_records(
-            records=[record], source=instance.source or "spreadsheet", max_records=None
+            records=[record],
+            source=str(row.get("source") or "").strip() or "spreadsheet",
+            max_records=None,
         )
         if result.errors:
             error = result.errors[0]
