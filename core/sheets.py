@@ -261,6 +261,11 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
     def save_m2m(self, instance: Any, row: Any, **kwargs: Any) -> None:
         """Relations are set by the services in ``service_save``."""
 
+    def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
+        """No sequence reset (``ModelResource``'s, for rows inserted with their ids): the
+        services insert without ids, and the runtime role may not ``setval`` (the
+        failure rolled the admin's import back after reporting it finished)."""
+
     def column_of(self, attribute: str) -> str:
         for resource_field in self.fields.values():
             if resource_field.attribute == attribute:
