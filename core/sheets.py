@@ -95,23 +95,35 @@ def cell_text(value: Any) -> str:
     return _unquoted(str(value).strip())
 
 
-def read_rows(upload: BinaryIO, filename: str) -> Iterator[dict[str, str]]:
-    """``{column: text}`` per data row of a CSV (UTF-8) or XLSX file, streamed."""
+def read_rows(upload: BinaryIO, filename: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, {column: text})`` per data row of a CSV (UTF-8) or XLSX file, streamed;
+    ``line`` is the row's line in the file (the header is line 1; blank lines are
+    skipped but counted, a CSV record spanning lines has the number of its first)."""
     if filename.lower().endswith(".xlsx"):
         sheet = load_workbook(upload, read_only=True, data_only=True).active
         values = sheet.iter_rows(values_only=True)
         header = [str(v or "").strip() for v in next(values, ())]
-        for row in values:
+        for line, row in enumerate(values, start=2):
             if row is None or all(v is None for v in row):
                 continue
-            yield {h: cell_text(v) for h, v in zip(header, row, strict=False) if h}
+            yield line, {
+                name: cell_text(row[index]) if index < len(row) else ""
+                for index, name in enumerate(header)
+                if name
+            }
         return
     text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
-    for row in csv.DictReader(text):
-        yield {
-            str(name).strip(): cell_text(value)
-            for name, value in row.items()
-            if name is not None and not isinstance(value, list)
+    reader = csv.reader(text)
+    header = [name.strip() for name in next(reader, [])]
+    last_line = reader.line_num
+    for values in reader:
+        first_line, last_line = last_line + 1, reader.line_num
+        if not any(value.strip() for value in values):
+            continue
+        yield first_line, {
+            name: cell_text(values[index]) if index < len(values) else ""
+            for index, name in enumerate(header)
+            if name
         }
 
 
@@ -349,7 +361,10 @@ def _row_errors(resource: ServiceBackedResource, line: int, result: RowResult) -
 
 
 def import_rows(
-    *, resource: ServiceBackedResource, rows: Iterable[dict[str, Any]], dry_run: bool = True
+    *,
+    resource: ServiceBackedResource,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    dry_run: bool = True,
 ) -> ImportOutcome:
     """Import streamed rows through ``resource``: all rows or none (see the module)."""
     outcome = ImportOutcome(dry_run=dry_run)
@@ -357,7 +372,7 @@ def import_rows(
     rows = iter(rows)
     first = next(rows, None)
     if first is not None:
-        missing = [c for c in resource.required_columns if c not in first]
+        missing = [c for c in resource.required_columns if c not in first[1]]
         if missing:
             outcome.errors.append(
                 {"row": 1, "column": ", ".join(missing), "code": "missing_column",
@@ -371,7 +386,7 @@ def import_rows(
     }
     try:
         with transaction.atomic():
-            for line, row in enumerate(_chain(first, rows), start=2):
+            for line, row in _chain(first, rows):
                 outcome.rows += 1
                 if len(outcome.errors) >= MAX_ERRORS:
                     continue  # count the rest, stop checking
@@ -396,7 +411,7 @@ def import_rows(
     return outcome
 
 
-def _chain(first: dict[str, Any] | None, rest: Iterator[dict[str, Any]]) -> Iterator[dict]:
+def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
     if first is None:
         return
     yield first

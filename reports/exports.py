@@ -23,6 +23,7 @@ from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
+from core.sheets import safe_text
 from reports.standard.base import Report
 
 FORMATS = ("csv", "xlsx")
@@ -41,24 +42,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _safe_text(value: str) -> str:
-    # A cell starting with = + - @ is a formula to spreadsheet programs: quote it
-    # (OWASP CSV injection), unless it is a number such as -12.50.
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            Decimal(value)
-        except ArithmeticError:
-            return "'" + value
-    return value
-
-
 def csv_chunks(report: Report) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     keys = [c.key for c in report.columns]
     writer.writerow([c.label for c in report.columns])
     for count, row in enumerate(report.rows, start=1):
-        writer.writerow([_safe_text(_text(row.get(k))) for k in keys])
+        writer.writerow([safe_text(_text(row.get(k))) for k in keys])
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -74,7 +64,7 @@ def _xlsx_value(value: Any, kind: str) -> Any:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, str):
-        return _safe_text(value)
+        return safe_text(value)
     return value
 
 

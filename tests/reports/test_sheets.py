@@ -341,3 +341,19 @@ def test_a_file_without_the_required_columns_is_refused_at_row_1(world):
         kind="tariffs", upload=csv_file("brand,plan", "PWR,standard"), filename="t.csv"
     )
     assert [(e["row"], e["code"]) for e in outcome.errors] == [(1, "missing_column")]
+
+
+def test_row_numbers_are_lines_of_the_file_across_blank_lines_and_multiline_cells(world):
+    header = "brand,code,name,unit,vat_rate"
+    upload = csv_file(
+        header,
+        'PWR,gas,"Gas,\nline two",m3,20',
+        "",
+        "NOPE,water,Water,m3,20",
+        "PWR,heat,Heat,Gcal",  # a short row: the missing vat_rate is empty (brand's rate)
+        "PWR,gas,Gas again,m3,20",
+    )
+    assert refused("services", upload, Service) == [
+        (5, "brand", "not_found"),
+        (7, "code", "duplicate_in_file"),
+    ]
