@@ -106,11 +106,14 @@ def read_rows(upload: BinaryIO, filename: str) -> Iterator[tuple[int, dict[str, 
         for line, row in enumerate(values, start=2):
             if row is None or all(v is None for v in row):
                 continue
-            yield line, {
-                name: cell_text(row[index]) if index < len(row) else ""
-                for index, name in enumerate(header)
-                if name
-            }
+            yield (
+                line,
+                {
+                    name: cell_text(row[index]) if index < len(row) else ""
+                    for index, name in enumerate(header)
+                    if name
+                },
+            )
         return
     text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
@@ -120,11 +123,14 @@ def read_rows(upload: BinaryIO, filename: str) -> Iterator[tuple[int, dict[str, 
         first_line, last_line = last_line + 1, reader.line_num
         if not any(value.strip() for value in values):
             continue
-        yield first_line, {
-            name: cell_text(values[index]) if index < len(values) else ""
-            for index, name in enumerate(header)
-            if name
-        }
+        yield (
+            first_line,
+            {
+                name: cell_text(values[index]) if index < len(values) else ""
+                for index, name in enumerate(header)
+                if name
+            },
+        )
 
 
 # --------------------------------------------------------------------------- resources
