@@ -357,3 +357,19 @@ def test_row_numbers_are_lines_of_the_file_across_blank_lines_and_multiline_cell
         (5, "brand", "not_found"),
         (7, "code", "duplicate_in_file"),
     ]
+
+
+def test_import_sheet_command_is_a_dry_run_unless_applied(world, tmp_path, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    path = tmp_path / "services.csv"
+    path.write_text("brand,code,name,unit,vat_rate\nPWR,gas,Gas,m3,10\n")
+    call_command("import_sheet", "services", str(path))
+    dry = json.loads(capsys.readouterr().out)
+    assert (dry["rows"], dry["new"], dry["written"]) == (1, 1, False)
+    assert not Service.objects.filter(code="gas").exists()
+    call_command("import_sheet", "services", str(path), "--apply")
+    assert json.loads(capsys.readouterr().out)["written"] is True
+    assert Service.objects.get(code="gas").vat_rate == Decimal("10.00")
