@@ -23,6 +23,7 @@ import xlsxwriter
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from core.sheets import safe_text
 from reports.standard.base import Report
 
 FORMATS = ("csv", "xlsx")
@@ -41,24 +42,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _safe_text(value: str) -> str:
-    # A cell starting with = + - @ is a formula to spreadsheet programs: quote it
-    # (OWASP CSV injection), unless it is a number such as -12.50.
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            Decimal(value)
-        except ArithmeticError:
-            return "'" + value
-    return value
-
-
 def csv_chunks(report: Report) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     keys = [c.key for c in report.columns]
     writer.writerow([c.label for c in report.columns])
     for count, row in enumerate(report.rows, start=1):
-        writer.writerow([_safe_text(_text(row.get(k))) for k in keys])
+        writer.writerow([safe_text(_text(row.get(k))) for k in keys])
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -109,7 +99,7 @@ XLSX_FORMATS = {"money": "#,##0.00", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-
 
 def _xlsx_write(sheet: Any, row: int, col: int, value: Any, cell_format: Any) -> None:
     if isinstance(value, str):
-        sheet.write_string(row, col, _safe_text(value))
+        sheet.write_string(row, col, safe_text(value))
     elif isinstance(value, bool):
         sheet.write_boolean(row, col, value)
     elif isinstance(value, Decimal | int | float):
@@ -121,7 +111,7 @@ def _xlsx_write(sheet: Any, row: int, col: int, value: Any, cell_format: Any) ->
     elif isinstance(value, date):
         sheet.write_datetime(row, col, value, cell_format)
     else:
-        sheet.write_string(row, col, _safe_text(str(value)))
+        sheet.write_string(row, col, safe_text(str(value)))
 
 
 def xlsx_chunks(report: Report) -> Iterator[bytes]:
