@@ -170,6 +170,15 @@ def test_a_user_granted_the_client_permissions_imports_clients(ui_roles):
     assert Client.objects.get(external_ref="an-1").name == "Anna Ivanova"
 
 
+@pytest.mark.parametrize("kind", ["clients", "accounts", "services", "tariffs", "subscriptions"])
+def test_the_administrator_role_may_import_master_data(as_role, metered, kind):
+    client = as_role("administrator")
+    url = reverse("reports:sheet_import", args=[kind])
+    assert client.get(url).status_code == 200
+    page = client.get(reverse("reports:sheets")).content.decode()
+    assert f'href="{url}"' in page
+
+
 def test_sheets_page_lists_what_the_role_may_do(as_role, metered):
     page = as_role("accountant").get(reverse("reports:sheets")).content.decode()
     assert f'href="{reverse("reports:sheet_import", args=["meter-readings"])}"' in page
