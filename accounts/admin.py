@@ -22,13 +22,12 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
-from import_export import fields as ie_fields
-from import_export import resources
-from import_export.admin import ExportMixin, ImportExportModelAdmin
+from import_export.admin import ImportExportMixin, ImportExportModelAdmin
 
 from accounts.forms import AccountAdminForm, ReasonForm
 from accounts.maker_checker import account_change_needs_approval, account_update_request
 from accounts.models import Account, Client, PartnerClient
+from accounts.resources import AccountResource, ClientResource
 from accounts.services import (
     CLIENT_FIELDS,
     account_block,
@@ -141,41 +140,6 @@ def admin_link(obj: Any, text: Any = None) -> str:
 # --------------------------------------------------------------------------- clients
 
 
-class ClientResource(resources.ModelResource):
-    """Clients in and out of spreadsheets; every imported row goes through the services."""
-
-    class Meta:
-        model = Client
-        fields = (
-            "id",
-            "kind",
-            "name",
-            "legal_name",
-            "tax_id",
-            "kpp",
-            "ogrn",
-            "email",
-            "phone",
-            "address",
-            "external_ref",
-            "status",
-        )
-        export_order = fields
-        clean_model_instances = True
-        skip_unchanged = True
-        report_skipped = True
-
-    def do_instance_save(self, instance: Client, is_create: bool) -> None:
-        values = {name: getattr(instance, name) for name in CLIENT_FIELDS}
-        if is_create:
-            created = client_create(**values)
-            instance.pk = created.pk
-            instance.created_at = created.created_at
-            instance.updated_at = created.updated_at
-        else:
-            client_update(client=instance, **values)
-
-
 class AccountInline(admin.TabularInline):
     """A read-only summary of the client's accounts."""
 
@@ -269,58 +233,13 @@ class ClientAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ImportExportModelAd
         return False  # clients are archived through their status, never deleted
 
     def has_import_permission(self, request):
-        return request.user.has_perm("accounts.add_client")
+        return request.user.has_perms(["accounts.add_client", "accounts.change_client"])
 
 
 # --------------------------------------------------------------------------- accounts
 
 
-class AccountResource(resources.ModelResource):
-    """Accounts with their balances, for export."""
-
-    client_name = ie_fields.Field(attribute="client__name", column_name="client")
-    client_tax_id = ie_fields.Field(attribute="client__tax_id", column_name="client_tax_id")
-    parent_number = ie_fields.Field(attribute="parent__number", column_name="parent")
-    brand_codes = ie_fields.Field(column_name="brands")
-    available = ie_fields.Field(column_name="available")
-
-    class Meta:
-        model = Account
-        fields = (
-            "id",
-            "number",
-            "kind",
-            "client_name",
-            "client_tax_id",
-            "currency",
-            "status",
-            "balance",
-            "held",
-            "available",
-            "credit_limit",
-            "credit_period_days",
-            "credit_expires_at",
-            "write_off_limit_transaction",
-            "write_off_limit_day",
-            "write_off_limit_month",
-            "parent_number",
-            "brand_codes",
-            "negative_since",
-            "created_at",
-        )
-        export_order = fields
-
-    def dehydrate_brand_codes(self, account: Account) -> str:
-        return ",".join(sorted(brand.code for brand in account.brands.all()))
-
-    def dehydrate_available(self, account: Account) -> str:
-        """Own funds plus the credit line (before expiry rules), for a payer account."""
-        if account.is_system or account.parent_id is not None:
-            return ""
-        return str(account.balance - account.held + account.credit_limit)
-
-
-class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ExportMixin, admin.ModelAdmin):
+class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ImportExportMixin, admin.ModelAdmin):
     form = AccountAdminForm
     resource_classes = [AccountResource]
     list_display = (
@@ -370,6 +289,9 @@ class AccountAdmin(AuditHistoryMixin, DomainErrorsAsMessages, ExportMixin, admin
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("brands")
+
+    def has_import_permission(self, request):
+        return request.user.has_perms(["accounts.add_account", "accounts.change_account"])
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

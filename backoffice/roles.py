@@ -97,6 +97,17 @@ ADMINISTRATOR_PERMISSIONS = (
     "partners.change_webhookendpoint",
     "partners.view_webhookdelivery",
     "partners.redeliver_webhookdelivery",
+    # master data: clients, accounts, services, tariffs and subscriptions, one by one or
+    # from a spreadsheet (reports.spreadsheets); credit raises still need an approval
+    "accounts.add_client",
+    "accounts.change_client",
+    "accounts.add_account",
+    "accounts.change_account",
+    "brands.add_service",
+    "brands.change_service",
+    "invoicing.add_tariff",
+    "invoicing.add_subscription",
+    "invoicing.change_subscription",
 )
 ROLES: dict[str, tuple[str, ...]] = {
     OPERATOR: OPERATOR_PERMISSIONS,

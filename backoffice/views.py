@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.filtersets import ClientFilterSet
 from accounts.models import Account
+from accounts.resources import ClientResource
 from accounts.selectors import account_in_scope, clients_in_scope
 from approvals.models import ApprovalRequest
 from approvals.selectors import approval_requests_about
@@ -23,6 +24,7 @@ from backoffice.forms import HistoryFilterForm
 from backoffice.roles import role_overview
 from backoffice.tables import ClientTable
 from core.audit.history import audit_history
+from core.sheets import FORMATS, export_rows_response
 from core.ui import bootstrap, list_page, staff_scope, staff_view, user_may
 from ledger.filtersets import EntryFilterSet
 from ledger.models import Hold
@@ -62,6 +64,7 @@ def clients(request: Any) -> HttpResponse:
         template="backoffice/clients.html",
         export_name="clients",
         export_fields=["id", "kind", "name", "legal_name", "tax_id", "phone", "email", "status"],
+        export_resource=ClientResource,  # the columns the clients import reads
     )
 
 
@@ -110,9 +113,14 @@ def _limit_rows(account: Account, now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-def _history(request: Any, scope: Any, account: Account) -> dict[str, Any]:
-    """One page of the account's history, newest first: keyset (``?before=<entry id>``),
-    between two dates (inclusive) through the API's ``EntryFilterSet``."""
+HISTORY_EXPORT_HEADERS = [
+    "entry", "transaction", "created_at", "kind", "memo", "amount", "currency", "balance_after",
+]  # fmt: skip
+
+
+def _history_entries(request: Any, scope: Any, account: Account) -> tuple[Any, Any]:
+    """The history form and the account's entries between its two dates (inclusive),
+    through the API's ``EntryFilterSet``."""
     form = bootstrap(HistoryFilterForm(request.GET or None))
     data: dict[str, str] = {}
     if form.is_bound and form.is_valid():
@@ -123,7 +131,25 @@ def _history(request: Any, scope: Any, account: Account) -> dict[str, Any]:
             end = timezone.make_aware(datetime.combine(last + timedelta(days=1), time.min))
             data["to"] = (end - timedelta(microseconds=1)).isoformat()
     filterset = EntryFilterSet(data, queryset=entries_in_scope(scope, account))
-    entries = filterset.qs.select_related("transaction", "transaction__reversed_by")
+    return form, filterset.qs.select_related("transaction", "transaction__reversed_by")
+
+
+def _history_export(entries: Any, account: Account, fmt: str) -> HttpResponse:
+    """The whole filtered history (not one page), streamed as CSV or XLSX."""
+    rows = (
+        [
+            entry.pk, entry.transaction_id, entry.created_at, entry.transaction.kind,
+            entry.transaction.memo, entry.amount, entry.currency, entry.balance_after,
+        ]
+        for entry in entries.order_by("-id").iterator(chunk_size=2000)
+    )  # fmt: skip
+    return export_rows_response(
+        headers=HISTORY_EXPORT_HEADERS, rows=rows, name=f"history-{account.number}", fmt=fmt
+    )
+
+
+def _history(request: Any, form: Any, entries: Any) -> dict[str, Any]:
+    """One page of the account's history, newest first: keyset (``?before=<entry id>``)."""
     before = form.cleaned_data.get("before") if form.is_bound and form.is_valid() else None
     if before:
         entries = entries.filter(id__lt=before)
@@ -134,8 +160,12 @@ def _history(request: Any, scope: Any, account: Account) -> dict[str, Any]:
     query.pop("before", None)
     if more:
         query["before"] = str(page[-1].pk)
+    export_query = request.GET.copy()
+    for name in ("before", "export"):
+        export_query.pop(name, None)
     return {
         "history_form": form,
+        "history_export_query": export_query.urlencode(),
         "entries": page,
         "next_query": query.urlencode() if more else "",
         "first_page": not before,
@@ -148,6 +178,10 @@ def account(request: Any, pk: int) -> HttpResponse:
     found = account_in_scope(scope, pk)
     if found is None or found.kind != Account.Kind.CLIENT:
         raise Http404
+    form, entries = _history_entries(request, scope, found)
+    fmt = request.GET.get("export")
+    if fmt in FORMATS:
+        return _history_export(entries, found, fmt)
     now = timezone.now()
     context = {
         "account": found,
@@ -164,7 +198,7 @@ def account(request: Any, pk: int) -> HttpResponse:
         "sub_accounts": Account.objects.filter(parent=found).select_related("client")[:50],
         "can_block": user_may(request.user, "accounts.block_account"),
         "may_reverse": user_may(request.user, "ledger.reverse_transaction"),
-        **_history(request, scope, found),
+        **_history(request, form, entries),
     }
     template = (
         "backoffice/_history.html"

@@ -11,9 +11,11 @@ from django.http import HttpResponseRedirect
 from approvals.notices import approval_filed_notice
 from brands.maker_checker import bank_details_changes, bank_details_request
 from brands.models import Brand, Service
+from brands.resources import ServiceResource
 from brands.services import BANK_FIELDS
 from core.audit.admin import AuditHistoryMixin
 from core.caller import Caller
+from core.sheets import SheetAdminMixin
 
 
 class ServiceInline(admin.TabularInline):
@@ -76,7 +78,9 @@ class BrandAdmin(AuditHistoryMixin, admin.ModelAdmin):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(SheetAdminMixin, admin.ModelAdmin):
+    resource_classes = [ServiceResource]
+    import_permissions = ("brands.add_service", "brands.change_service")
     list_display = ("code", "name", "brand", "unit", "vat_rate", "is_active")
     list_filter = ("brand", "vat_rate", "is_active")
     search_fields = ("code", "name", "brand__code", "brand__name")

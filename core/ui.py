@@ -12,13 +12,14 @@ from typing import Any
 from django import forms
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.formats import number_format
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 from import_export.resources import modelresource_factory
 
+from core import sheets
 from core.api.permissions import user_has_permission
 from core.api.scope import Scope, request_id_of
 from core.caller import Caller
@@ -64,26 +65,26 @@ def staff_scope(request: Any) -> Scope:
 
 # --------------------------------------------------------------------------- lists
 
-EXPORT_FORMATS = {
-    "csv": ("text/csv; charset=utf-8", "csv"),
-    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
-}
+EXPORT_FORMATS = sheets.FORMATS
 PER_PAGE = 25
 
 
-def export_response(queryset: Any, *, fields: list[str], name: str, fmt: str) -> HttpResponse:
-    """The list as a CSV or XLSX file (django-import-export: a ModelResource of ``fields``)."""
-    resource = modelresource_factory(
-        queryset.model, meta_options={"fields": fields, "export_order": fields}
-    )()
-    dataset = resource.export(queryset=queryset)
-    content_type, extension = EXPORT_FORMATS[fmt]
-    body = dataset.export(extension)
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{name}.{extension}"'
-    return response
+def export_response(
+    queryset: Any,
+    *,
+    fields: list[str],
+    name: str,
+    fmt: str,
+    resource_class: type | None = None,
+) -> StreamingHttpResponse:
+    """The list as a CSV or XLSX file, streamed (``core.sheets``): through
+    ``resource_class`` when given (the one the list's objects import with), else a
+    django-import-export ModelResource of ``fields``."""
+    if resource_class is None:
+        resource_class = modelresource_factory(
+            queryset.model, meta_options={"fields": fields, "export_order": fields}
+        )
+    return sheets.export_response(resource=resource_class(), queryset=queryset, name=name, fmt=fmt)
 
 
 def list_page(
@@ -96,6 +97,7 @@ def list_page(
     export_name: str,
     export_fields: list[str],
     context: dict[str, Any] | None = None,
+    export_resource: type | None = None,
 ) -> HttpResponse:
     """A sortable, filtered, paginated list (django-tables2 over the app's FilterSet, the
     one its API uses), or the same rows exported (``?export=csv|xlsx``)."""
@@ -109,7 +111,9 @@ def list_page(
     bootstrap(filterset.form, small=True)
     rows = filterset.qs if filterset.is_bound else queryset
     if fmt in EXPORT_FORMATS:
-        return export_response(rows, fields=export_fields, name=export_name, fmt=fmt)
+        return export_response(
+            rows, fields=export_fields, name=export_name, fmt=fmt, resource_class=export_resource
+        )
     table = table_class(rows)
     RequestConfig(
         request, paginate={"per_page": PER_PAGE, "paginator_class": LazyPaginator}

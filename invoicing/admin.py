@@ -7,6 +7,7 @@ from django.http import HttpRequest
 from core.audit.admin import AuditHistoryMixin
 from core.audit.history import RelatedEvents
 from core.errors import DomainError
+from core.sheets import SheetAdminMixin
 from invoicing import services
 from invoicing.admin_pdf import InvoicePdfAdminMixin
 from invoicing.models import (
@@ -24,6 +25,7 @@ from invoicing.models import (
     TariffTierEvent,
     UsageRecord,
 )
+from invoicing.resources import MeterReadingResource, SubscriptionResource, TariffResource
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -116,7 +118,9 @@ class TariffTierInline(admin.TabularInline):
 
 
 @admin.register(Tariff)
-class TariffAdmin(AuditHistoryMixin, ReadOnlyAdmin):
+class TariffAdmin(AuditHistoryMixin, SheetAdminMixin, ReadOnlyAdmin):
+    resource_classes = [TariffResource]
+    import_permissions = ("invoicing.add_tariff",)
     list_display = [
         "id",
         "service",
@@ -137,7 +141,9 @@ class TariffAdmin(AuditHistoryMixin, ReadOnlyAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ReadOnlyAdmin):
+class SubscriptionAdmin(SheetAdminMixin, ReadOnlyAdmin):
+    resource_classes = [SubscriptionResource]
+    import_permissions = ("invoicing.add_subscription", "invoicing.change_subscription")
     list_display = ["id", "account", "service", "tariff", "starts_on", "ends_on"]
     list_filter = ["service__brand"]
     search_fields = ["=account__number"]
@@ -162,7 +168,9 @@ class MeterAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MeterReading)
-class MeterReadingAdmin(ReadOnlyAdmin):
+class MeterReadingAdmin(SheetAdminMixin, ReadOnlyAdmin):
+    resource_classes = [MeterReadingResource]
+    import_permissions = ("invoicing.add_meterreading",)
     list_display = ["external_id", "meter", "account", "reading", "consumption", "taken_at"]
     search_fields = ["=external_id", "=account__number"]
     list_select_related = ["account", "meter"]

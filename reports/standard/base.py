@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import connections
 from django.utils import timezone
+from psycopg.types.datetime import TimestamptzLoader
 
 from core.errors import DomainError
 from reports.db import reporting_alias
@@ -79,6 +80,20 @@ def check_period(date_from: date, date_to: date) -> None:
 
 def fetch(sql: str, params: dict[str, Any]) -> list[tuple]:
     with connections[reporting_alias()].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def fetch_fast(sql: str, params: dict[str, Any]) -> list[tuple]:
+    """``fetch`` with psycopg's compiled ``timestamptz`` loader on this cursor only.
+
+    Django registers its own loader for ``timestamptz`` (to attach ``timezone.utc``); it
+    extends psycopg's pure-Python one, which costs ~30 us a value: 8,000 movements took
+    a quarter of a second in date parsing alone. psycopg's compiled loader gives the
+    same instants (in the session's time zone, UTC under Django).
+    """
+    with connections[reporting_alias()].cursor() as cursor:
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(sql, params)
         return cursor.fetchall()
 

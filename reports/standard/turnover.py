@@ -7,12 +7,13 @@ period and the daily account turnover for its partial months at either end.
 
 from __future__ import annotations
 
+import heapq
 from datetime import date, timedelta
 from typing import Any
 
 from core.api.scope import Scope
 from reports.models import AccountDayTurnover, AccountMonthTurnover, DailyTurnover
-from reports.standard.base import ZERO, Column, Report, ReportError, cents, check_period, fetch
+from reports.standard.base import ZERO, Column, Report, ReportError, check_period, fetch
 
 GROUPS = ("account", "brand", "service")
 
@@ -88,7 +89,8 @@ def _by_account(scope: Scope, date_from: date, date_to: date, brand_id, currency
                 OR (x.day >= %(after)s AND x.day <= %(to)s))
            AND ({brand}) AND ({visible})
     )
-    SELECT a.id, a.number, m.currency, SUM(m.opening), SUM(m.credit), SUM(m.debit)
+    SELECT a.id, a.number, m.currency, SUM(m.opening)::numeric(18, 2),
+           SUM(m.credit)::numeric(18, 2), SUM(m.debit)::numeric(18, 2)
       FROM moves m JOIN accounts_account a ON a.id = m.account_id AND a.kind = 'client'
      WHERE (%(currency)s::text IS NULL OR m.currency = %(currency)s)
      GROUP BY a.id, a.number, m.currency
@@ -120,9 +122,9 @@ def _by_catalogue(
     )
     sql = f"""
     SELECT {ident}, {key}, x.currency,
-           SUM(CASE WHEN x.day < %(from)s THEN x.credit - x.debit ELSE 0 END),
-           SUM(CASE WHEN x.day >= %(from)s THEN x.credit ELSE 0 END),
-           SUM(CASE WHEN x.day >= %(from)s THEN x.debit ELSE 0 END)
+           SUM(CASE WHEN x.day < %(from)s THEN x.credit - x.debit ELSE 0 END)::numeric(18, 2),
+           SUM(CASE WHEN x.day >= %(from)s THEN x.credit ELSE 0 END)::numeric(18, 2),
+           SUM(CASE WHEN x.day >= %(from)s THEN x.debit ELSE 0 END)::numeric(18, 2)
       FROM {DailyTurnover._meta.db_table} x
       LEFT JOIN brands_service s ON s.id = x.service_id
       LEFT JOIN brands_brand b ON b.id = {"x.brand_id" if group_by == "brand" else "s.brand_id"}
@@ -175,23 +177,29 @@ def turnover(
             field="currency",
             currencies=currencies,
         )
+    # The sums come with two decimals (cast in SQL): tens of thousands of rows at month
+    # end, so nothing per value here but the closing and the totals.
     rows: list[dict[str, Any]] = []
-    totals = {"opening": ZERO, "credit": ZERO, "debit": ZERO, "closing": ZERO}
+    t_opening = t_credit = t_debit = t_closing = ZERO
     for ident, key, cur, opening, credit, debit in raw:
-        opening, credit, debit = cents(opening), cents(credit), cents(debit)
-        row = {
-            "id": ident,
-            "key": key,
-            "currency": cur,
-            "opening": opening,
-            "credit": credit,
-            "debit": debit,
-            "closing": opening + credit - debit,
-        }
-        rows.append(row)
-        for name in totals:
-            totals[name] += row[name]
-    top = sorted(rows, key=lambda r: r["credit"] + r["debit"], reverse=True)[:20]
+        closing = opening + credit - debit
+        rows.append(
+            {
+                "id": ident,
+                "key": key,
+                "currency": cur,
+                "opening": opening,
+                "credit": credit,
+                "debit": debit,
+                "closing": closing,
+            }
+        )
+        t_opening += opening
+        t_credit += credit
+        t_debit += debit
+        t_closing += closing
+    totals = {"opening": t_opening, "credit": t_credit, "debit": t_debit, "closing": t_closing}
+    top = heapq.nlargest(20, rows, key=lambda r: r["credit"] + r["debit"])
     return Report(
         name="turnover",
         title=f"Turnover by {group_by}, {date_from} to {date_to}",

@@ -29,6 +29,7 @@ MENU = {
     "agents": {"operator", "accountant", "administrator"},
     "registry-upload": {"accountant", "administrator"},
     "reports": {"accountant", "administrator"},
+    "sheets": {"accountant", "administrator"},
 }
 ACTIONS = {
     "payment": {"operator", "accountant", "administrator"},

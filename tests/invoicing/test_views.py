@@ -105,7 +105,7 @@ def test_invoices_filter_export_and_pdf(as_role, population, start):
     assert other.number not in page
     export = client.get(reverse("invoicing:invoices"), {"account": account.pk, "export": "xlsx"})
     assert export["Content-Disposition"] == 'attachment; filename="invoices.xlsx"'
-    assert export.content[:2] == b"PK"  # a zip: the XLSX container
+    assert b"".join(export.streaming_content)[:2] == b"PK"  # a zip: the XLSX container
     pdf = client.get(reverse("invoicing:invoice_pdf", args=[mine.first().pk]))
     assert pdf["Content-Type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF")

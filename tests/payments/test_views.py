@@ -203,4 +203,4 @@ def test_registry_list_exports_csv(as_role, sber, accounts):
     registry_import(agent=sber, file_name="r.txt", content=_good(accounts))
     response = as_role("operator").get(reverse("payments:registries") + "?export=csv")
     assert response["Content-Type"].startswith("text/csv")
-    assert "r.txt" in response.content.decode()
+    assert "r.txt" in b"".join(response.streaming_content).decode()

@@ -1,0 +1,204 @@
+"""Clients and accounts in and out of spreadsheets (django-import-export resources).
+
+Every imported row goes through ``accounts.services`` (``core.sheets.ServiceBackedResource``):
+new clients by ``client_create``, changed ones by ``client_update``; new accounts by
+``account_create`` (the client named by ``client_tax_id`` or ``client_external_ref``,
+the payer by its number in ``parent``, brands by their codes), changed ones by
+``account_update`` and ``account_set_parent``. A raise of the credit limit past the
+approval threshold is refused (``approval_required``): it is filed for a second
+person's approval from the account page or the admin, never imported. A row with an
+``id`` updates that record; a row without one creates a record.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from import_export import fields as ie_fields
+
+from accounts.maker_checker import account_change_needs_approval
+from accounts.models import Account, Client
+from accounts.services import (
+    CLIENT_FIELDS,
+    LIMIT_FIELDS,
+    account_create,
+    account_set_parent,
+    account_update,
+    client_create,
+    client_update,
+)
+from brands.models import Brand
+from core.sheets import CodesWidget, LookupWidget, MoneyWidget, ServiceBackedResource
+
+MONEY_LIMITS = (
+    "credit_limit", "write_off_limit_transaction", "write_off_limit_day", "write_off_limit_month",
+)  # fmt: skip
+
+
+class ClientResource(ServiceBackedResource):
+    """Clients in and out of spreadsheets; every imported row goes through the services."""
+
+    file_unique = (("tax_id", "kpp"), ("external_ref",))
+    required_columns = ("kind", "name")
+
+    class Meta:
+        model = Client
+        fields = (
+            "id",
+            "kind",
+            "name",
+            "legal_name",
+            "tax_id",
+            "kpp",
+            "ogrn",
+            "email",
+            "phone",
+            "address",
+            "external_ref",
+            "status",
+        )
+        export_order = fields
+        skip_unchanged = True
+        report_skipped = True
+
+    def service_save(self, instance: Client, is_create: bool, row: dict[str, Any]) -> None:
+        values = {name: getattr(instance, name) for name in CLIENT_FIELDS}
+        if is_create:
+            created = client_create(**values)
+            instance.pk = created.pk
+            instance.created_at = created.created_at
+            instance.updated_at = created.updated_at
+        else:
+            client_update(client=instance, **values)
+
+
+def _refusal(column: str, code: str, message: str) -> ValidationError:
+    return ValidationError({column: ValidationError(message, code=code)})
+
+
+class AccountResource(ServiceBackedResource):
+    """Accounts with their limits, payers and brands; balances go out, never in."""
+
+    client_name = ie_fields.Field(attribute="client__name", column_name="client", readonly=True)
+    client_tax_id = ie_fields.Field(
+        attribute="client__tax_id", column_name="client_tax_id", readonly=True
+    )
+    client_external_ref = ie_fields.Field(
+        attribute="client__external_ref", column_name="client_external_ref", readonly=True
+    )
+    parent = ie_fields.Field(
+        attribute="parent", column_name="parent", widget=LookupWidget(Account, field="number")
+    )
+    brands = ie_fields.Field(
+        attribute="brands", column_name="brands", widget=CodesWidget(Brand, field="code")
+    )
+    available = ie_fields.Field(column_name="available", readonly=True)
+    credit_limit = ie_fields.Field(
+        attribute="credit_limit", column_name="credit_limit", widget=MoneyWidget()
+    )
+    write_off_limit_transaction = ie_fields.Field(
+        attribute="write_off_limit_transaction",
+        column_name="write_off_limit_transaction",
+        widget=MoneyWidget(),
+    )
+    write_off_limit_day = ie_fields.Field(
+        attribute="write_off_limit_day", column_name="write_off_limit_day", widget=MoneyWidget()
+    )
+    write_off_limit_month = ie_fields.Field(
+        attribute="write_off_limit_month",
+        column_name="write_off_limit_month",
+        widget=MoneyWidget(),
+    )
+    required_columns = ("currency",)
+
+    class Meta:
+        model = Account
+        fields = (
+            "id",
+            "number",
+            "kind",
+            "client_name",
+            "client_tax_id",
+            "client_external_ref",
+            "currency",
+            "status",
+            "name",
+            "balance",
+            "held",
+            "available",
+            "credit_limit",
+            "credit_period_days",
+            "credit_expires_at",
+            "write_off_limit_transaction",
+            "write_off_limit_day",
+            "write_off_limit_month",
+            "parent",
+            "brands",
+            "negative_since",
+            "created_at",
+        )
+        export_order = fields
+        readonly_fields = ("kind", "status", "balance", "held", "negative_since", "created_at")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name in self._meta.readonly_fields:
+            self.fields[name].readonly = True
+
+    def get_queryset(self):
+        return Account.objects.filter(kind=Account.Kind.CLIENT)
+
+    def dehydrate_available(self, account: Account) -> str:
+        """Own funds plus the credit line (before expiry rules), for a payer account."""
+        if account.is_system or account.parent_id is not None:
+            return ""
+        return str(account.balance - account.held + account.credit_limit)
+
+    def _client(self, row: dict[str, Any]) -> Client:
+        tax_id = str(row.get("client_tax_id") or "").strip()
+        ref = str(row.get("client_external_ref") or "").strip()
+        if tax_id:
+            found, column = Client.objects.filter(tax_id=tax_id).first(), "client_tax_id"
+        elif ref:
+            found, column = Client.objects.filter(external_ref=ref).first(), "client_external_ref"
+        else:
+            raise _refusal("client_tax_id", "required", "Name the client by tax id or ref.")
+        if found is None:
+            raise _refusal(column, "not_found", "No such client.")
+        return found
+
+    def service_save(self, instance: Account, is_create: bool, row: dict[str, Any]) -> None:
+        brands = self.cleaned("brands", row) if "brands" in row else None
+        limits = {name: getattr(instance, name) for name in LIMIT_FIELDS}
+        if is_create:
+            limits["credit_limit"] = limits["credit_limit"] or Decimal("0.00")
+            created = account_create(
+                client=self._client(row),
+                currency=instance.currency or None,
+                brands=brands or (),
+                parent=instance.parent,
+                name=instance.name or "",
+                **limits,
+            )
+            instance.pk, instance.number = created.pk, created.number
+            return
+        stored = Account.objects.get(pk=instance.pk)
+        changes = {
+            name: value
+            for name, value in {**limits, "name": instance.name}.items()
+            if value != getattr(stored, name)
+        }
+        if account_change_needs_approval(stored, changes):
+            raise _refusal(
+                "credit_limit",
+                "approval_required",
+                "A raise of the credit limit past the threshold needs approval: file it "
+                "from the account page.",
+            )
+        if instance.currency != stored.currency:
+            raise _refusal("currency", "immutable", "An account's currency never changes.")
+        if instance.parent_id != stored.parent_id:
+            account_set_parent(account=stored, parent=instance.parent)
+        account_update(account=stored, brands=brands, **changes)

@@ -1,0 +1,517 @@
+"""Spreadsheets in and out, for any app: streamed rows, resources that save through the
+owning app's services, an all-or-nothing import driver and streamed exports.
+
+* ``read_rows`` yields ``{column: text}`` per data row of a CSV or XLSX file, streamed
+  (``csv`` over the upload, openpyxl's read-only mode), so a 100,000-row file never sits
+  in memory. A cell this module's exports quoted against formula injection (``'=...``)
+  is read back without the quote.
+* ``ServiceBackedResource`` is a django-import-export ``ModelResource`` whose rows are saved by
+  the owning app's services (``service_save``), never by ``Model.save``: the admin's
+  import (with its confirm step) and the staff UI's import run the same checks as the
+  API. A refusal of a service (``DomainError``) becomes an invalid row naming its column
+  and carrying the service's code; an unknown reference is ``not_found``.
+* ``import_rows`` feeds streamed rows to a resource one at a time inside one database
+  transaction (a savepoint per row, so the rows after a refused one are still checked),
+  keeps only counts and the row errors ``{row, column, code, message}`` (``row`` is the
+  line of the file, the header being line 1), refuses duplicates inside the file by the
+  resource's ``file_unique`` keys, and rolls everything back on a dry run or when any
+  row is refused.
+* ``export_response`` streams rows (a queryset through a resource) as CSV or XLSX.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, BinaryIO
+
+from django.core.exceptions import (
+    NON_FIELD_ERRORS,
+    MultipleObjectsReturned,
+    ObjectDoesNotExist,
+    ValidationError,
+)
+from django.db import transaction
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from import_export import resources, widgets
+from import_export.admin import ImportExportMixin
+from import_export.results import RowResult
+from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
+
+from core.errors import DomainError
+from core.forms import TextGuardedResource
+
+MAX_ERRORS = 1000
+CSV_CHUNK_ROWS = 1000
+FILE_CHUNK = 256 * 1024
+FORMATS = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def safe_text(value: str) -> str:
+    """A cell starting with = + - @ is a formula to spreadsheet programs: quote it (OWASP
+    CSV injection), unless it is a number such as -12.50 or +79161234567."""
+    if value[:1] in FORMULA_STARTS:
+        try:
+            Decimal(value)
+        except ArithmeticError:
+            return "'" + value
+    return value
+
+
+def _unquoted(text: str) -> str:
+    if text[:1] == "'" and text[1:2] in FORMULA_STARTS:
+        return text[1:]
+    return text
+
+
+def cell_text(value: Any) -> str:
+    """One cell as import text: dates as ISO, whole-number floats without ``.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        if value.time() == time(0) and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _unquoted(str(value).strip())
+
+
+def read_rows(upload: BinaryIO, filename: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, {column: text})`` per data row of a CSV (UTF-8) or XLSX file, streamed;
+    ``line`` is the row's line in the file (the header is line 1; blank lines are
+    skipped but counted, a CSV record spanning lines has the number of its first)."""
+    if filename.lower().endswith(".xlsx"):
+        sheet = load_workbook(upload, read_only=True, data_only=True).active
+        values = sheet.iter_rows(values_only=True)
+        header = [str(v or "").strip() for v in next(values, ())]
+        for line, row in enumerate(values, start=2):
+            if row is None or all(v is None for v in row):
+                continue
+            yield (
+                line,
+                {
+                    name: cell_text(row[index]) if index < len(row) else ""
+                    for index, name in enumerate(header)
+                    if name
+                },
+            )
+        return
+    text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    header = [name.strip() for name in next(reader, [])]
+    last_line = reader.line_num
+    for values in reader:
+        first_line, last_line = last_line + 1, reader.line_num
+        if not any(value.strip() for value in values):
+            continue
+        yield (
+            first_line,
+            {
+                name: cell_text(values[index]) if index < len(values) else ""
+                for index, name in enumerate(header)
+                if name
+            },
+        )
+
+
+# --------------------------------------------------------------------------- resources
+
+
+class CellError(ValueError):
+    """A cell that cannot be read, with a stable code."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LookupWidget(widgets.ForeignKeyWidget):
+    """A reference by a natural key (a number, a code); an unknown one is ``not_found``."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        try:
+            return super().clean(value, row, **kwargs)
+        except ObjectDoesNotExist:
+            raise CellError(f"No {self.model._meta.verbose_name} {value}.", "not_found") from None
+        except MultipleObjectsReturned:
+            raise CellError(f"{value} names several records.", "ambiguous") from None
+
+
+class CodesWidget(widgets.ManyToManyWidget):
+    """A comma-separated list of codes; every one must exist (``not_found`` otherwise)."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        codes = [c.strip() for c in str(value or "").split(self.separator) if c.strip()]
+        found = list(self.model.objects.filter(**{f"{self.field}__in": codes}))
+        missing = sorted(set(codes) - {str(getattr(obj, self.field)) for obj in found})
+        if missing:
+            raise CellError(f"Unknown: {', '.join(missing)}.", "not_found")
+        return found
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        if value is None:
+            return ""
+        return self.separator.join(sorted(str(getattr(o, self.field)) for o in value.all()))
+
+
+class MoneyWidget(widgets.DecimalWidget):
+    """An amount: a finite, non-negative decimal with at most 2 places (``invalid_amount``);
+    an empty cell is no amount."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Decimal | None:
+        text = str(value if value is not None else "").strip()
+        if not text:
+            return None
+        try:
+            amount = Decimal(text)
+        except ArithmeticError:
+            raise CellError(f"{text!r} is not an amount.", "invalid_amount") from None
+        if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
+            raise CellError("A non-negative amount with 2 decimals.", "invalid_amount")
+        return amount
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return "" if value is None else str(value)
+
+
+def _error_code(error: ValidationError) -> str:
+    return error.code or "invalid"
+
+
+class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
+    """A resource whose rows are saved by the owning app's services (see the module).
+
+    Subclasses implement ``service_save(instance, is_create, row)``; they may name
+    ``file_unique`` keys (tuples of columns; a row repeating an earlier row's non-empty
+    key is a ``duplicate_in_file``) and ``required_columns``.
+    """
+
+    file_unique: tuple[tuple[str, ...], ...] = ()
+    required_columns: tuple[str, ...] = ()
+
+    class Meta:
+        clean_model_instances = False
+        skip_html_diff = True
+
+    def service_save(self, instance: Any, is_create: bool, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def before_import_row(self, row: Any, **kwargs: Any) -> None:
+        super().before_import_row(row, **kwargs)
+        self._refuse_duplicate(row, kwargs.get("row_number"))
+
+    def _refuse_duplicate(self, row: Any, number: int | None) -> None:
+        """A row repeating an earlier row's ``file_unique`` key (all its cells non-empty) is
+        refused; the keys are kept as 16-byte digests, a few MB for 100,000 rows."""
+        seen: dict[bytes, Any] = self.__dict__.setdefault("_seen_keys", {})
+        for columns in self.file_unique:
+            values = [str(row.get(column) or "").strip() for column in columns]
+            if not all(values):
+                continue
+            key = hashlib.blake2b(
+                "\x1f".join([",".join(columns), *values]).encode(), digest_size=16
+            ).digest()
+            first = seen.setdefault(key, number)
+            if first != number:
+                message = f"Repeats row {first} ({', '.join(columns)})."
+                raise ValidationError(
+                    {columns[-1]: ValidationError(message, code="duplicate_in_file")}
+                )
+
+    def after_init_instance(self, instance: Any, new: bool, row: Any, **kwargs: Any) -> None:
+        if new and str(row.get("id") or "").strip():
+            raise ValidationError({"id": ValidationError("No such record.", code="not_found")})
+        super().after_init_instance(instance, new, row, **kwargs)
+
+    def import_instance(self, instance: Any, row: Any, **kwargs: Any) -> None:
+        errors = {}
+        for resource_field in self.get_import_fields():
+            if isinstance(resource_field.widget, widgets.ManyToManyWidget):
+                continue
+            try:
+                self.import_field(resource_field, instance, row, **kwargs)
+            except (ValueError, ArithmeticError) as exc:
+                code = getattr(exc, "code", "invalid")
+                message = str(exc) if isinstance(exc, ValueError) else "Not a number."
+                errors[resource_field.attribute] = ValidationError(message, code=code)
+        if errors:
+            raise ValidationError(errors)
+
+    def cleaned(self, name: str, row: dict[str, Any]) -> Any:
+        """The value of the (m2m or read-only) field ``name`` read from ``row``."""
+        resource_field = self.fields[name]
+        try:
+            return resource_field.clean(row)
+        except (ValueError, ArithmeticError) as exc:
+            code = getattr(exc, "code", "invalid")
+            raise ValidationError(
+                {resource_field.attribute or name: ValidationError(str(exc), code=code)}
+            ) from None
+
+    def save_instance(self, instance: Any, is_create: bool, row: Any, **kwargs: Any) -> None:
+        self.before_save_instance(instance, row, **kwargs)
+        try:
+            self.service_save(instance, is_create, row)
+        except DomainError as exc:
+            column = str(exc.details.get("field") or NON_FIELD_ERRORS)
+            raise ValidationError({column: ValidationError(exc.message, code=exc.code)}) from None
+        self.after_save_instance(instance, row, **kwargs)
+
+    def save_m2m(self, instance: Any, row: Any, **kwargs: Any) -> None:
+        """Relations are set by the services in ``service_save``."""
+
+    def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
+        """No sequence reset (``ModelResource``'s, for rows inserted with their ids): the
+        services insert without ids, and the runtime role may not ``setval`` (the
+        failure rolled the admin's import back after reporting it finished)."""
+
+    def column_of(self, attribute: str) -> str:
+        for resource_field in self.fields.values():
+            if resource_field.attribute == attribute:
+                return resource_field.column_name
+        return "" if attribute == NON_FIELD_ERRORS else attribute
+
+
+class SheetAdminMixin(ImportExportMixin):
+    """A ``ModelAdmin`` mixin: django-import-export's import (a dry run listing the row
+    errors, then the confirm step) and export, the import for users holding every one of
+    ``import_permissions`` (the permissions of the records it creates or changes)."""
+
+    import_permissions: tuple[str, ...] = ()
+
+    def has_import_permission(self, request: Any) -> bool:
+        return bool(self.import_permissions) and request.user.has_perms(self.import_permissions)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+@dataclass
+class ImportOutcome:
+    """What an import did (or, on a dry run or a refusal, would have done)."""
+
+    rows: int = 0
+    new: int = 0
+    updated: int = 0
+    skipped: int = 0
+    dry_run: bool = True
+    written: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def created(self) -> int:
+        """New records made (on a dry run: that would be made); 0 once a row is refused."""
+        return 0 if self.errors else self.new
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "new": self.new,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "dry_run": self.dry_run,
+            "written": self.written,
+            "errors": self.errors,
+        }
+
+
+class _Rollback(Exception):
+    pass
+
+
+class _RowRefused(Exception):
+    def __init__(self, result: RowResult) -> None:
+        self.result = result
+
+
+def _row_errors(resource: ServiceBackedResource, line: int, result: RowResult) -> list[dict]:
+    found = []
+    if result.validation_error is not None:
+        error = result.validation_error
+        items = error.error_dict.items() if hasattr(error, "error_dict") else [("", [error])]
+        for attribute, problems in items:
+            for problem in problems:
+                for message in problem.messages:
+                    found.append(
+                        {"row": line, "column": resource.column_of(attribute),
+                         "code": _error_code(problem), "message": message}
+                    )  # fmt: skip
+    for error in result.errors:
+        exc = error.error
+        code = getattr(exc, "code", None) or "invalid"
+        found.append({"row": line, "column": "", "code": str(code), "message": str(exc)})
+    return found or [{"row": line, "column": "", "code": "invalid", "message": "Refused."}]
+
+
+def import_rows(
+    *,
+    resource: ServiceBackedResource,
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    dry_run: bool = True,
+) -> ImportOutcome:
+    """Import streamed rows through ``resource``: all rows or none (see the module)."""
+    outcome = ImportOutcome(dry_run=dry_run)
+    loader = resource._meta.instance_loader_class(resource, None)
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is not None:
+        missing = [c for c in resource.required_columns if c not in first[1]]
+        if missing:
+            outcome.errors.append(
+                {"row": 1, "column": ", ".join(missing), "code": "missing_column",
+                 "message": f"The header lacks {', '.join(missing)}."}
+            )  # fmt: skip
+            return outcome
+    counted = {
+        RowResult.IMPORT_TYPE_NEW: "new",
+        RowResult.IMPORT_TYPE_UPDATE: "updated",
+        RowResult.IMPORT_TYPE_SKIP: "skipped",
+    }
+    try:
+        with transaction.atomic():
+            for line, row in _chain(first, rows):
+                outcome.rows += 1
+                if len(outcome.errors) >= MAX_ERRORS:
+                    continue  # count the rest, stop checking
+                try:
+                    with transaction.atomic():
+                        result = resource.import_row(
+                            row, loader, dry_run=False, using_transactions=True, row_number=line
+                        )
+                        if result.errors or result.validation_error is not None:
+                            raise _RowRefused(result)
+                except _RowRefused as refused:
+                    outcome.errors.extend(_row_errors(resource, line, refused.result))
+                    continue
+                name = counted.get(result.import_type)
+                if name:
+                    setattr(outcome, name, getattr(outcome, name) + 1)
+            if dry_run or outcome.errors:
+                raise _Rollback
+            outcome.written = True
+    except _Rollback:
+        pass
+    return outcome
+
+
+def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
+    if first is None:
+        return
+    yield first
+    yield from rest
+
+
+def import_file(
+    *, resource: ServiceBackedResource, upload: BinaryIO, filename: str, dry_run: bool = True
+) -> ImportOutcome:
+    """``import_rows`` over a CSV or XLSX file; an unreadable file is one row-1 error."""
+    try:
+        return import_rows(resource=resource, rows=read_rows(upload, filename), dry_run=dry_run)
+    except (UnicodeDecodeError, csv.Error, OSError, KeyError, ValueError) as exc:
+        outcome = ImportOutcome(dry_run=dry_run)
+        outcome.errors.append(
+            {"row": 1, "column": "", "code": "unreadable_file",
+             "message": f"Not a UTF-8 CSV or an XLSX workbook ({type(exc).__name__})."}
+        )  # fmt: skip
+        return outcome
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def _export_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).isoformat() if timezone.is_aware(value) else str(value)
+    return safe_text(str(value))
+
+
+def _resource_rows(resource: Any, queryset: Any) -> Iterator[list[Any]]:
+    for obj in resource.iter_queryset(queryset):
+        yield resource.export_resource(obj)
+
+
+def _csv_chunks(headers: list[str], rows: Iterable[list[Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(headers)
+    for count, row in enumerate(rows, start=1):
+        writer.writerow([_export_text(value) for value in row])
+        if count % CSV_CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _xlsx_cell(sheet: Any, value: Any) -> Any:
+    if isinstance(value, Decimal):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.number_format = "0.00" if value == value.quantize(Decimal("0.01")) else "General"
+        return cell
+    if isinstance(value, datetime):
+        return WriteOnlyCell(sheet, value=_export_text(value))
+    if isinstance(value, date | int | bool):
+        return WriteOnlyCell(sheet, value=value)
+    return WriteOnlyCell(sheet, value=_export_text(value))
+
+
+def _xlsx_chunks(headers: list[str], rows: Iterable[list[Any]]) -> Iterator[bytes]:
+    handle, path = tempfile.mkstemp(suffix=".xlsx")
+    os.close(handle)
+    try:
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet()
+        sheet.append(headers)
+        for row in rows:
+            sheet.append([_xlsx_cell(sheet, value) for value in row])
+        workbook.save(path)
+        with open(path, "rb") as stream:
+            while chunk := stream.read(FILE_CHUNK):
+                yield chunk
+    finally:
+        os.unlink(path)
+
+
+def export_rows_response(
+    *, headers: list[str], rows: Iterable[list[Any]], name: str, fmt: str
+) -> StreamingHttpResponse:
+    """Rows as a streamed CSV or XLSX download."""
+    chunks = _xlsx_chunks(headers, rows) if fmt == "xlsx" else _csv_chunks(headers, rows)
+    response = StreamingHttpResponse(chunks, content_type=FORMATS[fmt])
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+def export_response(*, resource: Any, queryset: Any, name: str, fmt: str) -> StreamingHttpResponse:
+    """A queryset through a django-import-export resource, streamed as CSV or XLSX."""
+    return export_rows_response(
+        headers=resource.get_export_headers(),
+        rows=_resource_rows(resource, queryset),
+        name=name,
+        fmt=fmt,
+    )

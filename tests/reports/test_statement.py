@@ -1,0 +1,156 @@
+"""Statements of a payer, of a sub-account, of a system account; their JSON and XLSX.
+
+The payer's statement reads the covering index (opening from the last ``balance_after``
+before the period, movements one range scan); a sub-account's and a system account's
+opening is the sum of what came before. Hand-computed ledger (RUB, Europe/Moscow):
+
+    payer p   1 Mar payment 100 | 2 Mar debit 30 (for sub-account s) | 3 Mar debit 10
+              4 Mar payment 5 (for s)
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from unittest import mock
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+from openpyxl import load_workbook
+from rest_framework import serializers
+
+from accounts.models import Account
+from core.api.scope import Scope
+from core.caller import SYSTEM
+from ledger.services import debit_post, payment_post, system_account_id
+from reports.api.serializers import StatementEntrySerializer
+from reports.exports import write_xlsx
+from reports.standard import Column, Report, statement
+from tests.factories import AccountFactory, BrandFactory
+
+pytestmark = pytest.mark.django_db
+
+MSK = ZoneInfo("Europe/Moscow")
+D = Decimal
+STAFF = Scope(brand_ids=None, partner_id=None, caller=SYSTEM)
+
+
+@pytest.fixture
+def book():
+    brand = BrandFactory(code="STM")
+    p = AccountFactory(brands=[brand])
+    s = AccountFactory(brands=[brand], client=p.client, parent=p)
+    postings = [
+        (1, lambda: payment_post(account=p, amount="100.00", channel="bank")),
+        (2, lambda: debit_post(account=s, amount="30.00", brand=brand)),
+        (3, lambda: debit_post(account=p, amount="10.00", brand=brand)),
+        (4, lambda: payment_post(account=s, amount="5.00", channel="bank")),
+    ]
+    for day, post in postings:
+        moment = datetime(2026, 3, day, 12, tzinfo=MSK)
+        with mock.patch("ledger.services.timezone.now", return_value=moment):
+            post()
+    return {"p": p, "s": s}
+
+
+def figures(report):
+    h, t = report.header, report.totals
+    return (h["opening"], t["credit"], t["debit"], h["closing"])
+
+
+def test_payer_statement_reads_balances_after(book):
+    report = statement(STAFF, book["p"], date(2026, 3, 2), date(2026, 3, 3))
+    assert figures(report) == (D("100.00"), D("0.00"), D("40.00"), D("60.00"))
+    assert [(r["kind"], r["amount"], r["balance_after"]) for r in report.rows] == [
+        ("debit", D("-30.00"), D("70.00")),
+        ("debit", D("-10.00"), D("60.00")),
+    ]
+    assert report.chart["series"][0]["data"] == ["70.00", "60.00"]
+    assert (
+        statement(STAFF, book["p"], date(2026, 3, 2), date(2026, 3, 3), chart=False).chart is None
+    )
+    # A period with no movement: opening = closing = the balance before it.
+    empty = statement(STAFF, book["p"], date(2026, 3, 10), date(2026, 3, 11))
+    assert figures(empty) == (D("65.00"), D("0.00"), D("0.00"), D("65.00")) and empty.rows == []
+
+
+def test_sub_account_statement_sums_its_own_postings(book):
+    report = statement(STAFF, book["s"], date(2026, 3, 3), date(2026, 3, 4))
+    # Before 3 March s had drawn 30 on its payer; then only its own payment of 5.
+    assert figures(report) == (D("-30.00"), D("5.00"), D("0.00"), D("-25.00"))
+    assert [(r["kind"], r["amount"], r["balance_after"]) for r in report.rows] == [
+        ("payment", D("5.00"), None)
+    ]
+
+
+def test_system_account_statement_closes_on_the_sum(book):
+    clearing = Account.objects.get(pk=system_account_id("clearing", "RUB", channel="bank"))
+    report = statement(STAFF, clearing, date(2026, 3, 4), date(2026, 3, 4))
+    # The bank clearing account is debited by each payment: -100 before, -5 on 4 March.
+    assert figures(report) == (D("-100.00"), D("0.00"), D("5.00"), D("-105.00"))
+
+
+@pytest.mark.parametrize("zone", ["Europe/Moscow", "UTC", "America/Sao_Paulo"])
+def test_statement_entry_renders_as_drf_fields_do(zone):
+    row = {
+        "created_at": datetime(2026, 3, 5, 9, 30, 15, 120000, tzinfo=ZoneInfo("UTC")),
+        "kind": "debit",
+        "amount": D("-1250.50"),
+        "balance_after": D("7.00"),
+        "memo": "=SUM(A1)",
+    }
+    with timezone.override(zone):
+        fast = StatementEntrySerializer(row).data
+        expected = {
+            "created_at": serializers.DateTimeField().to_representation(row["created_at"]),
+            "kind": "debit",
+            "amount": serializers.DecimalField(18, 2).to_representation(row["amount"]),
+            "balance_after": "7.00",
+            "memo": "=SUM(A1)",
+        }
+    assert fast == expected
+    assert fast["created_at"].endswith(
+        "Z" if zone == "UTC" else ("+03:00", "-03:00")[zone != "Europe/Moscow"]
+    )
+    assert StatementEntrySerializer({**row, "balance_after": None}).data["balance_after"] is None
+
+
+def test_xlsx_export_keeps_types_and_formats(tmp_path):
+    report = Report(
+        name="statement",
+        title="t",
+        columns=[
+            Column("at", "At", "datetime"),
+            Column("day", "Day", "date"),
+            Column("amount", "Amount", "money"),
+            Column("count", "Count", "int"),
+            Column("memo", "Memo"),
+        ],
+        rows=iter(
+            [
+                {
+                    "at": datetime(2026, 3, 5, 21, 30, tzinfo=ZoneInfo("UTC")),
+                    "day": date(2026, 3, 6),
+                    "amount": D("-1250.50"),
+                    "count": 3,
+                    "memo": "=HYPERLINK(1)",
+                },
+                {"at": None, "day": None, "amount": D("0.10"), "count": 0, "memo": "-12.50"},
+            ]
+        ),
+    )
+    path = tmp_path / "r.xlsx"
+    assert write_xlsx(report, str(path)) == 2
+    sheet = load_workbook(path).active
+    assert [c.value for c in sheet[1]] == ["At", "Day", "Amount", "Count", "Memo"]
+    first, second = sheet[2], sheet[3]
+    # 21:30 UTC is 00:30 the next day in Moscow, the operator's time zone.
+    assert first[0].value == datetime(2026, 3, 6, 0, 30)
+    assert first[0].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert (first[1].value, first[1].number_format) == (datetime(2026, 3, 6), "yyyy-mm-dd")
+    assert (first[2].value, first[2].number_format) == (-1250.5, "#,##0.00")
+    assert (first[3].value, first[4].value) == (3, "'=HYPERLINK(1)")  # a formula is quoted
+    assert first[4].data_type == "s"
+    assert [c.value for c in second] == [None, None, 0.1, 0, "-12.50"]  # a number stays text
+    assert second[4].data_type == "s"
