@@ -83,7 +83,9 @@ from the sequences, ``COPY`` of holds, transactions, entries and keys, one
 thousands of items are the intended size (the demo-data generator posts
 months of history for many accounts in chronological batches). Runs inside
 the caller's transaction when there is one; ``transaction_posted`` and
-``hold_changed`` are sent after the write, in item order.
+``hold_changed`` are sent after the write, in item order, preceded by one
+``transactions_posted`` with every transaction of the call (set-based receivers:
+invoicing allocates a call's payments there in a few statements).
 
 ``accruals_post_bulk`` (the invoice run's path) is ``post_bulk`` over
 ``AccrualItem``s.
@@ -125,7 +127,7 @@ from ledger.services.reversals import Original, ReversalItem
 from ledger.services.sql import PAYMENT_EXTERNAL_ID_CONSTRAINT
 from ledger.services.system_accounts import SystemAccounts
 from ledger.services.writer import write_postings
-from ledger.signals import hold_changed, transaction_posted
+from ledger.signals import hold_changed, transaction_posted, transactions_posted
 
 Result = Transaction | Hold | DomainError
 
@@ -550,6 +552,10 @@ class _Batch:
                 closed_holds=closed_holds,
                 hold_keys=hold_keys,
                 send_signals=False,
+            )
+        if postings:
+            transactions_posted.send(
+                sender=Transaction, transactions=[p.transaction for p in postings]
             )
         for index, plan in self.plans.items():
             result = plan.result() if plan.posting is not None else self._hold_then(index, plan)

@@ -19,8 +19,9 @@ Nothing moves.
    first one's index entry): those lines are duplicates and post nothing;
 4. checks the payment rules of each line's account (``payments.rules``);
 5. posts the claimed lines through ``ledger.services.post_bulk`` (the ledger's
-   set-based path: balances, ``balance_after``, ``transaction_posted`` and so
-   invoice allocation, exactly as single payments), and the lines for unknown,
+   set-based path: balances, ``balance_after``, and invoice allocation, exactly as
+   single payments: invoicing allocates a call's payments set-based on its
+   ``transactions_posted`` signal), and the lines for unknown,
    closed or mistyped accounts, or refused by the ledger or a rule, as suspense
    receipts in a second ``post_bulk`` call;
 6. records which transaction carried which claim, opens the suspense items
@@ -30,8 +31,7 @@ Nothing moves.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -43,14 +43,7 @@ from accounts.models import Account
 from core.caller import SYSTEM, Caller
 from core.errors import DomainError
 from core.validators import account_number_is_valid
-from invoicing.services import payers_known
-from ledger.services import (
-    AccountStructureChanged,
-    PaymentItem,
-    chain_of,
-    lock_accounts,
-    post_bulk,
-)
+from ledger.services import PaymentItem, post_bulk
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused, ValidationFailed
 from payments.formats import (
     BUILT_IN,
@@ -139,8 +132,8 @@ def classify(agent: PaymentAgent, parsed: ParsedRegistry) -> Classified:
     lines whose payment id came earlier in the same file as duplicates."""
     lines: list[Line] = []
     seen: set[str] = set()
-    valid_numbers = {r.account for r in parsed.rows if account_number_is_valid(r.account)}
-    accounts = _accounts_by_number(valid_numbers)
+    valid = {number: account_number_is_valid(number) for number in {r.account for r in parsed.rows}}
+    accounts = _accounts_by_number(number for number, ok in valid.items() if ok)
     rate = agent.commission_rate
     for row in parsed.rows:
         commission = (
@@ -152,7 +145,7 @@ def classify(agent: PaymentAgent, parsed: ParsedRegistry) -> Classified:
         if row.payment_id in seen:
             line.duplicate = True
         seen.add(row.payment_id)
-        if not account_number_is_valid(row.account):
+        if not valid[row.account]:
             line.suspense_reason = SuspenseItem.Reason.INVALID_CHECK_DIGIT
             line.suspense_detail = f"{row.account!r} is not an account number (check digit)."
         elif row.account not in accounts:
@@ -331,23 +324,6 @@ def _rule_refusals(lines: list[Line]) -> None:
             line.suspense_detail = f"{refusal.code}: {refusal.message}"[:500]
 
 
-@contextmanager
-def _payers_known(account_ids: set[int]) -> Iterator[None]:
-    """Lock the accounts' chains now (post_bulk takes the same locks again, held already)
-    and tell invoicing, in one statement, which payers' trees have open invoices: each
-    payment's allocation then skips its own lookup for a tree with none."""
-    if not account_ids:
-        yield
-        return
-    try:
-        locked = lock_accounts(account_ids, strict=False)
-    except AccountStructureChanged:  # a payer link changed meanwhile: allocate one by one
-        yield
-        return
-    with payers_known({chain_of(locked, pk)[-1].id for pk in account_ids if pk in locked}):
-        yield
-
-
 def _post_payments(
     registry: Registry, agent: PaymentAgent, lines: list[Line], caller: Caller, now: Any
 ) -> list[Any]:
@@ -396,8 +372,7 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
         if line.parsed.payment_id not in claimed:
             line.duplicate = True
     to_post = [ln for ln in fresh if not ln.duplicate and not ln.suspense_reason]
-    with _payers_known({ln.account_id for ln in to_post}):
-        results = _post_payments(registry, agent, to_post, caller, now)
+    results = _post_payments(registry, agent, to_post, caller, now)
     carried: dict[int, int] = {}  # claim id -> transaction id
     for line, result in zip(to_post, results, strict=True):
         if isinstance(result, DomainError):
