@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
 from core.caller import SYSTEM, Caller
-from core.errors import DomainError
+from core.errors import DomainError, IdempotencyConflict
 from core.validators import account_number_is_valid
-from ledger.services import PaymentItem, post_bulk
+from ledger.services import PaymentItem, post_bulk, request_hash
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused, ValidationFailed
 from payments.formats import (
     BUILT_IN,
@@ -221,7 +221,11 @@ def registry_preview(
 
 
 def _preview(
-    agent: PaymentAgent, file_name: str, content: bytes, caller: Caller
+    agent: PaymentAgent,
+    file_name: str,
+    content: bytes,
+    caller: Caller,
+    keyed: tuple[str, str, str] | None = None,
 ) -> tuple[Registry, Classified]:
     classified = _read(agent, content)
     known = _already_claimed(agent, [ln.parsed.payment_id for ln in classified.lines])
@@ -235,6 +239,11 @@ def _preview(
         sha256=hashlib.sha256(content).hexdigest(),
         created_by=caller.user,
         **_figures(classified),
+        **(
+            {"idempotency_caller": keyed[0], "idempotency_key": keyed[1], "request_hash": keyed[2]}
+            if keyed is not None
+            else {}
+        ),
     )
     return registry, classified
 
@@ -446,7 +455,9 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
     return registry
 
 
-@transaction.atomic
+REGISTRY_KEY_CONSTRAINT = "payments_registry_unique_idempotency_key"
+
+
 def registry_import(
     *,
     agent: PaymentAgent,
@@ -454,10 +465,83 @@ def registry_import(
     content: bytes,
     dry_run: bool = False,
     caller: Caller = SYSTEM,
+    idempotency_key: str | None = None,
 ) -> Registry:
     """Preview a file and, unless ``dry_run``, apply it at once (one transaction: a refused
-    apply leaves no registry behind)."""
-    registry, classified = _preview(agent, file_name, content, caller)
+    apply leaves no registry behind).
+
+    With an ``idempotency_key`` the import happens once per (caller, key): the same
+    request again (same agent, file name, content and ``dry_run``) returns the
+    registry it made with ``.replayed = True``, a different one is refused with
+    ``idempotency_conflict``. The key is stored on the registry, in the import's
+    transaction (a refused file stores none, so the key can be used again); a
+    concurrent twin waits on the key's unique index, then replays the winner.
+    """
+    if idempotency_key is None:
+        return _import(agent, file_name, content, dry_run, caller, None)
+    if not 0 < len(idempotency_key) <= 255:
+        raise ValidationFailed(
+            "An idempotency key has 1 to 255 characters.", idempotency_key=["1 to 255."]
+        )
+    keyed = (
+        caller.ref,
+        idempotency_key,
+        request_hash(
+            {
+                "operation": "registry_import",
+                "agent": agent.pk,
+                "file_name": file_name[:255],
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "dry_run": dry_run,
+            }
+        ),
+    )
+    for _attempt in range(2):
+        replayed = _replay(*keyed)
+        if replayed is not None:
+            return replayed
+        try:
+            with transaction.atomic():
+                registry = _import(agent, file_name, content, dry_run, caller, keyed)
+        except IntegrityError as exc:
+            diag = getattr(exc.__cause__, "diag", None)
+            if getattr(diag, "constraint_name", "") != REGISTRY_KEY_CONSTRAINT:
+                raise
+            continue  # a concurrent twin committed the key first: replay it (or conflict)
+        registry.replayed = False
+        return registry
+    raise AssertionError("unreachable: the key's registry is committed")  # pragma: no cover
+
+
+def _replay(caller_ref: str, key: str, hashed: str) -> Registry | None:
+    """The registry this key made (``replayed``), None if unseen, or a conflict."""
+    registry = (
+        Registry.objects.select_related("agent")
+        .filter(idempotency_caller=caller_ref, idempotency_key=key)
+        .first()
+    )
+    if registry is None:
+        return None
+    if registry.request_hash != hashed:
+        raise IdempotencyConflict(
+            "This idempotency key was already used for a different request.",
+            key=key,
+            operation="registry_import",
+        )
+    registry.replayed = True
+    return registry
+
+
+@transaction.atomic
+def _import(
+    agent: PaymentAgent,
+    file_name: str,
+    content: bytes,
+    dry_run: bool,
+    caller: Caller,
+    keyed: tuple[str, str, str] | None,
+) -> Registry:
+    registry, classified = _preview(agent, file_name, content, caller, keyed)
     if dry_run:
         return registry
     registry = Registry.objects.select_for_update().select_related("agent").get(pk=registry.pk)
