@@ -74,8 +74,10 @@ def test_another_file_with_the_same_key_is_refused_and_posts_nothing(staff_api, 
     assert [r.json()["code"] for r in (renamed, dry)] == ["idempotency_conflict"] * 2
     assert Registry.objects.count() == 1 and balance(a) == Decimal("100.00")
     # Another staff user's key of the same name is theirs alone.
+    other_user = UserFactory(is_staff=True, is_superuser=True)
+    other_user.save()
     other_staff = APIClient()
-    other_staff.force_login(UserFactory(is_staff=True, is_superuser=True))
+    other_staff.force_login(other_user)
     theirs = upload(other_staff, other, key="reg-2")
     assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs
     assert balance(c) == Decimal("70.00")
@@ -95,14 +97,14 @@ def test_a_refused_file_keeps_no_key_and_a_dry_run_replays_as_a_preview(staff_ap
     assert Registry.objects.count() == 1 and balance(a) == 0
 
 
-def test_a_key_used_for_another_money_post_is_a_conflict(staff_api, sber, accounts):
+def test_a_key_used_for_another_money_post_is_a_conflict(staff_api, sber, accounts, brand):
     a = accounts[0]
     first = upload(staff_api, sber_txt([Pay("1", a.number, "10.00")]), key="shared")
     assert first.status_code == 201
     assert balance(a) == Decimal("10.00")
     debit = staff_api.post(
         "/api/v1/debits/",
-        {"account": a.pk, "amount": "1.00"},
+        {"account": a.pk, "amount": "1.00", "brand": brand.pk},
         format="json",
         HTTP_IDEMPOTENCY_KEY="shared",
     )
