@@ -265,6 +265,8 @@ class _Batch:
         self.payments_stored: dict[tuple[str, str], int] = {}  # (scope, external id) -> txn id
         # index -> (its refusal, the index of the item of the call that posted the payment)
         self.duplicates_in_call: dict[int, tuple[DomainError, int]] = {}
+        self._pending_cache: list[tuple[int, Operation]] | None = None
+        self._pending_at = 0
 
     def run(self) -> list[Result]:
         self._replay_seen_keys()
@@ -338,7 +340,15 @@ class _Batch:
         return None
 
     def _pending(self) -> list[tuple[int, Operation]]:
-        return [(i, item) for i, item in enumerate(self.items) if self.results[i] is None]
+        """The items not yet decided. A result, once set, is never unset: while as many are
+        decided as at the last call, the list is the same (kept, not rebuilt per phase)."""
+        decided = len(self.results) - self.results.count(None)
+        if self._pending_cache is None or decided != self._pending_at:
+            self._pending_cache = [
+                (i, item) for i, item in enumerate(self.items) if self.results[i] is None
+            ]
+            self._pending_at = decided
+        return self._pending_cache
 
     def _read_references(self) -> tuple[dict[int, tuple[int, int]], dict[int, Any]]:
         """Holds (their account and payer) and originals named by id, read in bulk."""
