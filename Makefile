@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_CLIENTS ?= 2000
 
-.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-ui bench-reports verify clean
+.PHONY: run test install messages db dbserver db-stop migrate demo lint format bench bench-api bench-pdf bench-invoice bench-ingest bench-month-end bench-ui bench-reports verify clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,6 +86,12 @@ bench-invoice: install
 # ingest_usage records/s for a 1,000,000-record CSV next to a plain COPY of the same file.
 bench-ingest: install
 	$(PY) bench/ingest.py
+
+# The whole month-end (ingest, readings, invoice run on 2 q2 workers, PDF and email sample)
+# for MONTH_END_ACCOUNTS accounts on INVOICE_BENCH_DATABASE_URL: per-phase times, peak RSS.
+MONTH_END_ACCOUNTS ?= 100000
+bench-month-end: install
+	$(PY) bench/month_end.py --accounts $(MONTH_END_ACCOUNTS)
 
 # Reports on REPORTS_BENCH_DATABASE_URL (default billing_reports_bench): statement p50/p99,
 # turnover sheet, 1,000,000-row XLSX export, posting with and without the projector.

@@ -62,8 +62,13 @@ def _django() -> None:
     django.setup()
 
 
-def prepare(accounts: int, period: str) -> dict:
-    """Create the population (SQL, set-based); return what the run needs."""
+def prepare(accounts: int, period: str, *, usage_wanted: bool = True, emails: bool = False) -> dict:
+    """Create the population (SQL, set-based); return what the run needs.
+
+    ``usage_wanted=False`` leaves the usage out (bench/month_end.py sends it through the real
+    ingest); ``emails=True`` gives every client an email address, so issuing writes one
+    outbox email per invoice.
+    """
     subprocess.run(
         [sys.executable, "-m", "billing_site.ensure_db"], env=_env(), check=True, cwd=ROOT
     )
@@ -117,7 +122,8 @@ def prepare(accounts: int, period: str) -> dict:
             WITH c AS (
                 INSERT INTO accounts_client (kind, name, legal_name, tax_id, kpp, ogrn, email,
                     phone, address, external_ref, status, created_at, updated_at)
-                SELECT 'individual', 'Bench household ' || g, '', '', '', '', '', '', '',
+                SELECT 'individual', 'Bench household ' || g, '', '', '', '',
+                       CASE WHEN %s THEN %s || '-' || g || '@example.com' ELSE '' END, '', '',
                        %s || '-' || g, 'active', now(), now()
                 FROM generate_series(1, %s) g
                 RETURNING id
@@ -136,7 +142,7 @@ def prepare(accounts: int, period: str) -> dict:
             INSERT INTO accounts_account_brands (account_id, brand_id)
             SELECT id, %s FROM a
             """,
-            [f"bench{stamp}", accounts, numbers, brand.pk],
+            [emails, f"bench{stamp}", f"bench{stamp}", accounts, numbers, brand.pk],
         )
         cursor.execute(
             "SELECT account_id FROM accounts_account_brands WHERE brand_id = %s", [brand.pk]
@@ -152,8 +158,7 @@ def prepare(accounts: int, period: str) -> dict:
             """,
             [start, account_ids, [t.pk for t in tariffs]],
         )
-        cursor.execute(
-            """
+        usage_sql = """
             INSERT INTO invoicing_usagerecord (account_id, service_id, quantity, occurred_at,
                                                external_id, source)
             SELECT a, s.id,
@@ -166,17 +171,21 @@ def prepare(accounts: int, period: str) -> dict:
             CROSS JOIN brands_service s
             CROSS JOIN generate_series(1, 2) AS k
             WHERE s.id IN (%(unit)s, %(water)s)
-            """,
-            {
-                "unit": unit.pk,
-                "water": water.pk,
-                "start": start,
-                "tz": "Europe/Moscow",
-                "stamp": stamp,
-                "accounts": account_ids,
-            },
-        )
-        usage = cursor.rowcount
+            """
+        usage = 0
+        if usage_wanted:
+            cursor.execute(
+                usage_sql,
+                {
+                    "unit": unit.pk,
+                    "water": water.pk,
+                    "start": start,
+                    "tz": "Europe/Moscow",
+                    "stamp": stamp,
+                    "accounts": account_ids,
+                },
+            )
+            usage = cursor.rowcount
     with connection.cursor() as cursor:
         cursor.execute(
             "ANALYZE accounts_account; ANALYZE invoicing_subscription; "
@@ -187,6 +196,8 @@ def prepare(accounts: int, period: str) -> dict:
         "accounts": len(account_ids),
         "subscriptions": 3 * len(account_ids),
         "usage_records": usage,
+        "stamp": stamp,
+        "services": {"rent": flat.pk, "calls": unit.pk, "water": water.pk},
         "setup_seconds": round(time.perf_counter() - started, 1),
     }
 

