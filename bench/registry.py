@@ -10,9 +10,10 @@ footer, or ``csv-total``) to the 10,000 funded accounts of bench/posting.py's po
                     check the control totals, match the numbers (check digits, one
                     query per 50,000), claim every payment id (INSERT ... ON CONFLICT),
                     post the payments and the suspense receipts through
-                    ``ledger.services.post_bulk`` (``transaction_posted`` for each:
-                    invoicing's allocation runs for every payment), open the suspense
-                    items, record the registry; one database transaction;
+                    ``ledger.services.post_bulk`` (``transactions_posted`` once:
+                    invoicing allocates the call's payments set-based; then
+                    ``transaction_posted`` for each), open the suspense items, record
+                    the registry; one database transaction;
   single_debits     bench/posting.py's ``spread`` scenario with one worker (debit_post,
                     one transaction each), measured in the same run;
   single_payments   ``ledger.services.payment_post`` one by one for the same time.

@@ -6,10 +6,13 @@ class InvoicingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from invoicing.receivers import allocate_on_posting
-        from ledger.signals import transaction_posted
+        from invoicing.receivers import allocate_on_bulk_posting, allocate_on_posting
+        from ledger.signals import transaction_posted, transactions_posted
 
         transaction_posted.connect(allocate_on_posting, dispatch_uid="invoicing.allocate_payments")
+        transactions_posted.connect(
+            allocate_on_bulk_posting, dispatch_uid="invoicing.allocate_bulk_payments"
+        )
 
         # A service's VAT rate must not change on billed days (brands sit below invoicing).
         from brands.signals import service_vat_rate_changing

@@ -9,5 +9,10 @@ from django.dispatch import Signal
 
 # kwargs: transaction (ledger.models.Transaction)
 transaction_posted = Signal()
+# kwargs: transactions (list of ledger.models.Transaction, in item order). Sent once by a
+# bulk posting (``post_bulk``) after its write, before its transaction_posted and
+# hold_changed signals (which still come one by one, in item order): a receiver may do
+# there set-based what it would otherwise do per transaction.
+transactions_posted = Signal()
 # kwargs: hold (ledger.models.Hold), previous_status (str or None when created)
 hold_changed = Signal()

@@ -344,6 +344,7 @@ def parse_registry(layout: Layout, data: bytes) -> ParsedRegistry:
     rows: list[ParsedRow] = []
     errors: list[RowError] = []
     total = ZERO
+    moments: dict[str, datetime | None] = {}
     for line_no, line in numbered:
         parts = _split(layout, line)
         if len(parts) < width:
@@ -395,7 +396,11 @@ def parse_registry(layout: Layout, data: bytes) -> ParsedRegistry:
             moment_text = values["paid_at"]
             if "paid_time" in values:
                 moment_text = f"{moment_text} {values['paid_time']}"
-            paid_at = _parse_moment(layout, moment_text)
+            # A registry's lines share a few dates and times: each is parsed once.
+            if moment_text in moments:
+                paid_at = moments[moment_text]
+            else:
+                paid_at = moments[moment_text] = _parse_moment(layout, moment_text)
             if paid_at is None:
                 row_errors.append(
                     RowError(

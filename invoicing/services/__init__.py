@@ -128,9 +128,9 @@ from invoicing.exceptions import (
 )
 from invoicing.rating import RatedLine
 from invoicing.services.allocation import (
-    payers_known,
     payment_allocate,
     payment_reversal_unallocate,
+    payments_allocate,
     posting_allocate,
     posting_unallocate,
 )
@@ -244,10 +244,10 @@ __all__ = [
     "meter_install",
     "meter_replace",
     "parse_decimal",
-    "payers_known",
     "payment_allocate",
     "payment_reversal_unallocate",
     "payment_terms_days",
+    "payments_allocate",
     "penalties_accrue",
     "penalty_policy_set",
     "post_accruals",

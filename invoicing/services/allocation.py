@@ -35,9 +35,8 @@ recalculation); the tree's invoices are then locked in id order, the order
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 
 from django.db import connection
@@ -82,49 +81,6 @@ WITH RECURSIVE up(id, parent_id, depth) AS (
 )
 SELECT id FROM up WHERE parent_id IS NULL
 """
-
-
-# Payers whose trees were looked up in one statement for a bulk posting that holds their
-# locks (``payers_known``): (the payers looked up, those whose tree has an open invoice).
-_known_trees: ContextVar[tuple[frozenset[int], frozenset[int]] | None] = ContextVar(
-    "invoicing_known_trees", default=None
-)
-
-_OPEN_TREES_SQL = """
-WITH RECURSIVE tree(root, id) AS (
-    SELECT p, p FROM unnest(%(payers)s::bigint[]) AS p
-  UNION
-    SELECT t.root, a.id FROM accounts_account a JOIN tree t ON a.parent_id = t.id
-)
-SELECT DISTINCT t.root FROM tree t
-JOIN invoicing_invoice i ON i.account_id = t.id
-WHERE i.status IN ('issued', 'partly_paid', 'overdue') AND i.total > 0
-"""
-
-
-@contextmanager
-def payers_known(payer_ids: Iterable[int]) -> Iterator[None]:
-    """For a bulk posting (a payment registry) that holds the locks of these payers: which
-    of their trees have an open invoice, in one statement, so that each posting's
-    allocation skips the per-posting lookup for a tree with none.
-
-    Sound only while the payers' locks are held (every service that opens an invoice
-    in a tree locks its payer first): take them before entering.
-    """
-    payers = frozenset(payer_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(_OPEN_TREES_SQL, {"payers": list(payers)})
-        open_trees = frozenset(row[0] for row in cursor.fetchall())
-    token = _known_trees.set((payers, open_trees))
-    try:
-        yield
-    finally:
-        _known_trees.reset(token)
-
-
-def _known_without_open_invoice(payer_id: int) -> bool:
-    known = _known_trees.get()
-    return known is not None and payer_id in known[0] and payer_id not in known[1]
 
 
 def _tree(payer_id: int) -> tuple[list[int], bool]:
@@ -173,10 +129,25 @@ def _allocate(
     invoices = _open_invoices_locked(account_ids, named)
     if first is not None:
         invoices.sort(key=lambda inv: inv.pk != first)
+    allocations: list[InvoiceAllocation] = []
+    changed: dict[int, Invoice] = {}
+    remaining = _take(invoices, amount, source, transaction_id, today(), allocations, changed)
+    _save(changed, allocations)
+    return remaining
+
+
+def _take(
+    invoices: Sequence[Invoice],
+    amount: Decimal,
+    source: str,
+    transaction_id: int | None,
+    on: date,
+    allocations: list[InvoiceAllocation],
+    changed: dict[int, Invoice],
+) -> Decimal:
+    """Pay ``invoices`` in their order with ``amount`` (in memory): adds the allocations and
+    the invoices changed; returns the rest."""
     remaining = amount
-    on = today()
-    allocations = []
-    changed = []
     for invoice in invoices:
         if remaining <= 0:
             break
@@ -197,11 +168,14 @@ def _allocate(
                 invoice=invoice, source=source, transaction_id=transaction_id, amount=take
             )
         )
-        changed.append(invoice)
-    if changed:
-        Invoice.objects.bulk_update(changed, ["paid_amount", "status"])
-        InvoiceAllocation.objects.bulk_create(allocations)
+        changed[invoice.pk] = invoice
     return remaining
+
+
+def _save(changed: dict[int, Invoice], allocations: list[InvoiceAllocation]) -> None:
+    if changed:
+        Invoice.objects.bulk_update(list(changed.values()), ["paid_amount", "status"])
+        InvoiceAllocation.objects.bulk_create(allocations)
 
 
 def _payer_credits(txn: Transaction) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
@@ -250,7 +224,7 @@ def posting_allocate(txn: Transaction) -> None:
     if txn.kind == TransactionKind.REVERSAL and any(amount < 0 for amount in net.values()):
         posting_unallocate(txn)
     for payer_id, amount in sorted(net.items()):
-        if amount <= 0 or _known_without_open_invoice(payer_id):
+        if amount <= 0:
             continue
         tree, has_open = _tree(payer_id)
         if not has_open:
@@ -274,6 +248,98 @@ def posting_allocate(txn: Transaction) -> None:
             transaction_id=txn.pk,
             named=named,
         )
+
+
+# For the named accounts of a bulk posting's payments: each one's root payer (one primary-key
+# lookup per level, as the ledger's locking walks chains).
+_ROOTS_SQL = """
+WITH RECURSIVE up(start, id, parent_id, depth) AS (
+    SELECT id, id, parent_id, 0 FROM accounts_account WHERE id = ANY(%(accounts)s::bigint[])
+  UNION ALL
+    SELECT u.start, a.id, a.parent_id, u.depth + 1
+    FROM up u CROSS JOIN LATERAL (
+        SELECT id, parent_id FROM accounts_account WHERE id = u.parent_id LIMIT 1
+    ) a
+    WHERE u.depth < 64
+)
+SELECT start, id FROM up WHERE parent_id IS NULL
+"""
+
+# The trees of these payers whose tree has an open invoice: (root, account id, its parent).
+_OPEN_TREE_ACCOUNTS_SQL = """
+WITH RECURSIVE tree(root, id, parent_id) AS (
+    SELECT p, p, NULL::bigint FROM unnest(%(payers)s::bigint[]) AS p
+  UNION
+    SELECT t.root, a.id, a.parent_id FROM accounts_account a JOIN tree t ON a.parent_id = t.id
+),
+open_roots AS (
+    SELECT DISTINCT t.root FROM tree t
+    JOIN invoicing_invoice i ON i.account_id = t.id
+    WHERE i.status IN ('issued', 'partly_paid', 'overdue') AND i.total > 0
+)
+SELECT t.root, t.id, t.parent_id FROM tree t JOIN open_roots o ON o.root = t.root
+"""
+
+
+def payments_allocate(payments: Sequence[Transaction]) -> None:
+    """Allocate many payments of one bulk posting (their payers are locked), set-based: the
+    same result as ``posting_allocate`` on each in order, in a few statements whatever
+    their number.
+
+    A payment credits its root payer by its amount and pays the open invoices of the
+    payer's tree in full, those of its named account's subtree first (see the module
+    docstring). The payers are found in one statement, the trees with an open invoice
+    in another; their open invoices are locked in one statement in id order and
+    paid in memory payment after payment, then written with one UPDATE and one
+    INSERT. A payer whose tree has no open invoice costs nothing more.
+    """
+    if any(txn.kind != TransactionKind.PAYMENT for txn in payments):
+        raise ValueError("payments_allocate takes payments only.")
+    if not payments:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_ROOTS_SQL, {"accounts": sorted({t.account_id for t in payments})})
+        root_of = dict(cursor.fetchall())
+        cursor.execute(_OPEN_TREE_ACCOUNTS_SQL, {"payers": sorted(set(root_of.values()))})
+        tree_rows = cursor.fetchall()
+    if not tree_rows:
+        return
+    trees: dict[int, list[int]] = defaultdict(list)  # root -> its accounts
+    children: dict[int, list[int]] = defaultdict(list)
+    for root, account_id, parent_id in tree_rows:
+        trees[root].append(account_id)
+        if account_id != root:
+            children[parent_id].append(account_id)
+    invoices: dict[int, list[Invoice]] = defaultdict(list)  # root -> open invoices, id order
+    tree_root = {account_id: root for root, ids in trees.items() for account_id in ids}
+    for invoice in _open_invoices_locked(list(tree_root)):
+        invoices[tree_root[invoice.account_id]].append(invoice)
+    by_id = {root: sorted(found, key=lambda inv: inv.pk) for root, found in invoices.items()}
+
+    def subtree(account_id: int) -> set[int]:
+        found, stack = set(), [account_id]
+        while stack:
+            current = stack.pop()
+            if current not in found:
+                found.add(current)
+                stack.extend(children.get(current, ()))
+        return found
+
+    on, now = today(), timezone.now()
+    allocations: list[InvoiceAllocation] = []
+    changed: dict[int, Invoice] = {}
+    for txn in payments:
+        root = root_of.get(txn.account_id, txn.account_id)
+        if root not in by_id:
+            continue
+        named = subtree(txn.account_id) if txn.account_id != root else set()
+        ordered = sorted(
+            by_id[root],
+            key=lambda inv: (inv.account_id not in named, inv.issued_at or now, inv.pk),
+        )
+        source = InvoiceAllocation.Source.PAYMENT
+        _take(ordered, txn.amount, source, txn.pk, on, allocations, changed)
+    _save(changed, allocations)
 
 
 def payment_allocate(txn: Transaction) -> None:

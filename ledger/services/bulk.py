@@ -83,7 +83,9 @@ from the sequences, ``COPY`` of holds, transactions, entries and keys, one
 thousands of items are the intended size (the demo-data generator posts
 months of history for many accounts in chronological batches). Runs inside
 the caller's transaction when there is one; ``transaction_posted`` and
-``hold_changed`` are sent after the write, in item order.
+``hold_changed`` are sent after the write, in item order, preceded by one
+``transactions_posted`` with every transaction of the call (set-based receivers:
+invoicing allocates a call's payments there in a few statements).
 
 ``accruals_post_bulk`` (the invoice run's path) is ``post_bulk`` over
 ``AccrualItem``s.
@@ -125,7 +127,7 @@ from ledger.services.reversals import Original, ReversalItem
 from ledger.services.sql import PAYMENT_EXTERNAL_ID_CONSTRAINT
 from ledger.services.system_accounts import SystemAccounts
 from ledger.services.writer import write_postings
-from ledger.signals import hold_changed, transaction_posted
+from ledger.signals import hold_changed, transaction_posted, transactions_posted
 
 Result = Transaction | Hold | DomainError
 
@@ -263,6 +265,8 @@ class _Batch:
         self.payments_stored: dict[tuple[str, str], int] = {}  # (scope, external id) -> txn id
         # index -> (its refusal, the index of the item of the call that posted the payment)
         self.duplicates_in_call: dict[int, tuple[DomainError, int]] = {}
+        self._pending_cache: list[tuple[int, Operation]] | None = None
+        self._pending_at = 0
 
     def run(self) -> list[Result]:
         self._replay_seen_keys()
@@ -336,7 +340,15 @@ class _Batch:
         return None
 
     def _pending(self) -> list[tuple[int, Operation]]:
-        return [(i, item) for i, item in enumerate(self.items) if self.results[i] is None]
+        """The items not yet decided. A result, once set, is never unset: while as many are
+        decided as at the last call, the list is the same (kept, not rebuilt per phase)."""
+        decided = len(self.results) - self.results.count(None)
+        if self._pending_cache is None or decided != self._pending_at:
+            self._pending_cache = [
+                (i, item) for i, item in enumerate(self.items) if self.results[i] is None
+            ]
+            self._pending_at = decided
+        return self._pending_cache
 
     def _read_references(self) -> tuple[dict[int, tuple[int, int]], dict[int, Any]]:
         """Holds (their account and payer) and originals named by id, read in bulk."""
@@ -550,6 +562,10 @@ class _Batch:
                 closed_holds=closed_holds,
                 hold_keys=hold_keys,
                 send_signals=False,
+            )
+        if postings:
+            transactions_posted.send(
+                sender=Transaction, transactions=[p.transaction for p in postings]
             )
         for index, plan in self.plans.items():
             result = plan.result() if plan.posting is not None else self._hold_then(index, plan)

@@ -44,8 +44,11 @@ def sub_of(named: LockedAccount, payer: LockedAccount) -> int | None:
     return named.id if named.id != payer.id else None
 
 
+_CHANNELS = frozenset(Account.Channel.values)  # ``.values`` builds a new list on every read
+
+
 def check_channel(channel: str) -> None:
-    if channel not in Account.Channel.values:
+    if channel not in _CHANNELS:
         raise ValidationFailed(f"Unknown payment channel {channel!r}.", field="channel")
 
 

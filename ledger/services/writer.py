@@ -35,6 +35,8 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.db.models import QuerySet
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 from core.caller import Caller
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
@@ -202,7 +204,25 @@ def _with_defaults(header: dict[str, Any], txn_id: int | None) -> dict[str, Any]
 
 
 def _transaction(values: dict[str, Any]) -> Transaction:
-    return Transaction.from_db("default", _TXN_FIELD_NAMES, [values[n] for n in _TXN_FIELD_NAMES])
+    return _from_row(Transaction, _TXN_FIELD_NAMES, [values[n] for n in _TXN_FIELD_NAMES])
+
+
+def _from_row(model: type[models.Model], attnames: list[str], row: Sequence) -> Any:
+    """``model.from_db("default", attnames, row)`` for a row of every concrete field.
+
+    ``Model.__init__`` assigns field by field through the descriptors (about half the
+    cost of a bulk posting's Python side at 200,000 payments); with no ``pre_init`` /
+    ``post_init`` receiver for the model the instance is built directly, exactly as
+    ``from_db`` leaves it (attribute values, ``_state.adding`` False, ``_state.db``).
+    """
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model.from_db("default", attnames, row)
+    obj = model.__new__(model)
+    obj.__dict__.update(zip(attnames, row, strict=True))
+    state = obj._state = ModelState()
+    state.adding = False
+    state.db = "default"
+    return obj
 
 
 class _PostedEntries(QuerySet):
@@ -220,8 +240,8 @@ class _PostedEntries(QuerySet):
         if self._result_cache is None:
             txn_id, entry_ids, legs, currency, now = self._posted
             self._result_cache = [
-                Entry.from_db(
-                    "default",
+                _from_row(
+                    Entry,
                     _ENTRY_FIELD_NAMES,
                     _entry_values(entry_id, txn_id, leg, currency, now),
                 )

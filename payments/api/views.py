@@ -48,7 +48,10 @@ from payments.selectors import (
 
 REGISTRY_ERRORS = {
     404: error("`not_found`: no agent with this code."),
-    409: error("`registry_already_applied`: the registry was applied before."),
+    409: error(
+        "`registry_already_applied`: the registry was applied before; `idempotency_conflict`:"
+        " the `Idempotency-Key` was already used for a different request."
+    ),
     422: error(
         "`registry_refused`: the file's control totals do not match, its encoding is wrong, it "
         "cannot be parsed, or (applying) it has row errors; `details.reason` says which "
@@ -126,6 +129,7 @@ class RegistryViewSet(
     @extend_schema(
         request={"multipart/form-data": RegistryUploadSerializer},
         responses={201: RegistrySerializer, **REGISTRY_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
     )
     def create(self, request: Any) -> Response:
         """Import a registry file (multipart: `agent` code, `file`, `dry_run`).
@@ -134,7 +138,10 @@ class RegistryViewSet(
         closed account, or a number whose check digit fails, goes to suspense; a
         payment id the agent already sent counts in `duplicates` and posts nothing.
         With `dry_run=true` the file is only previewed (status `previewed`), with its
-        row errors; `POST /registries/{id}/apply/` applies it later.
+        row errors; `POST /registries/{id}/apply/` applies it later. With an
+        `Idempotency-Key`, the same request again (agent, file name, file content,
+        `dry_run`) replays the first response (`Idempotent-Replayed: true`) and posts
+        nothing; another request with the same key is `409 idempotency_conflict`.
         """
         serializer = RegistryUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -143,14 +150,20 @@ class RegistryViewSet(
         if agent is None:
             raise NotFoundInScope("agent: not found.", agent=["Not found."])
         upload = data["file"]
-        registry = services.registry_import(
-            agent=agent,
-            file_name=upload.name or "registry",
-            content=upload.read(),
-            dry_run=data["dry_run"],
-            caller=self.scope.caller,
+        content = upload.read()
+        return money_post(
+            request,
+            post=lambda key: services.registry_import(
+                agent=agent,
+                file_name=upload.name or "registry",
+                content=content,
+                dry_run=data["dry_run"],
+                caller=self.scope.caller,
+                idempotency_key=key,
+            ),
+            serialize=lambda registry: RegistrySerializer(registry).data,
+            status=status.HTTP_201_CREATED,
         )
-        return Response(RegistrySerializer(registry).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: RegistrySerializer, **REGISTRY_ERRORS})
     @action(detail=True, methods=["post"], filterset_class=None, parser_classes=[])

@@ -184,6 +184,12 @@ class Registry(models.Model):
     applied_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The request's Idempotency-Key (caller ref + key, unique) and what the request was
+    # (agent, file name, content, dry run): the same key again replays this registry, a
+    # different request with it is an ``idempotency_conflict``.
+    idempotency_caller = models.CharField(max_length=64, blank=True, default="", db_default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-id"]
@@ -195,6 +201,12 @@ class Registry(models.Model):
                 | Q(status="applied", applied_at__isnull=False),
                 name="%(app_label)s_%(class)s_applied_has_time",
                 violation_error_message="An applied registry has its time of application.",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_caller", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="%(app_label)s_%(class)s_unique_idempotency_key",
+                violation_error_message="This idempotency key was already used by this caller.",
             ),
         ]
         indexes = [models.Index(fields=["agent", "created_at"], name="payments_registry_agent_idx")]

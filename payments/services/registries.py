@@ -19,8 +19,9 @@ Nothing moves.
    first one's index entry): those lines are duplicates and post nothing;
 4. checks the payment rules of each line's account (``payments.rules``);
 5. posts the claimed lines through ``ledger.services.post_bulk`` (the ledger's
-   set-based path: balances, ``balance_after``, ``transaction_posted`` and so
-   invoice allocation, exactly as single payments), and the lines for unknown,
+   set-based path: balances, ``balance_after``, and invoice allocation, exactly as
+   single payments: invoicing allocates a call's payments set-based on its
+   ``transactions_posted`` signal), and the lines for unknown,
    closed or mistyped accounts, or refused by the ledger or a rule, as suspense
    receipts in a second ``post_bulk`` call;
 6. records which transaction carried which claim, opens the suspense items
@@ -30,27 +31,19 @@ Nothing moves.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
 from core.caller import SYSTEM, Caller
-from core.errors import DomainError
+from core.errors import DomainError, IdempotencyConflict
 from core.validators import account_number_is_valid
-from invoicing.services import payers_known
-from ledger.services import (
-    AccountStructureChanged,
-    PaymentItem,
-    chain_of,
-    lock_accounts,
-    post_bulk,
-)
+from ledger.services import PaymentItem, post_bulk, request_hash
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused, ValidationFailed
 from payments.formats import (
     BUILT_IN,
@@ -139,8 +132,8 @@ def classify(agent: PaymentAgent, parsed: ParsedRegistry) -> Classified:
     lines whose payment id came earlier in the same file as duplicates."""
     lines: list[Line] = []
     seen: set[str] = set()
-    valid_numbers = {r.account for r in parsed.rows if account_number_is_valid(r.account)}
-    accounts = _accounts_by_number(valid_numbers)
+    valid = {number: account_number_is_valid(number) for number in {r.account for r in parsed.rows}}
+    accounts = _accounts_by_number(number for number, ok in valid.items() if ok)
     rate = agent.commission_rate
     for row in parsed.rows:
         commission = (
@@ -152,7 +145,7 @@ def classify(agent: PaymentAgent, parsed: ParsedRegistry) -> Classified:
         if row.payment_id in seen:
             line.duplicate = True
         seen.add(row.payment_id)
-        if not account_number_is_valid(row.account):
+        if not valid[row.account]:
             line.suspense_reason = SuspenseItem.Reason.INVALID_CHECK_DIGIT
             line.suspense_detail = f"{row.account!r} is not an account number (check digit)."
         elif row.account not in accounts:
@@ -173,15 +166,21 @@ def classify(agent: PaymentAgent, parsed: ParsedRegistry) -> Classified:
     return Classified(parsed=parsed, lines=lines, errors=[e.as_dict() for e in parsed.errors])
 
 
+_CLAIMED_SQL = """
+SELECT p.payment_id FROM payments_agentpayment p
+WHERE p.agent_id = %(agent)s AND p.payment_id = ANY(%(payment_ids)s::text[])
+"""
+
+
 def _already_claimed(agent: PaymentAgent, payment_ids: list[str]) -> set[str]:
+    """The payment ids the agent already sent: one array parameter a statement (an IN list
+    of tens of thousands of placeholders costs more to build and plan than to run)."""
     claimed: set[str] = set()
-    for start in range(0, len(payment_ids), 50_000):
-        chunk = payment_ids[start : start + 50_000]
-        claimed.update(
-            AgentPayment.objects.filter(agent=agent, payment_id__in=chunk).values_list(
-                "payment_id", flat=True
-            )
-        )
+    with connection.cursor() as cursor:
+        for start in range(0, len(payment_ids), CLAIM_CHUNK * 5):
+            chunk = payment_ids[start : start + CLAIM_CHUNK * 5]
+            cursor.execute(_CLAIMED_SQL, {"agent": agent.pk, "payment_ids": chunk})
+            claimed.update(row[0] for row in cursor.fetchall())
     return claimed
 
 
@@ -228,7 +227,11 @@ def registry_preview(
 
 
 def _preview(
-    agent: PaymentAgent, file_name: str, content: bytes, caller: Caller
+    agent: PaymentAgent,
+    file_name: str,
+    content: bytes,
+    caller: Caller,
+    keyed: tuple[str, str, str] | None = None,
 ) -> tuple[Registry, Classified]:
     classified = _read(agent, content)
     known = _already_claimed(agent, [ln.parsed.payment_id for ln in classified.lines])
@@ -242,6 +245,11 @@ def _preview(
         sha256=hashlib.sha256(content).hexdigest(),
         created_by=caller.user,
         **_figures(classified),
+        **(
+            {"idempotency_caller": keyed[0], "idempotency_key": keyed[1], "request_hash": keyed[2]}
+            if keyed is not None
+            else {}
+        ),
     )
     return registry, classified
 
@@ -331,23 +339,6 @@ def _rule_refusals(lines: list[Line]) -> None:
             line.suspense_detail = f"{refusal.code}: {refusal.message}"[:500]
 
 
-@contextmanager
-def _payers_known(account_ids: set[int]) -> Iterator[None]:
-    """Lock the accounts' chains now (post_bulk takes the same locks again, held already)
-    and tell invoicing, in one statement, which payers' trees have open invoices: each
-    payment's allocation then skips its own lookup for a tree with none."""
-    if not account_ids:
-        yield
-        return
-    try:
-        locked = lock_accounts(account_ids, strict=False)
-    except AccountStructureChanged:  # a payer link changed meanwhile: allocate one by one
-        yield
-        return
-    with payers_known({chain_of(locked, pk)[-1].id for pk in account_ids if pk in locked}):
-        yield
-
-
 def _post_payments(
     registry: Registry, agent: PaymentAgent, lines: list[Line], caller: Caller, now: Any
 ) -> list[Any]:
@@ -396,8 +387,7 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
         if line.parsed.payment_id not in claimed:
             line.duplicate = True
     to_post = [ln for ln in fresh if not ln.duplicate and not ln.suspense_reason]
-    with _payers_known({ln.account_id for ln in to_post}):
-        results = _post_payments(registry, agent, to_post, caller, now)
+    results = _post_payments(registry, agent, to_post, caller, now)
     carried: dict[int, int] = {}  # claim id -> transaction id
     for line, result in zip(to_post, results, strict=True):
         if isinstance(result, DomainError):
@@ -462,16 +452,20 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
                     ],
                 },
             )
-    for name, value in _figures(classified).items():
+    figures = _figures(classified)
+    for name, value in figures.items():
         setattr(registry, name, value)
     registry.status = Registry.Status.APPLIED
     registry.applied_at = now
     registry.applied_by = caller.user
-    registry.save()
+    # Not the file itself: rewriting megabytes of unchanged content costs a second copy.
+    registry.save(update_fields=[*figures, "status", "applied_at", "applied_by"])
     return registry
 
 
-@transaction.atomic
+REGISTRY_KEY_CONSTRAINT = "payments_registry_unique_idempotency_key"
+
+
 def registry_import(
     *,
     agent: PaymentAgent,
@@ -479,10 +473,83 @@ def registry_import(
     content: bytes,
     dry_run: bool = False,
     caller: Caller = SYSTEM,
+    idempotency_key: str | None = None,
 ) -> Registry:
     """Preview a file and, unless ``dry_run``, apply it at once (one transaction: a refused
-    apply leaves no registry behind)."""
-    registry, classified = _preview(agent, file_name, content, caller)
+    apply leaves no registry behind).
+
+    With an ``idempotency_key`` the import happens once per (caller, key): the same
+    request again (same agent, file name, content and ``dry_run``) returns the
+    registry it made with ``.replayed = True``, a different one is refused with
+    ``idempotency_conflict``. The key is stored on the registry, in the import's
+    transaction (a refused file stores none, so the key can be used again); a
+    concurrent twin waits on the key's unique index, then replays the winner.
+    """
+    if idempotency_key is None:
+        return _import(agent, file_name, content, dry_run, caller, None)
+    if not 0 < len(idempotency_key) <= 255:
+        raise ValidationFailed(
+            "An idempotency key has 1 to 255 characters.", idempotency_key=["1 to 255."]
+        )
+    keyed = (
+        caller.ref,
+        idempotency_key,
+        request_hash(
+            {
+                "operation": "registry_import",
+                "agent": agent.pk,
+                "file_name": file_name[:255],
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "dry_run": dry_run,
+            }
+        ),
+    )
+    for _attempt in range(2):
+        replayed = _replay(*keyed)
+        if replayed is not None:
+            return replayed
+        try:
+            with transaction.atomic():
+                registry = _import(agent, file_name, content, dry_run, caller, keyed)
+        except IntegrityError as exc:
+            diag = getattr(exc.__cause__, "diag", None)
+            if getattr(diag, "constraint_name", "") != REGISTRY_KEY_CONSTRAINT:
+                raise
+            continue  # a concurrent twin committed the key first: replay it (or conflict)
+        registry.replayed = False
+        return registry
+    raise AssertionError("unreachable: the key's registry is committed")  # pragma: no cover
+
+
+def _replay(caller_ref: str, key: str, hashed: str) -> Registry | None:
+    """The registry this key made (``replayed``), None if unseen, or a conflict."""
+    registry = (
+        Registry.objects.select_related("agent")
+        .filter(idempotency_caller=caller_ref, idempotency_key=key)
+        .first()
+    )
+    if registry is None:
+        return None
+    if registry.request_hash != hashed:
+        raise IdempotencyConflict(
+            "This idempotency key was already used for a different request.",
+            key=key,
+            operation="registry_import",
+        )
+    registry.replayed = True
+    return registry
+
+
+@transaction.atomic
+def _import(
+    agent: PaymentAgent,
+    file_name: str,
+    content: bytes,
+    dry_run: bool,
+    caller: Caller,
+    keyed: tuple[str, str, str] | None,
+) -> Registry:
+    registry, classified = _preview(agent, file_name, content, caller, keyed)
     if dry_run:
         return registry
     registry = Registry.objects.select_for_update().select_related("agent").get(pk=registry.pk)
