@@ -390,8 +390,5 @@ BILLING_GATEWAY_ENQUEUE = env_bool("BILLING_GATEWAY_ENQUEUE", True)
 # Server-side prepared statements on the ledger's posting path (off behind pgbouncer
 # in transaction-pooling mode).
 BILLING_PREPARED_STATEMENTS = env_bool("BILLING_PREPARED_STATEMENTS", True)
-# Single postings and keyed money POSTs in psycopg's pipeline mode (core.pipeline): the
-# BEGIN travels with the lock, the write with the COMMIT. Needs prepared statements on.
-BILLING_PIPELINED_POSTINGS = env_bool("BILLING_PIPELINED_POSTINGS", True)
 # How long a process trusts an API key it has just verified (seconds; 0: check every request).
 BILLING_API_KEY_CACHE_SECONDS = float(os.environ.get("BILLING_API_KEY_CACHE_SECONDS", "5"))

@@ -125,7 +125,6 @@ def idempotent(
     request: dict[str, Any],
     run: Callable[[IdempotencyRecord | None], T],
     duplicate: Callable[[], DomainError | None] | None = None,
-    pipelined: bool = False,
 ) -> T:
     """Run ``run`` once per (caller, key): replay on the same request, refuse a different one.
 
@@ -143,7 +142,7 @@ def idempotent(
         if existing is not None:
             return existing  # type: ignore[return-value]
     try:
-        result = run_locked(lambda: run(record), pipelined=pipelined)
+        result = run_locked(lambda: run(record))
     except IntegrityError as exc:
         name = constraint_name(exc)
         if record is not None and name in TWIN_CONSTRAINTS:

@@ -14,6 +14,7 @@ server-side prepared statements (``BILLING_PREPARED_STATEMENTS``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -27,10 +28,9 @@ from psycopg.types.numeric import Int8Dumper
 
 from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
-from core.pipeline import pipelined_atomic, pipelining_enabled, send_begin_if_pending
 from ledger.exceptions import DomainError, InvalidOperation
 from ledger.services.money import ZERO
-from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS, RESERVE_IDS_SQL
+from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS
 
 T = TypeVar("T")
 
@@ -95,17 +95,17 @@ class _ReusedCursor:
 
     def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
         with connection.wrap_database_errors:
-            send_begin_if_pending(self._cursor.execute)
             self._cursor.execute(sql, params, prepare=prepare)
 
     def fetchone(self) -> Any:
-        # In pipeline mode a statement's error surfaces when its result is read.
-        with connection.wrap_database_errors:
-            return self._cursor.fetchone()
+        return self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
         with connection.wrap_database_errors:
             return self._cursor.fetchall()
+
+    def pipelined(self) -> Any:
+        return self._cursor.connection.pipeline()
 
 
 class _DjangoCursor:
@@ -128,6 +128,9 @@ class _DjangoCursor:
 
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()
+
+    def pipelined(self) -> Any:
+        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- locked state
@@ -209,39 +212,11 @@ def lock_accounts(account_ids: Iterable[int], *, strict: bool = True) -> dict[in
     posting passes False and refuses the items that name one (``check_postable``).
     """
     wanted = sorted(set(account_ids))
-    with hot_cursor() as cursor:
+    with hot_cursor() as cursor, cursor.pipelined():
+        # Pipelined: psycopg's implicit BEGIN travels with this statement
+        # instead of costing a round trip of its own.
         cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
         locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
-    return _checked(locked, wanted, strict=strict)
-
-
-def lock_for_posting(
-    account_ids: Iterable[int], legs: int
-) -> tuple[dict[int, LockedAccount], tuple[int, list[int]] | None]:
-    """``lock_accounts``, and in a pipelined posting the ids of its transaction and of its
-    ``legs`` entries, taken from the tables' sequences in the same round trip *after* the
-    lock (so each payer's entries still follow its ``balance_after`` chain in id order).
-
-    With the ids known, the writer need not read its statement's result back, and that
-    statement travels to the server together with the COMMIT. Outside a pipelined
-    posting the ids are None (the writer reads them back from its statement).
-    """
-    if not _in_pipeline():
-        return lock_accounts(account_ids), None
-    wanted = sorted(set(account_ids))
-    with hot_cursor() as cursor:
-        ids = _reserve_cursor()
-        cursor.execute(LOCK_SQL, [wanted], prepare=PREPARE)
-        ids.execute(RESERVE_IDS_SQL, [legs], prepare=PREPARE)
-        locked = {row[0]: LockedAccount(*row) for row in cursor.fetchall()}
-        with connection.wrap_database_errors:
-            reserved = ids.fetchone()
-    return _checked(locked, wanted, strict=True), (reserved[0], reserved[1])
-
-
-def _checked(
-    locked: dict[int, LockedAccount], wanted: list[int], *, strict: bool
-) -> dict[int, LockedAccount]:
     if strict:
         missing = [pk for pk in wanted if pk not in locked]
         if missing:
@@ -262,54 +237,20 @@ def check_postable(locked: dict[int, LockedAccount], account_id: int) -> None:
         )
 
 
-def run_locked(work: Callable[[], T], attempts: int = 5, *, pipelined: bool = False) -> T:
+def run_locked(work: Callable[[], T], attempts: int = 5) -> T:
     """Run ``work`` in an atomic block, again from the start if the account structure changed.
 
     Rolling the block back releases every row it locked, so the next attempt
     takes all its locks in primary-key order from a fresh view of the chains.
-
-    ``pipelined`` (a single posting, ``post_one``): when this is the outermost
-    transaction and prepared statements are on, the block runs in psycopg's
-    pipeline mode (``core.pipeline``) and the posting takes its ids with the lock
-    (``lock_for_posting``): two round trips for the whole posting, the locks held
-    for one.
     """
     for attempt in range(attempts):
         try:
-            if pipelined and pipelining_enabled() and not connection.in_atomic_block:
-                return _run_pipelined(work)
             with transaction.atomic():
                 return work()
         except AccountStructureChanged:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def _in_pipeline() -> bool:
-    """In a pipelined transaction that this posting commits itself: its write's result
-    need not be read (errors surface at the COMMIT, still inside ``run_locked``)."""
-    return getattr(connection, "_ledger_owns_commit", False)
-
-
-def _run_pipelined(work: Callable[[], T]) -> T:
-    connection._ledger_owns_commit = True
-    try:
-        with pipelined_atomic():
-            return work()
-    finally:
-        connection._ledger_owns_commit = False
-
-
-def _reserve_cursor() -> psycopg.Cursor:
-    """A second long-lived cursor, for the ids taken beside the lock in one round trip."""
-    raw = connection.connection
-    cursor = getattr(connection, "_ledger_ids_cursor", None)
-    if cursor is None or cursor.connection is not raw or cursor.closed:
-        cursor = psycopg.Cursor(raw)
-        cursor.adapters.register_dumper(int, Int8Dumper)
-        connection._ledger_ids_cursor = cursor
-    return cursor
 
 
 def chain_of(locked: dict[int, LockedAccount], account_id: int) -> list[LockedAccount]:

@@ -31,7 +31,7 @@ from core.caller import SYSTEM, Caller
 from core.errors import DomainError
 from ledger.models import Hold, Transaction
 from ledger.services.idempotency import IdempotencyRecord, idempotent
-from ledger.services.locking import LockedAccount, lock_for_posting
+from ledger.services.locking import LockedAccount, lock_accounts
 from ledger.services.system_accounts import system_account_id
 from ledger.services.writer import Posting, write_postings
 from ledger.signals import hold_changed
@@ -76,8 +76,6 @@ class Operation:
     """
 
     operation: ClassVar[str] = ""
-    # Entries a single posting of this kind usually writes: their ids are taken with the lock.
-    legs: ClassVar[int] = 2
     caller: Caller | None = None
     at: datetime | None = None
 
@@ -99,12 +97,7 @@ class Operation:
         return None
 
 
-def write_plan(
-    plan: Plan,
-    ctx: Context,
-    record: IdempotencyRecord | None,
-    reserved_ids: tuple[int, list[int]] | None = None,
-) -> Transaction | Hold:
+def write_plan(plan: Plan, ctx: Context, record: IdempotencyRecord | None) -> Transaction | Hold:
     """Write what a single posting planned, then tell the hold's listeners."""
     if plan.posting is not None:
         plan.posting.idempotency = record
@@ -116,7 +109,6 @@ def write_plan(
         new_holds=[plan.new_hold] if plan.new_hold is not None else [],
         closed_holds=[plan.closed_hold] if plan.closed_hold is not None else [],
         hold_keys=hold_keys,
-        reserved_ids=reserved_ids if plan.hold is None else None,
     )
     if plan.hold is not None:
         hold_changed.send(sender=Hold, hold=plan.hold, previous_status=plan.hold_previous)
@@ -139,9 +131,9 @@ def post_one(
         op.prepare(caller, timezone.now())
 
     def run(record: IdempotencyRecord | None) -> Transaction | Hold:
-        locked, reserved_ids = lock_for_posting(op.account_ids(), op.legs)
+        locked = lock_accounts(op.account_ids())
         ctx = Context(locked, timezone.now(), caller)
-        return write_plan(op.plan(ctx), ctx, record, reserved_ids)
+        return write_plan(op.plan(ctx), ctx, record)
 
     return idempotent(
         caller=caller,
@@ -150,5 +142,4 @@ def post_one(
         request=op.request(),
         run=run,
         duplicate=lambda: op.duplicate_of(caller),
-        pipelined=True,
     )

@@ -140,14 +140,6 @@ FOR NO KEY UPDATE OF a
 """
 
 
-# A pipelined posting's ids, taken right after its lock: the transaction's and ``%s`` entries'.
-RESERVE_IDS_SQL = (
-    f"SELECT nextval(pg_get_serial_sequence('{TXN_TABLE}', 'id')),"
-    f" ARRAY(SELECT nextval(pg_get_serial_sequence('{ENTRY_TABLE}', 'id'))"
-    " FROM generate_series(1, %s))"
-)
-
-
 # --------------------------------------------------------------------------- idempotency
 
 REPLAY_SQL = (
@@ -204,38 +196,32 @@ def accounts_update_sql(count: int) -> str:
 
 
 @functools.cache
-def posting_sql(
-    legs: int, with_idempotency: bool, dirty_accounts: int, with_ids: bool = False
-) -> str:
+def posting_sql(legs: int, with_idempotency: bool, dirty_accounts: int) -> str:
     """The one-statement write of a posting, by shape (so each shape is prepared once).
 
-    Params: (``with_ids``: the transaction's id), the transaction's columns
-    (``TXN_COLUMNS``), the entries' currency and created_at, each leg's
-    (``with_ids``: id and) ``ENTRY_LEG_COLUMNS``, then the idempotency record's
+    Params: the transaction's columns (``TXN_COLUMNS``), the entries' currency and
+    created_at, each leg's ``ENTRY_LEG_COLUMNS``, then the idempotency record's
     caller, key, operation, request hash and created_at, then the account update's.
     """
-    leg_columns = ("id", *ENTRY_LEG_COLUMNS) if with_ids else ENTRY_LEG_COLUMNS
-    leg_types = {name: ENTRY_COLUMNS_WITH_ID[name] for name in leg_columns}
-    txn_columns = TXN_COLUMNS_WITH_ID if with_ids else TXN_COLUMNS
+    leg_types = {name: ENTRY_COLUMNS[name] for name in ENTRY_LEG_COLUMNS}
     entry_rows = ", ".join([f"({_typed(leg_types)})"] * legs)
-    entry_columns = ENTRY_COLUMNS_WITH_ID if with_ids else ENTRY_COLUMNS
     entry_select = ", ".join(
         "t.id"
         if name == ENTRY_TXN_COLUMN
         else f"v.{name}"
-        if name in leg_columns
+        if name in ENTRY_LEG_COLUMNS
         else f"%s::{ENTRY_COLUMNS[name]}"
-        for name in entry_columns
+        for name in ENTRY_COLUMNS
     )
     header_params = [name for name in ENTRY_COLUMNS if name in ENTRY_HEADER_COLUMNS]
     if header_params != list(ENTRY_HEADER_COLUMNS):
         raise AssertionError("Entry columns are out of the order the writer fills them in.")
     sql = [
-        f"WITH t AS (INSERT INTO {TXN_TABLE} ({', '.join(txn_columns)})"
-        f" VALUES ({_typed(txn_columns)}) RETURNING id),",
-        f" e AS (INSERT INTO {ENTRY_TABLE} ({', '.join(entry_columns)})"
+        f"WITH t AS (INSERT INTO {TXN_TABLE} ({', '.join(TXN_COLUMNS)})"
+        f" VALUES ({_typed(TXN_COLUMNS)}) RETURNING id),",
+        f" e AS (INSERT INTO {ENTRY_TABLE} ({', '.join(ENTRY_COLUMNS)})"
         f" SELECT {entry_select}"
-        f" FROM t, (VALUES {entry_rows}) AS v({', '.join(leg_columns)})"
+        f" FROM t, (VALUES {entry_rows}) AS v({', '.join(ENTRY_LEG_COLUMNS)})"
         " RETURNING id)",
     ]
     if with_idempotency:

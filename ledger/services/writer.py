@@ -275,13 +275,9 @@ def write_postings(
     closed_holds: Sequence[Hold] = (),
     hold_keys: Sequence[tuple[IdempotencyRecord, Hold, datetime]] = (),
     send_signals: bool = True,
-    reserved_ids: tuple[int, list[int]] | None = None,
 ) -> list[Transaction]:
     """Write postings, holds, hold keys and the changed (``dirty``) accounts; return the
     transactions in the order of ``postings``.
-
-    ``reserved_ids`` (one posting, ``locking.lock_for_posting``): the ids its
-    transaction and entries take, so the statement's result need not be read back.
 
     ``new_holds`` are unsaved ``Hold``s (they get their ids here, and are written in
     the state they have now); ``closed_holds`` are existing rows whose status,
@@ -301,7 +297,6 @@ def write_postings(
             closed_holds[0] if closed_holds else None,
             hold_keys,
             send_signals,
-            reserved_ids,
         )
     return _write_many(postings, accounts, now, new_holds, closed_holds, hold_keys, send_signals)
 
@@ -325,14 +320,13 @@ def _write_one(
     closed_hold: Hold | None,
     hold_keys: Sequence[tuple[IdempotencyRecord, Hold, datetime]],
     send_signals: bool,
-    reserved_ids: tuple[int, list[int]] | None,
 ) -> list[Transaction]:
     """The single posting's write: one statement for the posting and the accounts."""
     if new_hold is not None:
         new_hold.save(force_insert=True)
     written = []
     if posting is not None:
-        written.append(_write_posting(posting, accounts, now, send_signals, reserved_ids))
+        written.append(_write_posting(posting, accounts, now, send_signals))
     else:
         write_accounts(accounts, now)
     if closed_hold is not None:
@@ -350,38 +344,22 @@ def _write_one(
 
 
 def _write_posting(
-    posting: Posting,
-    accounts: Iterable[LockedAccount],
-    now: datetime,
-    send_signals: bool,
-    reserved_ids: tuple[int, list[int]] | None = None,
+    posting: Posting, accounts: Iterable[LockedAccount], now: datetime, send_signals: bool
 ) -> Transaction:
     """Insert the transaction, its entries, the idempotency record and the account state.
 
-    One statement with data-modifying CTEs: one round trip for the whole write. With
-    ``reserved_ids`` (as many entry ids as legs) the rows take those ids and the
-    statement's result is not read: in a pipelined posting it goes out with the COMMIT.
+    One statement with data-modifying CTEs: one round trip for the whole write.
     """
-    if reserved_ids is not None and len(reserved_ids[1]) != len(posting.legs):
-        reserved_ids = None
     values = _with_defaults(posting.header, None)
     values["created_at"] = posting.at
     if posting.hold is not None:
         values["hold_id"] = posting.hold.pk
     if posting.reversal_of is not None:
         values["reversal_of_id"] = posting.reversal_of.transaction.pk
-    if reserved_ids is not None:
-        values["id"] = reserved_ids[0]
-        params = _txn_values(values, TXN_COLUMNS_WITH_ID)
-    else:
-        params = _txn_values(values, TXN_COLUMNS)
+    params = _txn_values(values, TXN_COLUMNS)
     params += (values["currency"], posting.at)
-    if reserved_ids is not None:
-        for entry_id, leg in zip(reserved_ids[1], posting.legs, strict=True):
-            params += (entry_id, leg.account_id, leg.subaccount_id, leg.amount, leg.balance_after)
-    else:
-        for leg in posting.legs:
-            params += (leg.account_id, leg.subaccount_id, leg.amount, leg.balance_after)
+    for leg in posting.legs:
+        params += (leg.account_id, leg.subaccount_id, leg.amount, leg.balance_after)
     record = posting.idempotency
     if record is not None:
         params += (
@@ -396,13 +374,10 @@ def _write_posting(
         params.append(now)
     for acc in dirty:
         params += _account_state(acc)
-    sql = posting_sql(len(posting.legs), record is not None, len(dirty), reserved_ids is not None)
+    sql = posting_sql(len(posting.legs), record is not None, len(dirty))
     with hot_cursor() as cursor:
         cursor.execute(sql, params, prepare=PREPARE)
-        if reserved_ids is None:
-            txn_id, entry_ids = cursor.fetchone()
-        else:
-            txn_id, entry_ids = reserved_ids
+        txn_id, entry_ids = cursor.fetchone()
     values["id"] = txn_id
     txn = _transaction(values)
     # Entry ids come back in insertion order, which is the order of the legs.
