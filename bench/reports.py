@@ -254,7 +254,7 @@ def bench_statement(hot_id: int, calls: int) -> dict:
     from accounts.models import Account
     from core.api.scope import Scope
     from core.caller import SYSTEM
-    from reports.api.serializers import StatementSerializer
+    from reports.api.views import statement_data
     from reports.standard import statement
     from reports.standard.base import day_start, fetch_fast, next_day_start
 
@@ -273,18 +273,7 @@ def bench_statement(hot_id: int, calls: int) -> dict:
             rows += len(report.rows)
             began = time.perf_counter()
             report = statement(staff, account, first, last, chart=False)
-            data = StatementSerializer(
-                {
-                    "account": account.pk,
-                    "number": account.number,
-                    "currency": account.currency,
-                    "opening": report.header["opening"],
-                    "credit": report.totals["credit"],
-                    "debit": report.totals["debit"],
-                    "closing": report.header["closing"],
-                    "entries": report.rows,
-                }
-            ).data
+            data = statement_data(account, report)
             JSONRenderer().render(data)
             api.append(time.perf_counter() - began)
             began = time.perf_counter()

@@ -10,8 +10,6 @@ decimal text in CSV (``Decimal`` goes through as is).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -23,37 +21,19 @@ import xlsxwriter
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from core import sheets
 from core.sheets import safe_text
 from reports.standard.base import Report
 
 FORMATS = ("csv", "xlsx")
-CHUNK_ROWS = 1000
 FILE_CHUNK = 256 * 1024
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat()
-    if isinstance(value, date | Decimal):
-        return str(value)
-    return str(value)
-
-
 def csv_chunks(report: Report) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
     keys = [c.key for c in report.columns]
-    writer.writerow([c.label for c in report.columns])
-    for count, row in enumerate(report.rows, start=1):
-        writer.writerow([safe_text(_text(row.get(k))) for k in keys])
-        if count % CHUNK_ROWS == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+    rows = ([row.get(k) for k in keys] for row in report.rows)
+    return sheets.csv_chunks([c.label for c in report.columns], rows)
 
 
 def write_xlsx(report: Report, path: str) -> int:

@@ -97,6 +97,22 @@ class _ReportView(ScopedViewMixin, APIView):
         return export_response(report, fmt, filename)
 
 
+def statement_data(account: Any, report: Any) -> Any:
+    """The statement's API representation (``StatementSerializer``) of a built report."""
+    return s.StatementSerializer(
+        {
+            "account": account.pk,
+            "number": account.number,
+            "currency": account.currency,
+            "opening": report.header["opening"],
+            "credit": report.totals["credit"],
+            "debit": report.totals["debit"],
+            "closing": report.header["closing"],
+            "entries": report.rows,
+        }
+    ).data
+
+
 class StatementView(_ReportView):
     query_class = s.StatementQuery
 
@@ -118,18 +134,7 @@ class StatementView(_ReportView):
         report = standard.statement(
             self.scope, account, q["from"], q["to"], chart=q["format"] != "json"
         )
-        data = s.StatementSerializer(
-            {
-                "account": account.pk,
-                "number": account.number,
-                "currency": account.currency,
-                "opening": report.header["opening"],
-                "credit": report.totals["credit"],
-                "debit": report.totals["debit"],
-                "closing": report.header["closing"],
-                "entries": report.rows,
-            }
-        ).data
+        data = statement_data(account, report)
         return self.answer(report, q["format"], f"statement-{account.number}", data)
 
 
