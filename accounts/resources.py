@@ -78,6 +78,11 @@ def _refusal(column: str, code: str, message: str) -> ValidationError:
     return ValidationError({column: ValidationError(message, code=code)})
 
 
+def _money_field(name: str) -> ie_fields.Field:
+    """An amount column read and written as a decimal with two places."""
+    return ie_fields.Field(attribute=name, column_name=name, widget=MoneyWidget())
+
+
 class AccountResource(ServiceBackedResource):
     """Accounts with their limits, payers and brands; balances go out, never in."""
 
@@ -95,22 +100,10 @@ class AccountResource(ServiceBackedResource):
         attribute="brands", column_name="brands", widget=CodesWidget(Brand, field="code")
     )
     available = ie_fields.Field(column_name="available", readonly=True)
-    credit_limit = ie_fields.Field(
-        attribute="credit_limit", column_name="credit_limit", widget=MoneyWidget()
-    )
-    write_off_limit_transaction = ie_fields.Field(
-        attribute="write_off_limit_transaction",
-        column_name="write_off_limit_transaction",
-        widget=MoneyWidget(),
-    )
-    write_off_limit_day = ie_fields.Field(
-        attribute="write_off_limit_day", column_name="write_off_limit_day", widget=MoneyWidget()
-    )
-    write_off_limit_month = ie_fields.Field(
-        attribute="write_off_limit_month",
-        column_name="write_off_limit_month",
-        widget=MoneyWidget(),
-    )
+    credit_limit = _money_field("credit_limit")
+    write_off_limit_transaction = _money_field("write_off_limit_transaction")
+    write_off_limit_day = _money_field("write_off_limit_day")
+    write_off_limit_month = _money_field("write_off_limit_month")
     required_columns = ("currency",)
 
     class Meta:

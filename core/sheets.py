@@ -106,14 +106,7 @@ def read_rows(upload: BinaryIO, filename: str) -> Iterator[tuple[int, dict[str, 
         for line, row in enumerate(values, start=2):
             if row is None or all(v is None for v in row):
                 continue
-            yield (
-                line,
-                {
-                    name: cell_text(row[index]) if index < len(row) else ""
-                    for index, name in enumerate(header)
-                    if name
-                },
-            )
+            yield line, _named(header, row)
         return
     text = io.TextIOWrapper(upload, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
@@ -123,14 +116,16 @@ def read_rows(upload: BinaryIO, filename: str) -> Iterator[tuple[int, dict[str, 
         first_line, last_line = last_line + 1, reader.line_num
         if not any(value.strip() for value in values):
             continue
-        yield (
-            first_line,
-            {
-                name: cell_text(values[index]) if index < len(values) else ""
-                for index, name in enumerate(header)
-                if name
-            },
-        )
+        yield first_line, _named(header, values)
+
+
+def _named(header: list[str], values: Any) -> dict[str, str]:
+    """A row's cells by column name; a short row reads as empty cells."""
+    return {
+        name: cell_text(values[index]) if index < len(values) else ""
+        for index, name in enumerate(header)
+        if name
+    }
 
 
 # --------------------------------------------------------------------------- resources
