@@ -1,0 +1,164 @@
+"""Per-request CPU and SQL of the partner API's hot endpoints, without a server.
+
+    .venv/bin/python bench/api_cpu.py [--requests 2000] [--profile balance] [--top 40]
+
+Uses bench/api.py's database, settings and seed (BENCH_API_DATABASE_URL), builds
+Django's WSGI handler in this process and calls it with WSGI environs like
+gunicorn's for the three scenarios of bench/api.py (ping, balance, debits). For
+each prints the process CPU per request (ms, best of three rounds), the wall
+time per request and the SQL statements per request; ``--profile`` prints
+cProfile's top functions (cumulative) of one scenario. Less noisy than requests/s
+on a shared machine: CPU time is what this process spent, whatever else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import api as bench_api  # noqa: E402  (bench/api.py)
+
+
+def environ(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> dict:
+    env = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_ACCEPT_ENCODING": "identity",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    if body:
+        env["CONTENT_LENGTH"] = str(len(body))
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_TYPE":
+            env["CONTENT_TYPE"] = value
+        else:
+            env[f"HTTP_{key}"] = value
+    return env
+
+
+def make_request(scenario: str, setup: dict, rng: random.Random) -> dict:
+    key = {"Authorization": f"Api-Key {setup['key']}"}
+    if scenario == "ping":
+        return environ("GET", "/api/_bench/ping/", {})
+    if scenario == "balance":
+        return environ("GET", f"/api/v1/accounts/{rng.choice(setup['accounts'])}/balance/", key)
+    body = json.dumps(
+        {"account": rng.choice(setup["accounts"]), "amount": "0.01", "brand": setup["brand"]}
+    ).encode()
+    headers = {
+        **key,
+        "Content-Type": "application/json",
+        "Idempotency-Key": uuid.uuid4().hex,
+    }
+    return environ("POST", "/api/v1/debits/", headers, body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=1000, help="per round and scenario")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scenarios", default="ping,balance,debits")
+    parser.add_argument("--profile", default="", help="scenario to profile (cProfile)")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--sort", default="cumulative")
+    args = parser.parse_args()
+
+    setup = bench_api.prepare()
+    os.environ.update(bench_api.SERVER_ENV)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    app = WSGIHandler()
+    rng = random.Random(1)
+    statuses: dict[str, str] = {}
+
+    def call(scenario: str) -> None:
+        env = make_request(scenario, setup, rng)
+        status_line: list[str] = []
+
+        def start_response(status: str, headers: list, exc_info: object = None) -> None:
+            status_line.append(status)
+
+        response = app(env, start_response)
+        body = b"".join(response)
+        if hasattr(response, "close"):
+            response.close()
+        if not status_line[0].startswith(("200", "201")):
+            raise RuntimeError(f"{scenario}: {status_line[0]} {body[:300]!r}")
+        statuses[scenario] = status_line[0]
+
+    results = {}
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    for scenario in scenarios:
+        for _ in range(50):  # warm up: imports, connection, caches
+            call(scenario)
+        with CaptureQueriesContext(connection) as queries:
+            for _ in range(20):
+                call(scenario)
+        sql = [q["sql"] for q in queries.captured_queries]
+        cpu, wall = [], []
+        for _ in range(args.rounds):
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(args.requests):
+                call(scenario)
+            cpu.append((time.process_time() - c0) / args.requests * 1000)
+            wall.append((time.perf_counter() - w0) / args.requests * 1000)
+        results[scenario] = {
+            "cpu_ms_per_request": round(min(cpu), 3),
+            "cpu_ms_rounds": [round(x, 3) for x in cpu],
+            "wall_ms_per_request": round(min(wall), 3),
+            "sql_per_request": len(sql) / 20,
+            "sql_sample": sql[: int(len(sql) / 20 + 0.5)],
+        }
+    base = results.get("ping", {}).get("cpu_ms_per_request")
+    for scenario, figures in results.items():
+        if base:
+            figures["cpu_over_ping_ms"] = round(figures["cpu_ms_per_request"] - base, 3)
+    print(json.dumps({"loadavg": os.getloadavg(), "results": results}, indent=2))
+
+    if args.profile:
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waits
+        profiler.enable()
+        for _ in range(args.requests):
+            call(args.profile)
+        profiler.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats(args.sort).print_stats(args.top)
+        print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
