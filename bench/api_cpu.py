@@ -88,9 +88,17 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="scenario to profile (cProfile)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument(
+        "--setup", default="", help="JSON file keeping the seeded key and accounts between runs"
+    )
     args = parser.parse_args()
 
-    setup = bench_api.prepare()
+    if args.setup and Path(args.setup).exists():
+        setup = json.loads(Path(args.setup).read_text())
+    else:
+        setup = bench_api.prepare()
+        if args.setup:
+            Path(args.setup).write_text(json.dumps(setup))
     os.environ.update(bench_api.SERVER_ENV)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
     import django
