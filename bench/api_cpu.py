@@ -6,7 +6,9 @@ Uses bench/api.py's database, settings and seed (BENCH_API_DATABASE_URL), builds
 Django's WSGI handler in this process and calls it with WSGI environs like
 gunicorn's for the three scenarios of bench/api.py (ping, balance, debits). For
 each prints the process CPU per request (ms, best of three rounds), the wall
-time per request and the SQL statements per request; ``--profile`` prints
+time per request, the SQL statements and the Python function calls per request
+(counted by cProfile: the same on every run, where CPU time varies with the
+machine's load); ``--profile`` prints
 cProfile's top functions (cumulative) of one scenario. Less noisy than requests/s
 on a shared machine: CPU time is what this process spent, whatever else runs.
 """
@@ -143,7 +145,14 @@ def main() -> None:
                 call(scenario)
             cpu.append((time.process_time() - c0) / args.requests * 1000)
             wall.append((time.perf_counter() - w0) / args.requests * 1000)
+        counter = cProfile.Profile()
+        counter.enable()
+        for _ in range(100):
+            call(scenario)
+        counter.disable()
+        calls = pstats.Stats(counter).total_calls / 100  # deterministic, unlike CPU time
         results[scenario] = {
+            "python_calls_per_request": round(calls),
             "cpu_ms_per_request": round(min(cpu), 3),
             "cpu_ms_rounds": [round(x, 3) for x in cpu],
             "wall_ms_per_request": round(min(wall), 3),
@@ -151,7 +160,7 @@ def main() -> None:
             "sql_sample": sql[: int(len(sql) / 20 + 0.5)],
         }
     base = results.get("ping", {}).get("cpu_ms_per_request")
-    for scenario, figures in results.items():
+    for figures in results.values():
         if base:
             figures["cpu_over_ping_ms"] = round(figures["cpu_ms_per_request"] - base, 3)
     print(json.dumps({"loadavg": os.getloadavg(), "results": results}, indent=2))

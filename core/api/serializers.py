@@ -1,10 +1,12 @@
-"""The base of the API's model serializers: strict text fields by default."""
+"""The bases of the API's serializers: strict text fields by default (model serializers), and
+fields built once per class (the money POSTs' input serializers)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import models
+from django.utils.functional import cached_property
 from rest_framework import serializers
 
 from core.api.fields import MetadataField, StrictCharField, StrictEmailField
@@ -32,3 +34,30 @@ class StrictModelSerializer(serializers.ModelSerializer):
         if writable and issubclass(field_class, serializers.CharField):
             kwargs.setdefault("max_length", TEXT_MAX_LENGTH)
         return field_class, kwargs
+
+
+# An input serializer whose fields are built and bound once per class, not per request.
+# (A comment, not a docstring: the schema would show a docstring as every subclass's
+# description.)
+#
+# DRF deep-copies every declared field (running each field's ``__init__`` again) and
+# binds the copies to each new serializer: on a money POST that costs more than the
+# validation itself. Validating a request body (no instance, no context, not partial),
+# a field keeps no state of its own: it reads the data it is given and, for ``partial``
+# and the context, its root serializer. So one set of fields, bound to a template
+# instance of the class (not partial, empty context), serves every such request, in
+# every thread, with the same results and errors. An instance, a context or ``partial``
+# gets its own fields, as in DRF.
+class SharedFieldsSerializer(serializers.Serializer):
+    @cached_property
+    def fields(self) -> Any:
+        if self.instance is not None or self._context or self.partial:
+            return serializers.Serializer.fields.func(self)
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            template = cls()
+            shared = serializers.Serializer.fields.func(template)
+            template.__dict__["fields"] = shared
+            cls._shared_fields = shared
+        return shared

@@ -18,6 +18,7 @@ from core.api.fields import (
     money_repr,
     text_field,
 )
+from core.api.serializers import SharedFieldsSerializer
 from ledger.models import Entry, Hold, Transaction
 
 # --------------------------------------------------------------------------- output
@@ -160,7 +161,7 @@ class HoldSerializer(serializers.ModelSerializer):
 # --------------------------------------------------------------------------- input
 
 
-class PaymentCreateSerializer(serializers.Serializer):
+class PaymentCreateSerializer(SharedFieldsSerializer):
     account = IdField()
     amount = MoneyField()
     channel = serializers.ChoiceField(choices=Account.Channel.choices)
@@ -168,7 +169,7 @@ class PaymentCreateSerializer(serializers.Serializer):
     memo = text_field(500)
 
 
-class ChargeCreateSerializer(serializers.Serializer):
+class ChargeCreateSerializer(SharedFieldsSerializer):
     account = IdField()
     amount = MoneyField()
     brand = IdField(help_text="The brand that earns the revenue (one of the caller's).")
@@ -179,7 +180,7 @@ class ChargeCreateSerializer(serializers.Serializer):
     memo = text_field(500)
 
 
-class TransferCreateSerializer(serializers.Serializer):
+class TransferCreateSerializer(SharedFieldsSerializer):
     from_account = IdField()
     to_account = IdField()
     amount = MoneyField()
@@ -191,7 +192,7 @@ class TransferCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class RefundCreateSerializer(serializers.Serializer):
+class RefundCreateSerializer(SharedFieldsSerializer):
     account = IdField()
     amount = MoneyField()
     channel = serializers.ChoiceField(choices=Account.Channel.choices)
@@ -209,11 +210,11 @@ class HoldCreateSerializer(ChargeCreateSerializer):
         return value
 
 
-class HoldCaptureSerializer(serializers.Serializer):
+class HoldCaptureSerializer(SharedFieldsSerializer):
     amount = MoneyField(required=False, help_text="Capture part of the hold; default: all.")
 
 
-class ReverseSerializer(serializers.Serializer):
+class ReverseSerializer(SharedFieldsSerializer):
     reason = StrictCharField(max_length=500)
 
 

@@ -474,8 +474,11 @@ class AccountLedgerViewSet(ScopedViewSet):
         For a sub-account, ``balance`` and ``available`` are its payer's and
         ``write_off_remaining`` is what the sub-account's own limits still allow.
         """
-        query = BalanceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        at = None
+        if "at" in request.query_params:  # the serializer ignores every other parameter
+            query = BalanceQuerySerializer(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            at = query.validated_data.get("at")
         ident = str(pk)
         # At most 19 digits: int() of thousands of digits is refused by Python itself.
         account = (
@@ -485,7 +488,7 @@ class AccountLedgerViewSet(ScopedViewSet):
         )
         if account is None:
             raise NotFound()
-        view = account_balance(account, at=query.validated_data.get("at"), refresh=False)
+        view = account_balance(account, at=at, refresh=False)
         return Response(BalanceSerializer(view).data)
 
     @extend_schema(

@@ -8,31 +8,39 @@ them in memory, and the writer (``writer.py``) writes the changed ones back
 once. ``run_locked`` starts a posting again when an account chain changed
 between reading and locking it.
 
-``hot_cursor`` is the connection's long-lived psycopg cursor with
-server-side prepared statements (``BILLING_PREPARED_STATEMENTS``).
+``hot_cursor`` (``core.hot_cursor``) is the connection's long-lived psycopg
+cursor with server-side prepared statements (``BILLING_PREPARED_STATEMENTS``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import psycopg
-from django.conf import settings
-from django.db import connection, transaction
-from psycopg.types.numeric import Int8Dumper
+from django.db import transaction
 
 from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
+from core.hot_cursor import PREPARE, hot_cursor
 from ledger.exceptions import DomainError, InvalidOperation
 from ledger.services.money import ZERO
 from ledger.services.sql import LOCK_SQL, LOCKED_FIELDS
 
 T = TypeVar("T")
+
+__all__ = [
+    "PREPARE",
+    "AccountStructureChanged",
+    "LockedAccount",
+    "chain_of",
+    "check_postable",
+    "hot_cursor",
+    "lock_accounts",
+    "run_locked",
+]
 
 
 class AccountStructureChanged(DomainError):
@@ -45,92 +53,6 @@ class AccountStructureChanged(DomainError):
     code = "account_structure_changed"
     status = 409
     default_message = "The account structure changed while posting; try again."
-
-
-# --------------------------------------------------------------------------- hot cursor
-
-# Server-side prepared statements for the posting path: the lock and write
-# statements are planned once per connection instead of once per posting.
-# Turn off (BILLING_PREPARED_STATEMENTS=0) behind a transaction-pooling proxy.
-PREPARE = settings.BILLING_PREPARED_STATEMENTS or None
-
-
-def hot_cursor() -> _ReusedCursor | _DjangoCursor:
-    """A cursor on Django's own connection (and so inside its transaction) for the posting path.
-
-    With prepared statements on, a server-side-binding psycopg cursor (Django's
-    default client-side cursor cannot prepare); otherwise Django's cursor.
-    """
-    if not PREPARE:
-        return _DjangoCursor(connection.cursor())
-    connection.ensure_connection()
-    raw = connection.connection
-    cursor = getattr(connection, "_ledger_hot_cursor", None)
-    if cursor is None or cursor.connection is not raw or cursor.closed:
-        # One cursor per connection, reused: building one (and its adapters) per
-        # statement costs more than the statement's own client-side work.
-        cursor = psycopg.Cursor(raw)
-        cursor.adapters.register_dumper(int, Int8Dumper)
-        connection._ledger_hot_cursor = cursor
-    return _ReusedCursor(cursor)
-
-
-class _ReusedCursor:
-    """The connection's long-lived cursor; leaving the block does not close it.
-
-    Errors surface as Django's database exceptions (``IntegrityError``, ...), as
-    they would through Django's own cursor.
-    """
-
-    __slots__ = ("_cursor",)
-
-    def __init__(self, cursor: psycopg.Cursor) -> None:
-        self._cursor = cursor
-
-    def __enter__(self) -> _ReusedCursor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
-        with connection.wrap_database_errors:
-            self._cursor.execute(sql, params, prepare=prepare)
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        with connection.wrap_database_errors:
-            return self._cursor.fetchall()
-
-    def pipelined(self) -> Any:
-        return self._cursor.connection.pipeline()
-
-
-class _DjangoCursor:
-    """Adapts Django's cursor to accept (and ignore) ``prepare=``."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-
-    def __enter__(self) -> _DjangoCursor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._cursor.close()
-
-    def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
-        self._cursor.execute(sql, params)
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    def pipelined(self) -> Any:
-        return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------- locked state
