@@ -20,7 +20,8 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 class ApiKeyRateThrottle(BaseThrottle):
-    """At most N requests per key per window: one cache ``incr`` per request.
+    """At most N requests per key per window: one cache ``incr`` per request (and an
+    ``add`` for the window's first).
 
     With Redis (``REDIS_URL``) the count is shared by all workers; with the
     local-memory cache each worker process counts on its own.
@@ -41,14 +42,18 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         window_start = int(now // window) * window
         key = f"throttle:{scope}:{ident}:{window_start}"
-        if cache.add(key, 1, timeout=window + 1):
-            count = 1
-        else:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=window + 1)
+        try:
+            # Every request but the window's first finds the key: one incr, no add first.
+            count = cache.incr(key)
+        except ValueError:  # the window's first request (or the key expired)
+            if cache.add(key, 1, timeout=window + 1):
                 count = 1
+            else:  # another request of the window added it meanwhile
+                try:
+                    count = cache.incr(key)
+                except ValueError:  # and it expired at once
+                    cache.add(key, 1, timeout=window + 1)
+                    count = 1
         self._wait = window_start + window - now
         return count <= limit
 
