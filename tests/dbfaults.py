@@ -7,6 +7,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
+from core import hot_cursor as core_hot_cursor
+
 
 def owner_connect(**extra) -> psycopg.Connection:
     """A psycopg connection to the test database with the owner's login."""
@@ -30,9 +32,15 @@ def terminate_backend(pid: int) -> None:
 
 
 @contextmanager
-def cut_connection_before(matches: Callable[[str], bool], times: int = 1) -> Iterator[list]:
+def cut_connection_before(
+    matches: Callable[[str], bool], times: int = 1, *, hot_cursor: bool = False
+) -> Iterator[list]:
     """Terminate this thread's database backend just before the first ``times`` statements
-    that ``matches`` selects; yields the list of statements it cut before."""
+    that ``matches`` selects; yields the list of statements it cut before.
+
+    Statements sent through Django's cursors, and with ``hot_cursor`` also those of the
+    prepared-statement cursor (``core.hot_cursor``: the ledger's postings, the API's
+    account-in-scope reads), which Django's execute wrappers do not see."""
     cut: list[str] = []
 
     def wrapper(execute, sql, params, many, context):
@@ -42,5 +50,18 @@ def cut_connection_before(matches: Callable[[str], bool], times: int = 1) -> Ite
             terminate_backend(context["connection"].connection.info.backend_pid)
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(wrapper):
-        yield cut
+    reused = core_hot_cursor._ReusedCursor
+    original = reused.execute
+
+    def hot_execute(self, sql, params=None, prepare=None):
+        if hot_cursor and len(cut) < times and matches(sql):
+            cut.append(sql)
+            terminate_backend(self._cursor.connection.info.backend_pid)
+        return original(self, sql, params, prepare)
+
+    reused.execute = hot_execute
+    try:
+        with connection.execute_wrapper(wrapper):
+            yield cut
+    finally:
+        reused.execute = original

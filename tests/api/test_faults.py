@@ -52,7 +52,8 @@ def test_a_posting_cut_in_flight_answers_503_and_its_retry_posts_once(side_a):
 
 
 def test_a_read_cut_in_flight_answers_503_too(side_a):
-    with cut_connection_before(lambda sql: "accounts_account" in sql) as cut:
+    # The account is read by a prepared statement (core.hot_cursor), not Django's cursor.
+    with cut_connection_before(lambda sql: "accounts_account" in sql, hot_cursor=True) as cut:
         response = side_a.api.get(f"/api/v1/accounts/{side_a.account.pk}/balance/")
     assert cut
     assert error_of(response) == (503, "service_unavailable")
