@@ -6,7 +6,8 @@ Uses bench/api.py's database, settings and seed (BENCH_API_DATABASE_URL), builds
 Django's WSGI handler in this process and calls it with WSGI environs like
 gunicorn's for the three scenarios of bench/api.py (ping, balance, debits). For
 each prints the process CPU per request (ms, best of three rounds), the wall
-time per request, the SQL statements and the Python function calls per request
+time per request, the SQL statements (Django's cursors' and the prepared ones of
+``core.hot_cursor``) and the Python function calls per request
 (counted by cProfile: the same on every run, where CPU time varies with the
 machine's load); ``--profile`` prints
 cProfile's top functions (cumulative) of one scenario. Less noisy than requests/s
@@ -26,6 +27,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -108,7 +110,22 @@ def main() -> None:
     django.setup()
     from django.core.handlers.wsgi import WSGIHandler
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+
+    try:  # the prepared-statement cursor, out of Django's sight: its statements counted too
+        from core.hot_cursor import _ReusedCursor as reused
+    except ImportError:  # before it moved to core
+        from ledger.services.locking import _ReusedCursor as reused
+
+    original_execute = reused.execute
+    seen: list[str] = []  # the statements of the counted requests, in order
+
+    def counted(self: Any, sql: str, params: Any = None, prepare: Any = None) -> None:
+        seen.append(f"[prepared] {' '.join(sql.split())[:200]}")
+        return original_execute(self, sql, params, prepare)
+
+    def django_counted(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(" ".join(str(sql).split())[:300])
+        return execute(sql, params, many, context)
 
     app = WSGIHandler()
     rng = random.Random(1)
@@ -134,10 +151,15 @@ def main() -> None:
     for scenario in scenarios:
         for _ in range(50):  # warm up: imports, connection, caches
             call(scenario)
-        with CaptureQueriesContext(connection) as queries:
-            for _ in range(20):
-                call(scenario)
-        sql = [q["sql"] for q in queries.captured_queries]
+        seen.clear()
+        reused.execute = counted
+        try:
+            with connection.execute_wrapper(django_counted):
+                for _ in range(20):
+                    call(scenario)
+        finally:
+            reused.execute = original_execute
+        sql = list(seen)
         cpu, wall = [], []
         for _ in range(args.rounds):
             c0, w0 = time.process_time(), time.perf_counter()
