@@ -81,9 +81,9 @@ def test_threads_validating_at_once_do_not_mix_their_data():
         for i in range(200):
             amount = f"{n}.{i % 100:02d}"
             serializer = _Shared(data={"account": n, "amount": amount, "memo": str(i)})
-            if not serializer.is_valid() or serializer.validated_data["account"] != n:
-                failures.append((n, i))
-            elif serializer.validated_data["amount"] != Decimal(amount):
+            valid = serializer.is_valid()
+            data = serializer.validated_data if valid else {}
+            if not valid or (data["account"], data["amount"]) != (n, Decimal(amount)):
                 failures.append((n, i))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(1, 9)]
