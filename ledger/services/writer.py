@@ -90,6 +90,8 @@ class Posting:
     hold: Hold | None = None
     reversal_of: Posting | None = None
     transaction: Transaction | None = field(default=None)
+    # An id taken beforehand (``take_transaction_ids``), or None: taken at the write.
+    transaction_id: int | None = None
 
 
 def header(
@@ -146,8 +148,19 @@ _HOLD_JSON = _json_columns(Hold)
 _HOLD_CLOSE_ATTNAMES = [Hold._meta.get_field(c).attname for c in HOLD_CLOSE_COLUMNS]
 
 
+_dump_plain = json.JSONEncoder().encode  # the C encoder, no per-call encoder instance
+_dump_django = DjangoJSONEncoder().encode
+
+
 def _dump_json(value: Any) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder) if value else "{}"
+    """JSON as Django's JSONField writes it (``DjangoJSONEncoder`` for dates, decimals,
+    UUIDs ...); plain values, the common case, skip building an encoder per call."""
+    if not value:
+        return "{}"
+    try:
+        return _dump_plain(value)
+    except TypeError:
+        return _dump_django(value)
 
 
 def _txn_values(values: dict[str, Any], columns: Iterable[str]) -> list[Any]:
@@ -250,6 +263,19 @@ class _PostedEntries(QuerySet):
         super()._fetch_all()
 
 
+def posted_payer(txn: Transaction) -> int | None:
+    """The payer whose running balance a transaction written by this process moved (the
+    account of its one leg that carries ``balance_after``: the root of the named account's
+    chain, locked for the posting), read from memory; None when not known here (the
+    transaction was read from the database, or it moved no payer or several)."""
+    cache = getattr(txn, "_prefetched_objects_cache", None)
+    posted = getattr(cache.get("entries") if cache else None, "_posted", None)
+    if posted is None:
+        return None
+    payers = [leg.account_id for leg in posted[2] if leg.balance_after is not None]
+    return payers[0] if len(payers) == 1 else None
+
+
 def _attach_entries(
     txn: Transaction, entry_ids: list[int], legs: list[Leg], now: datetime, alone: bool = True
 ) -> None:
@@ -288,7 +314,12 @@ def write_postings(
     for posting in postings:
         if sum(leg.amount for leg in posting.legs) != 0:
             raise AssertionError("A posting's entries must sum to zero.")
-    if len(postings) <= 1 and len(new_holds) <= 1 and len(closed_holds) <= 1:
+    if (
+        len(postings) <= 1
+        and len(new_holds) <= 1
+        and len(closed_holds) <= 1
+        and not any(p.transaction_id is not None for p in postings)
+    ):
         return _write_one(
             postings[0] if postings else None,
             accounts,
@@ -299,6 +330,17 @@ def write_postings(
             send_signals,
         )
     return _write_many(postings, accounts, now, new_holds, closed_holds, hold_keys, send_signals)
+
+
+def take_transaction_ids(count: int) -> list[int]:
+    """``count`` transaction ids from the table's sequence, ascending: ids a caller can
+    record elsewhere (a registry's claims) before the postings that will carry them are
+    written (``post_bulk(..., transaction_ids=...)``), so that nothing is updated after."""
+    if count <= 0:
+        return []
+    with hot_cursor() as cursor:
+        cursor.execute(TAKE_IDS_SQL, [count, 0, 0])
+        return sorted(cursor.fetchone()[0])
 
 
 def write_accounts(accounts: Iterable[LockedAccount], now: datetime) -> None:
@@ -405,17 +447,20 @@ def _write_many(
 ) -> list[Transaction]:
     """Any number of postings and holds in a handful of statements (ids, COPY, UPDATE)."""
     entry_count = sum(len(p.legs) for p in postings)
+    unnumbered = sum(1 for p in postings if p.transaction_id is None)
     with hot_cursor() as cursor:
-        cursor.execute(TAKE_IDS_SQL, [len(postings), entry_count, len(new_holds)])
-        txn_ids, entry_ids, hold_ids = cursor.fetchone()
+        cursor.execute(TAKE_IDS_SQL, [unnumbered, entry_count, len(new_holds)])
+        taken, entry_ids, hold_ids = cursor.fetchone()
     for hold, hold_id in zip(new_holds, sorted(hold_ids), strict=True):
         hold.pk = hold_id
         hold._state.adding = False
     entry_ids = sorted(entry_ids)
+    fresh = iter(sorted(taken))
+    txn_ids = [p.transaction_id if p.transaction_id is not None else next(fresh) for p in postings]
     txn_rows, entry_rows, key_rows = [], [], []
     written = []
     next_entry = 0
-    for posting, txn_id in zip(postings, sorted(txn_ids), strict=True):
+    for posting, txn_id in zip(postings, txn_ids, strict=True):
         values = _with_defaults(posting.header, txn_id)
         values["created_at"] = posting.at
         if posting.hold is not None:
