@@ -102,6 +102,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from brands.models import Service
+from core.batch import gc_paused
 from core.caller import SYSTEM, Caller
 from core.errors import NotFoundInScope
 from ledger.exceptions import AlreadyReversed, DomainError, IdempotencyConflict, InvalidOperation
@@ -213,18 +214,20 @@ def post_bulk(
             results[index] = exc
     # Started again from scratch if an account chain changes under it (run_locked), or if
     # the unique index refused a payment that a concurrent posting has just stored.
-    for attempt in range(DUPLICATE_RETRIES):
-        try:
-            return run_locked(
-                lambda: _Batch(
-                    items, caller, now, moments, refs, list(results), records, transaction_ids
-                ).run()
-            )
-        except IntegrityError as exc:
-            if constraint_name(exc) != PAYMENT_EXTERNAL_ID_CONSTRAINT:
-                raise
-            if attempt == DUPLICATE_RETRIES - 1:
-                raise
+    # (The cyclic collector is paused: a large call builds millions of objects.)
+    with gc_paused():
+        for attempt in range(DUPLICATE_RETRIES):
+            try:
+                return run_locked(
+                    lambda: _Batch(
+                        items, caller, now, moments, refs, list(results), records, transaction_ids
+                    ).run()
+                )
+            except IntegrityError as exc:
+                if constraint_name(exc) != PAYMENT_EXTERNAL_ID_CONSTRAINT:
+                    raise
+                if attempt == DUPLICATE_RETRIES - 1:
+                    raise
     raise AssertionError("unreachable")
 
 

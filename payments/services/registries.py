@@ -40,9 +40,11 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from core.batch import gc_paused
 from core.caller import SYSTEM, Caller
 from core.errors import DomainError, IdempotencyConflict
 from core.validators import account_number_is_valid
+from ledger.exceptions import DuplicatePayment
 from ledger.services import PaymentItem, post_bulk, request_hash, take_transaction_ids
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused, ValidationFailed
 from payments.formats import (
@@ -106,6 +108,9 @@ class Line:
     suspense_detail: str = ""
     duplicate: bool = False
     transaction_id: int | None = None  # taken before the claim: its payment's or receipt's
+    # The ledger refused its payment as already posted (by another path than a registry):
+    # its suspense receipt then carries no external id (the payment holds it).
+    posted_elsewhere: bool = False
 
 
 @dataclass(slots=True)
@@ -224,7 +229,8 @@ def registry_preview(
     Refused (``RegistryRefused``, nothing stored) when it cannot be read or its
     control line does not match; row errors are kept on the registry.
     """
-    return _preview(agent, file_name, content, caller)[0]
+    with gc_paused():
+        return _preview(agent, file_name, content, caller)[0]
 
 
 def _preview(
@@ -233,12 +239,17 @@ def _preview(
     content: bytes,
     caller: Caller,
     keyed: tuple[str, str, str] | None = None,
+    look_up_claims: bool = True,
 ) -> tuple[Registry, Classified]:
+    """Read the file and store the registry as previewed. ``look_up_claims`` False: the
+    payment ids the agent already sent are not looked up (an import applies the file at
+    once, and its claims find them)."""
     classified = _read(agent, content)
-    known = _already_claimed(agent, [ln.parsed.payment_id for ln in classified.lines])
-    for line in classified.lines:
-        if line.parsed.payment_id in known:
-            line.duplicate = True
+    if look_up_claims:
+        known = _already_claimed(agent, [ln.parsed.payment_id for ln in classified.lines])
+        for line in classified.lines:
+            if line.parsed.payment_id in known:
+                line.duplicate = True
     registry = Registry.objects.create(
         agent=agent,
         file_name=file_name[:255],
@@ -372,7 +383,8 @@ def registry_apply(*, registry: Registry | int, caller: Caller = SYSTEM) -> Regi
     registry = Registry.objects.select_for_update().select_related("agent").get(pk=pk)
     if registry.status != Registry.Status.PREVIEWED:
         raise RegistryAlreadyApplied(registry=registry.pk)
-    return _apply(registry, _read(registry.agent, bytes(registry.content)), caller)
+    with gc_paused():
+        return _apply(registry, _read(registry.agent, bytes(registry.content)), caller)
 
 
 def _apply(registry: Registry, classified: Classified, caller: Caller) -> Registry:
@@ -404,6 +416,7 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
         if isinstance(result, DomainError):
             line.suspense_reason = REFUSAL_REASONS.get(result.code, SuspenseItem.Reason.REFUSED)
             line.suspense_detail = f"{result.code}: {result.message}"[:500]
+            line.posted_elsewhere = isinstance(result, DuplicatePayment)
             refused.append(line)
     to_suspense = [ln for ln in fresh if not ln.duplicate and ln.suspense_reason]
     if refused:  # rare: their receipts get ids at the write, and all receipts keep id order
@@ -414,7 +427,9 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
             SuspenseReceiptItem(
                 amount=ln.parsed.amount,
                 currency=agent.currency,
-                external_id=_external_id(agent, ln.parsed.payment_id),
+                external_id=""
+                if ln.posted_elsewhere
+                else _external_id(agent, ln.parsed.payment_id),
                 memo=f"Suspense: registry {registry.pk}, line {ln.parsed.row}",
                 metadata=_metadata(registry, ln),
             )
@@ -495,6 +510,18 @@ def registry_import(
     transaction (a refused file stores none, so the key can be used again); a
     concurrent twin waits on the key's unique index, then replays the winner.
     """
+    with gc_paused():
+        return _keyed_import(agent, file_name, content, dry_run, caller, idempotency_key)
+
+
+def _keyed_import(
+    agent: PaymentAgent,
+    file_name: str,
+    content: bytes,
+    dry_run: bool,
+    caller: Caller,
+    idempotency_key: str | None,
+) -> Registry:
     if idempotency_key is None:
         return _import(agent, file_name, content, dry_run, caller, None)
     if not 0 < len(idempotency_key) <= 255:
@@ -559,7 +586,9 @@ def _import(
     caller: Caller,
     keyed: tuple[str, str, str] | None,
 ) -> Registry:
-    registry, classified = _preview(agent, file_name, content, caller, keyed)
+    registry, classified = _preview(
+        agent, file_name, content, caller, keyed, look_up_claims=dry_run
+    )
     if dry_run:
         return registry
     # Inserted by this very transaction: no other one can see, let alone lock, the row
