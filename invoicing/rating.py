@@ -32,6 +32,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection
 
+from core.db import bound_cursor
 from invoicing.meters import LOOKBACK_MONTHS, consumption_by_month, month_add, monthly_anchor_sums
 from invoicing.models import BillingPeriod
 from ledger.services import CURRENCY_DECIMALS
@@ -188,7 +189,7 @@ def meter_quantities(account_ids: Sequence[int], period: BillingPeriod) -> Meter
     """The period's consumption per (account, service) from meter readings (see ``meters``)."""
     target = period.starts_on
     since = month_add(target, -LOOKBACK_MONTHS)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             SELECT account_id, service_id,
@@ -235,7 +236,7 @@ def rate_accounts(
         "m_quantity": meters.quantities,
         "m_estimated": meters.estimated,
     }
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:  # the chunk's arrays bound, not quoted into the SQL
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RATED_TABLE}, pg_temp.{SEGMENTS_TABLE}")
         cursor.execute("SET LOCAL jit = off")  # compiling costs more than these statements
         cursor.execute(_SEGMENTS_SQL, params)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from brands.models import Brand
+from core.db import bound_cursor
 from invoicing.exceptions import InvoicingValidationError, RunNotApprovable
 from invoicing.models import BillingPeriod, Invoice, InvoiceRun, InvoiceRunChunk, InvoiceRunFailure
 from invoicing.rating import RATED_TABLE, RatedLine, rate_accounts, rated_lines
@@ -115,7 +116,7 @@ def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
     outcome = ChunkOutcome()
     started = timezone.now()
     params = {"period": run.period_id, "now": started, "run": run.pk, "brand": run.brand_id}
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_REPLACE_DRAFTS_SQL, {**params, "accounts": list(account_ids)})
     params["xmin"] = inputs_xmin()  # before rating: see recalculation.inputs_xmin
     rate_accounts(account_ids, run.period, run.brand_id)
