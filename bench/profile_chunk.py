@@ -68,16 +68,21 @@ def build(accounts: int, chunk_size: int) -> int:
 
 
 class StatementTimer:
+    """Wall seconds and the backend's CPU seconds per statement (``cpu``: a callable)."""
+
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = defaultdict(list)
+        self.cpu_of: dict[str, float] = defaultdict(float)
+        self.cpu = lambda: 0.0
 
     def __call__(self, execute, sql, params, many, context):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), self.cpu()
         try:
             return execute(sql, params, many, context)
         finally:
-            key = re.sub(r"\s+", " ", str(sql)).strip()[:110]
+            key = re.sub(r"\s+", " ", str(sql)).strip()[:100]
             self.times[key].append(time.perf_counter() - started)
+            self.cpu_of[key] += self.cpu() - cpu_started
 
 
 def main() -> int:
@@ -86,6 +91,7 @@ def main() -> int:
     parser.add_argument("--chunk-size", type=int, default=1000)
     parser.add_argument("--chunks", type=int, default=3)
     parser.add_argument("--run", type=int)
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--callees", help="print the callees of functions matching this")
     parser.add_argument("--dump", help="write the raw profile to this file")
@@ -121,21 +127,74 @@ def main() -> int:
     gc.callbacks.append(gc_callback)
     timer = StatementTimer()
     print(f"run {args.run}: {len(pending)} chunks, load {os.getloadavg()}")
+    from core import db as core_db
+
+    bound_execute = core_db._BoundCursor.execute
+
+    def timed_execute(self, sql, params=None):
+        return timer(lambda *a: bound_execute(self, sql, params), sql, params, False, None)
+
+    core_db._BoundCursor.execute = timed_execute
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+
+    def backend_cpu() -> float:
+        """The PostgreSQL backend's CPU seconds (user + system), from /proc."""
+        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    timer.cpu = backend_cpu
+    from ledger.services import locking, writer
+
+    hot_execute = locking._ReusedCursor.execute
+
+    def timed_hot(self, sql, params=None, prepare=None):
+        return timer(lambda *a: hot_execute(self, sql, params, prepare), sql, params, False, None)
+
+    locking._ReusedCursor.execute = timed_hot
+    plain_copy = writer._copy
+
+    def timed_copy(cursor, table, columns, rows):
+        rows = list(rows)
+        return timer(lambda *a: plain_copy(cursor, table, columns, rows), f"COPY {table}", 0, 0, 0)
+
+    writer._copy = timed_copy
+    cpu_total = [0.0, 0.0]
     for chunk_id in pending:
         started = time.perf_counter()
+        py_started, pg_started = time.process_time(), backend_cpu()
         with connection.execute_wrapper(timer):
-            profile.enable()
+            if args.profile:
+                profile.enable()
             services.invoice_run_chunk_process(chunk_id=chunk_id)
-            profile.disable()
-        print(f"chunk {chunk_id}: {time.perf_counter() - started:.3f} s")
+            if args.profile:
+                profile.disable()
+        py_cpu, pg_cpu = time.process_time() - py_started, backend_cpu() - pg_started
+        cpu_total[0] += py_cpu
+        cpu_total[1] += pg_cpu
+        print(
+            f"chunk {chunk_id}: {time.perf_counter() - started:.3f} s wall,"
+            f" CPU python {py_cpu:.3f} s + postgres {pg_cpu:.3f} s"
+        )
+    print(
+        f"CPU per chunk: python {cpu_total[0] / len(pending):.3f} s, postgres"
+        f" {cpu_total[1] / len(pending):.3f} s (load {os.getloadavg()})"
+    )
     gc.callbacks.remove(gc_callback)
     print(f"garbage collection: {gc_time[0]:.3f} s in {gc_time[1]} collections")
     OrmQ.objects.all().delete()
     rows = sorted(timer.times.items(), key=lambda kv: -sum(kv[1]))
     total = sum(sum(v) for v in timer.times.values())
     print(f"\nSQL through cursors: {total:.3f} s in {sum(len(v) for v in timer.times.values())}")
+    cpu_sum = sum(timer.cpu_of.values())
+    print(
+        f"backend CPU in statements {cpu_sum:.3f} s; outside them (commits, ...)"
+        f" {cpu_total[1] - cpu_sum:.3f} s"
+    )
+    rows = sorted(timer.times.items(), key=lambda kv: -timer.cpu_of[kv[0]])
     for sql, times in rows[:30]:
-        print(f"{sum(times):8.3f} s {len(times):5d}x  {sql}")
+        print(f"{sum(times):8.3f} s {timer.cpu_of[sql]:7.3f} cpu {len(times):4d}x  {sql}")
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
     stats.sort_stats("cumulative").print_stats(args.top)
