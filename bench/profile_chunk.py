@@ -129,12 +129,13 @@ def main() -> int:
     print(f"run {args.run}: {len(pending)} chunks, load {os.getloadavg()}")
     from core import db as core_db
 
-    bound_execute = core_db._BoundCursor.execute
+    if hasattr(core_db, "_BoundCursor"):  # not on an older tree
+        bound_execute = core_db._BoundCursor.execute
 
-    def timed_execute(self, sql, params=None):
-        return timer(lambda *a: bound_execute(self, sql, params), sql, params, False, None)
+        def timed_execute(self, sql, params=None):
+            return timer(lambda *a: bound_execute(self, sql, params), sql, params, False, None)
 
-    core_db._BoundCursor.execute = timed_execute
+        core_db._BoundCursor.execute = timed_execute
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]

@@ -70,7 +70,7 @@ class _BoundCursor:
 
     def execute(self, sql: str, params: Any = None) -> None:
         with connections[DEFAULT_DB_ALIAS].wrap_database_errors:
-            self._cursor.execute(sql, params, binary=True)
+            self._cursor.execute(sql, params)
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
@@ -90,14 +90,16 @@ def bound_cursor(using: str = DEFAULT_DB_ALIAS) -> Iterator[_BoundCursor]:
     Django's cursors bind client-side: every element of a thousand-element array (an
     email body, an invoice number) is quoted into the SQL text in Python and parsed back
     by the server. This one sends the parameters apart from the statement (the extended
-    protocol), in binary (no escaping of array elements either), which costs a fraction
-    of that for a chunk of an invoice run. Rows come back in binary too. Errors
+    protocol), lists in binary (no escaping of their elements either), which costs a
+    fraction of that for a chunk of an invoice run. Errors
     surface as Django's database exceptions. Cast array parameters in the SQL
     (``%s::bigint[]``): integers are sent with the smallest type that holds them.
     """
     import psycopg
+    from psycopg.types.array import ListBinaryDumper
 
     connection = connections[using]
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
+        cursor.adapters.register_dumper(list, ListBinaryDumper)
         yield _BoundCursor(cursor)

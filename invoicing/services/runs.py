@@ -65,7 +65,7 @@ lines AS (
     FROM {RATED_TABLE} r
     JOIN inv ON inv.account_id = r.account_id AND inv.brand_id = r.brand_id
 )
-SELECT id FROM inv ORDER BY id
+SELECT id, (SELECT count(*) FROM totals) FROM inv ORDER BY id
 """
 
 
@@ -122,9 +122,14 @@ def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
     rate_accounts(account_ids, run.period, run.brand_id)
     with connection.cursor() as cursor:
         cursor.execute(_INSERT_INVOICES_SQL, params)
-        created = [row[0] for row in cursor.fetchall()]
-        cursor.execute(_SKIPPED_SQL, params)
-        skipped = cursor.fetchall()
+        rows = cursor.fetchall()
+        created = [row[0] for row in rows]
+        skipped = []
+        # Each row names how many invoices the rating called for: when all were inserted,
+        # no draft of another run stood in the way, and there is nothing to look for.
+        if not rows or rows[0][1] != len(created):
+            cursor.execute(_SKIPPED_SQL, params)
+            skipped = cursor.fetchall()
     outcome.failures.extend(
         Failure(
             account_id,
