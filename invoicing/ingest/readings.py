@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from django.db import IntegrityError, connection, transaction
 
+from core.db import bound_cursor
 from invoicing.exceptions import IngestConflict, TooManyRecords
 from invoicing.ingest.staging import (
     _READINGS_CHECK_SQL,
@@ -119,7 +120,7 @@ def _readings_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -
                 batch[-1].account_id,
                 batch[-1].service_id,
             ):
-                _place_batch(cursor, batch, result)
+                _place_batch(batch, result)
                 batch = []
             batch.append(
                 _Reading(idx, account_id, service_id, value, moment, external_id, serial, src)
@@ -128,11 +129,11 @@ def _readings_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -
             break
     cursor.execute(f"CLOSE {_STREAM}")
     if batch:
-        _place_batch(cursor, batch, result)
+        _place_batch(batch, result)
     result.errors.sort(key=lambda error: error.index)
 
 
-def _place_batch(cursor: Any, candidates: list[_Reading], result: IngestResult) -> None:
+def _place_batch(candidates: list[_Reading], result: IngestResult) -> None:
     """Place one batch of valid readings (whole series) on their meters and store them."""
     for attempt in range(1, DUPLICATE_ATTEMPTS + 1):
         # A parallel batch may store one of these external ids after the duplicate check
@@ -141,11 +142,12 @@ def _place_batch(cursor: Any, candidates: list[_Reading], result: IngestResult) 
         # to the savepoint and place the batch again: the stored reading is a duplicate now.
         outcome = IngestResult()
         try:
-            with transaction.atomic():
-                fresh = _drop_duplicates(cursor, candidates, outcome)
+            # The batch's arrays bound server-side, not quoted into the statements.
+            with transaction.atomic(), bound_cursor() as bound:
+                fresh = _drop_duplicates(bound, candidates, outcome)
                 if fresh:
-                    accepted, updates = _place_on_meters(cursor, fresh, outcome)
-                    _write_readings(cursor, accepted, updates)
+                    accepted, updates = _place_on_meters(bound, fresh, outcome)
+                    _write_readings(bound, accepted, updates)
                     outcome.accepted = len(accepted)
             break
         except IntegrityError as exc:
