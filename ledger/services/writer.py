@@ -216,19 +216,29 @@ def _with_defaults(header: dict[str, Any], txn_id: int | None) -> dict[str, Any]
     return {**_TXN_DEFAULTS, **header, "id": txn_id}
 
 
-def _transaction(values: dict[str, Any]) -> Transaction:
-    return _from_row(Transaction, _TXN_FIELD_NAMES, [values[n] for n in _TXN_FIELD_NAMES])
+def _transaction(values: dict[str, Any], direct: bool | None = None) -> Transaction:
+    row = [values[n] for n in _TXN_FIELD_NAMES]
+    return _from_row(Transaction, _TXN_FIELD_NAMES, row, direct)
 
 
-def _from_row(model: type[models.Model], attnames: list[str], row: Sequence) -> Any:
+def _direct(model: type[models.Model]) -> bool:
+    """Whether instances of ``model`` may be built without ``from_db`` (no init receivers).
+    Asked once per write: a signal's ``has_listeners`` is not free per row."""
+    return not (pre_init.has_listeners(model) or post_init.has_listeners(model))
+
+
+def _from_row(
+    model: type[models.Model], attnames: list[str], row: Sequence, direct: bool | None = None
+) -> Any:
     """``model.from_db("default", attnames, row)`` for a row of every concrete field.
 
     ``Model.__init__`` assigns field by field through the descriptors (about half the
     cost of a bulk posting's Python side at 200,000 payments); with no ``pre_init`` /
-    ``post_init`` receiver for the model the instance is built directly, exactly as
-    ``from_db`` leaves it (attribute values, ``_state.adding`` False, ``_state.db``).
+    ``post_init`` receiver for the model (``direct``, asked here when not given) the
+    instance is built directly, exactly as ``from_db`` leaves it (attribute values,
+    ``_state.adding`` False, ``_state.db``).
     """
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    if not (_direct(model) if direct is None else direct):
         return model.from_db("default", attnames, row)
     obj = model.__new__(model)
     obj.__dict__.update(zip(attnames, row, strict=True))
@@ -460,6 +470,7 @@ def _write_many(
     txn_rows, entry_rows, key_rows = [], [], []
     written = []
     next_entry = 0
+    direct = _direct(Transaction)
     for posting, txn_id in zip(postings, txn_ids, strict=True):
         values = _with_defaults(posting.header, txn_id)
         values["created_at"] = posting.at
@@ -467,7 +478,7 @@ def _write_many(
             values["hold_id"] = posting.hold.pk
         if posting.reversal_of is not None:
             values["reversal_of_id"] = posting.reversal_of.transaction.pk
-        txn = _transaction(values)
+        txn = _transaction(values, direct)
         posting.transaction = txn
         written.append(txn)
         txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))
