@@ -10,7 +10,7 @@ opening is the sum of what came before. Hand-computed ledger (RUB, Europe/Moscow
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from unittest import mock
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ import pytest
 from django.utils import timezone
 from openpyxl import load_workbook
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from accounts.models import Account
@@ -26,8 +27,9 @@ from core.api.scope import Scope
 from core.caller import SYSTEM
 from ledger.services import accrual_post, debit_post, payment_post, system_account_id
 from reports.api.serializers import StatementEntrySerializer
+from reports.api.views import statement_data, statement_json
 from reports.exports import write_xlsx
-from reports.standard import Column, Report, statement
+from reports.standard import Column, Report, payer_movements, statement
 from tests.factories import AccountFactory, BrandFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -243,3 +245,44 @@ def test_statement_json_is_pinned_byte_for_byte(pinned):
             f'"balance_after":null,"memo":{MEMO_JSON}}}]}}'
         ).encode()
     )
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Moscow", "UTC", "Europe/London", "America/Sao_Paulo", UTC]
+)
+def test_statement_json_is_the_serializers_json_rendered_by_drf(pinned, zone):
+    """The payer's JSON (orjson from the movements as text) is byte for byte what the
+    serializer and DRF's renderer make of ``statement()``, in any time zone (London: "Z"
+    in winter, "+01:00" in summer; a fixed ``timezone.utc`` goes through DRF itself)."""
+    p = pinned["p"]
+    with mock.patch("ledger.services.timezone.now", return_value=datetime(2026, 7, 1, tzinfo=MSK)):
+        payment_post(account=p, amount="7.10", memo="summer")
+    cases = [(p, date(2026, 3, 1), date(2026, 7, 31)), (p, date(2026, 3, 4), date(2026, 3, 5))]
+    cases.append((pinned["s"], date(2026, 3, 1), date(2026, 3, 31)))
+    bodies = []
+    with timezone.override(zone):
+        for account, first, last in cases:
+            drf = JSONRenderer().render(
+                statement_data(account, statement(STAFF, account, first, last, chart=False))
+            )
+            bodies.append(statement_json(STAFF, account, first, last))
+            assert bodies[-1] == drf
+    assert b'"memo":"summer"' in bodies[0] and MEMO_JSON.encode() in bodies[0]
+
+
+def test_payer_movements_only_for_a_payer_read_whole(pinned):
+    figures_ = payer_movements(STAFF, pinned["p"], date(2026, 3, 2), date(2026, 3, 3))
+    assert (figures_.opening, figures_.credit, figures_.debit, figures_.closing) == (
+        D("100.00"),
+        D("0.01"),
+        D("1234568.39"),
+        D("-1234468.38"),
+    )
+    assert [row[1:4] for row in figures_.rows] == [
+        ("debit", "-0.50", "99.50"),
+        ("accrual", "-1234567.89", "-1234468.39"),
+        ("payment", "0.01", "-1234468.38"),
+    ]
+    assert payer_movements(STAFF, pinned["s"], date(2026, 3, 2), date(2026, 3, 3)) is None
+    clearing = Account.objects.get(pk=system_account_id("clearing", "RUB", channel="bank"))
+    assert payer_movements(STAFF, clearing, date(2026, 3, 2), date(2026, 3, 3)) is None
