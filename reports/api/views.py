@@ -199,6 +199,10 @@ class StatementView(_ReportView):
         if account is None:
             raise NotFoundInScope("account: not found.", account=["Not found."])
         if q["format"] == "json":
+            if "indent" in (request.accepted_media_type or ""):
+                # DRF's "Accept: application/json; indent=N": indented by DRF, as before.
+                report = standard.statement(self.scope, account, q["from"], q["to"], chart=False)
+                return Response(statement_data(account, report))
             return Response(statement_json(self.scope, account, q["from"], q["to"]))
         report = standard.statement(self.scope, account, q["from"], q["to"])
         return export_response(report, q["format"], f"statement-{account.number}")

@@ -234,6 +234,12 @@ def test_statement_json_is_pinned_byte_for_byte(pinned):
             '"credit":"0.00","debit":"0.00","closing":"-1234468.38","entries":[]}'
         ).encode()
     )
+    # DRF's indent parameter of Accept still indents (DRF renders that one).
+    r = client.get(
+        f"/api/v1/reports/statement/?account={p.pk}&from=2026-03-10&to=2026-03-10",
+        HTTP_ACCEPT="application/json; indent=2",
+    )
+    assert r.content.startswith(f'{{\n  "account": {p.pk},\n  "number": '.encode())
     # A sub-account: no balance after, the opening and closing are sums.
     r = client.get(f"/api/v1/reports/statement/?account={s.pk}&from=2026-03-02&to=2026-03-02")
     assert (
