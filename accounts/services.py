@@ -267,6 +267,18 @@ def account_create(
 _BULK_CLEAN_EXCLUDE = ["number", "client", "parent", "status_changed_by", "brand", "service"]
 
 
+def client_check(**fields: Any) -> Client:
+    """A new client built and validated as ``clients_create_bulk`` validates each one
+    (fields, INN checksum), without the database (a ``ValidationError`` otherwise); the
+    kind / tax id match is the database's check constraint, at insert."""
+    unknown = set(fields) - CLIENT_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown client fields: {sorted(unknown)}")
+    client = Client(**fields)
+    client.full_clean(validate_unique=False, validate_constraints=False)
+    return client
+
+
 @transaction.atomic
 def clients_create_bulk(*, clients: Sequence[dict[str, Any]]) -> list[Client]:
     """Create many clients in one statement, each validated as ``client_create`` validates
@@ -274,15 +286,51 @@ def clients_create_bulk(*, clients: Sequence[dict[str, Any]]) -> list[Client]:
 
     For loads (the demo data, imports): no partner links. Returns the clients with ids.
     """
-    objs = []
-    for fields in clients:
-        unknown = set(fields) - CLIENT_FIELDS
-        if unknown:
-            raise TypeError(f"Unknown client fields: {sorted(unknown)}")
-        client = Client(**fields)
-        client.full_clean(validate_unique=False, validate_constraints=False)
-        objs.append(client)
+    objs = [client_check(**fields) for fields in clients]
     return Client.objects.bulk_create(objs, batch_size=5000)
+
+
+def account_check(
+    *,
+    client: Client,
+    currency: str | None = None,
+    brands: Iterable[Brand] = (),
+    parent: Account | None = None,
+    **fields: Any,
+) -> None:
+    """The checks ``accounts_create_bulk`` makes of one item that need no database:
+    fields, limits (a sub-account carries no credit terms). Its payer is checked by
+    ``account_parents_check``."""
+    unknown = set(fields) - LIMIT_FIELDS - {"name"}
+    if unknown:
+        raise TypeError(f"Unknown account fields: {sorted(unknown)}")
+    currency = currency or (parent.currency if parent else settings.BILLING_DEFAULT_CURRENCY)
+    account = Account(
+        kind=Account.Kind.CLIENT, client=client, currency=currency, parent=parent, **fields
+    )
+    _validate_limits(account)
+    account.full_clean(
+        exclude=_BULK_CLEAN_EXCLUDE, validate_unique=False, validate_constraints=False
+    )
+
+
+def account_parents_check(
+    pairs: Iterable[tuple[Account, str]],
+) -> dict[tuple[int, str], InvalidAccountStructure | AccountChainLoop]:
+    """For payers and the currencies of the accounts to open under them, what
+    ``account_create`` would refuse, by ``(payer id, currency)``; the payers' chains are
+    locked until commit (as ``accounts_create_bulk`` locks them)."""
+    pairs = {(parent.pk, currency): parent for parent, currency in pairs}
+    if not pairs:
+        return {}
+    locked = _lock_chains({pk for pk, _currency in pairs})
+    refused: dict[tuple[int, str], InvalidAccountStructure | AccountChainLoop] = {}
+    for (pk, currency), _parent in pairs.items():
+        try:
+            _check_parent(None, locked[pk], currency, locked)
+        except (InvalidAccountStructure, AccountChainLoop) as exc:
+            refused[(pk, currency)] = exc
+    return refused
 
 
 @transaction.atomic
