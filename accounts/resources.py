@@ -82,12 +82,10 @@ class ClientResource(ServiceBackedResource):
     # clients_create_bulk checks them, then created by it a batch at a time.
     batch_size = 1000
 
-    def batch_item(self, instance: Client, row: dict[str, Any]) -> dict[str, Any]:
-        values = {name: getattr(instance, name) for name in CLIENT_FIELDS}
-        client_check(**values)
-        return values
+    def batch_item(self, instance: Client, row: dict[str, Any]) -> Client:
+        return client_check(**{name: getattr(instance, name) for name in CLIENT_FIELDS})
 
-    def batch_create(self, items: list[dict[str, Any]]) -> None:
+    def batch_create(self, items: list[Client]) -> None:
         clients_create_bulk(clients=items)
 
 
@@ -211,7 +209,7 @@ class AccountResource(ServiceBackedResource):
         super().batch_release()
         self.__dict__.pop("_batch_clients", None)
 
-    def batch_item(self, instance: Account, row: dict[str, Any]) -> dict[str, Any]:
+    def batch_item(self, instance: Account, row: dict[str, Any]) -> Account:
         brands = self.cleaned("brands", row) if "brands" in row else None
         limits = {name: getattr(instance, name) for name in LIMIT_FIELDS}
         limits["credit_limit"] = limits["credit_limit"] or Decimal("0.00")
@@ -223,23 +221,18 @@ class AccountResource(ServiceBackedResource):
             "name": instance.name or "",
             **limits,
         }
-        account_check(**spec)
-        return spec
+        return account_check(**spec)
 
     def batch_prepare(self, batch: list[tuple[int, dict[str, Any]]]) -> Any:
         prepared = super().batch_prepare(batch)
         pairs = {
-            (item["parent"], item["currency"] or item["parent"].currency)
-            for _line, _row, item in prepared.ready
-            if item["parent"] is not None
+            (item.parent, item.currency) for _line, _row, item in prepared.ready if item.parent
         }
         refused = account_parents_check(pairs)
         if refused:
             keep = []
             for line, row, item in prepared.ready:
-                parent = item["parent"]
-                pair = parent and (parent.pk, item["currency"] or parent.currency)
-                if pair in refused:
+                if item.parent and (item.parent_id, item.currency) in refused:
                     prepared.single.append((line, row))
                 else:
                     keep.append((line, row, item))
@@ -247,7 +240,7 @@ class AccountResource(ServiceBackedResource):
             prepared.single.sort(key=lambda pair: pair[0])
         return prepared
 
-    def batch_create(self, items: list[dict[str, Any]]) -> None:
+    def batch_create(self, items: list[Account]) -> None:
         accounts_create_bulk(accounts=items)
 
     def service_save(self, instance: Account, is_create: bool, row: dict[str, Any]) -> None:

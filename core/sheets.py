@@ -283,6 +283,12 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
             if isinstance(resource_field.widget, LookupWidget | CodesWidget):
                 resource_field.widget.batch_cache = None
 
+    def _may_skip(self) -> bool:
+        """Whether ``skip_row`` may skip a new row (import-export's skips only unchanged
+        rows, with ``skip_unchanged``)."""
+        overridden = type(self).skip_row is not resources.ModelResource.skip_row
+        return overridden or bool(self._meta.skip_unchanged)
+
     def batch_prepare(self, batch: list[tuple[int, dict[str, Any]]]) -> _Batch:
         """Split a batch into items for ``batch_create`` and rows for the per-row path."""
         prepared = _Batch()
@@ -295,7 +301,9 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
                         raise _PerRow
                     instance = self.init_instance(row)
                     self.import_instance(instance, row, row_number=line)
-                    if self.skip_row(instance, self.init_instance(row), row, {}):
+                    if self._may_skip() and self.skip_row(
+                        instance, self.init_instance(row), row, {}
+                    ):
                         raise _PerRow
                     item = self.batch_item(instance, row)
                 except BATCH_REFUSALS:
