@@ -10,12 +10,16 @@ owning app's services, an all-or-nothing import driver and streamed exports.
   import (with its confirm step) and the staff UI's import run the same checks as the
   API. A refusal of a service (``DomainError``) becomes an invalid row naming its column
   and carrying the service's code; an unknown reference is ``not_found``.
-* ``import_rows`` feeds streamed rows to a resource one at a time inside one database
-  transaction (a savepoint per row, so the rows after a refused one are still checked),
+* ``import_rows`` feeds streamed rows to a resource inside one database transaction,
   keeps only counts and the row errors ``{row, column, code, message}`` (``row`` is the
   line of the file, the header being line 1), refuses duplicates inside the file by the
   resource's ``file_unique`` keys, and rolls everything back on a dry run or when any
-  row is refused.
+  row is refused. A resource with a ``batch_size`` gets its rows in batches: the
+  batch's references looked up in one query per model, new rows checked without the
+  database and created by the service's bulk creation (one savepoint per batch); the
+  rows it refuses, rows with an ``id`` and the rows of a batch the bulk creation refused
+  go one at a time (a savepoint per row, so the rows after a refused one are still
+  checked), which names the errors as without batches.
 * ``export_response`` streams rows (a queryset through a resource) as CSV or XLSX.
 """
 
