@@ -262,9 +262,10 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
     # A resource with a ``batch_size`` implements ``batch_item`` and ``batch_create``:
     # ``batch_item`` checks a new row without asking the database (what the service would
     # check of it alone) and returns what ``batch_create`` hands the service's bulk
-    # creation for the whole batch. A row it refuses, a row with an ``id`` (a change), and
-    # every row of a batch the bulk creation refused go through the per-row path
-    # (``import_row``), which names the errors exactly as without batches.
+    # creation for the whole batch. A row it refuses, every row of a batch holding a row
+    # with an ``id`` (a change, which may bear on the rows after it), and every row of a
+    # batch the bulk creation refused go through the per-row path (``import_row``), in
+    # the file's order, which names the errors exactly as without batches.
 
     def batch_item(self, instance: Any, row: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -296,13 +297,16 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
     def batch_prepare(self, batch: list[tuple[int, dict[str, Any]]]) -> _Batch:
         """Split a batch into items for ``batch_create`` and rows for the per-row path."""
         prepared = _Batch()
+        if any(str(row.get("id") or "").strip() for _line, row in batch):
+            # A change may bear on the rows after it (a payer moved, a name taken): the
+            # batch goes row by row, in the file's order.
+            prepared.single = list(batch)
+            return prepared
         self.batch_prefetch([row for _line, row in batch])
         try:
             for line, row in batch:
                 try:
                     self.before_import_row(row, row_number=line)
-                    if str(row.get("id") or "").strip():
-                        raise _PerRow
                     instance = self.init_instance(row)
                     self.import_instance(instance, row, row_number=line)
                     if self._may_skip() and self.skip_row(

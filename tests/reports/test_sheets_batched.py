@@ -182,6 +182,22 @@ def test_good_accounts_are_written_as_the_per_row_path_writes_them(world):
     assert employee[8] == Decimal("500.00") and employee[9] == ["SPA"]
 
 
+def test_a_batch_holding_a_change_goes_row_by_row_in_the_files_order(world):
+    """A change may bear on the rows after it: its batch goes through the per-row path."""
+    company = world["company"]
+    lines = [
+        *[line.replace("individual,", ",individual,", 1) for line in good_clients(2)],
+        f"{company.pk},legal_entity,Acme renamed,7707083893,,acme,",
+        *[line.replace("individual,", ",individual,", 1) for line in good_clients(6, 2)],
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        outcome = run("clients", "id," + CLIENTS, lines, batch_size=3, dry_run=True)
+    assert (outcome.ok, outcome.updated, outcome.new) == (True, 1, 6), outcome.errors
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    # the first batch (with the change) row by row: 2 inserts; then 2 batches: 1 each
+    assert len(inserts) == 4
+
+
 def test_a_file_mixing_changes_and_new_rows_updates_and_creates(world):
     company = world["company"]
     lines = [
