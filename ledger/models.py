@@ -46,9 +46,11 @@ NO_TRUNCATE = pgtrigger.Trigger(
     """,
 )
 
-# Every transaction's entries sum to zero, per currency, checked by the database when the
-# inserting transaction commits: a deferred constraint trigger written by hand in migration
-# 0006 (``ledger_entry_balanced``), not a pgtrigger one, since those honour
+# Every transaction's entries sum to zero, per currency, checked by the database at each
+# INSERT or COPY: the rows one statement writes must sum to zero per transaction and
+# currency (entries are never updated nor deleted, so every transaction stays balanced).
+# A statement-level trigger over the written rows, written by hand in migration 0009
+# (``ledger_entry_balanced``), not a pgtrigger one, since those honour
 # ``SET pgtrigger.ignore``, which any role may set.
 
 

@@ -2,7 +2,8 @@
 
 Real SQL over real logins: the runtime role the application connects as may insert ledger
 rows but not update, delete or truncate them, nor disable their triggers; an unbalanced
-transaction is refused when it commits (deferred constraint trigger); the owner cannot
+transaction is refused at the statement that writes it (a statement-level trigger over the
+written rows); the owner cannot
 TRUNCATE a ledger table either.
 """
 
@@ -82,7 +83,9 @@ def test_the_runtime_role_may_insert_and_read_ledger_rows(runtime_sql, posted):
     assert count == (2,)
 
 
-def _unbalanced_insert(conn, account_id: int, legs: list[int]) -> int:
+def _unbalanced_insert(
+    conn, account_id: int, legs: list[int], one_statement: bool = False, currencies=None
+) -> int:
     txn_id = conn.execute(
         "INSERT INTO ledger_transaction (kind, account_id, amount, currency, channel,"
         " subject_type, subject_id, metadata, memo, external_id, caller, request_id, created_at)"
@@ -90,16 +93,21 @@ def _unbalanced_insert(conn, account_id: int, legs: list[int]) -> int:
         " RETURNING id",
         [account_id],
     ).fetchone()[0]
-    for amount in legs:
-        conn.execute(
-            "INSERT INTO ledger_entry (transaction_id, account_id, amount, currency, created_at)"
-            " VALUES (%s, %s, %s, 'RUB', now())",
-            [txn_id, account_id, amount],
-        )
+    rows = [
+        (txn_id, account_id, amount, currency)
+        for amount, currency in zip(legs, currencies or ["RUB"] * len(legs), strict=True)
+    ]
+    insert = "INSERT INTO ledger_entry (transaction_id, account_id, amount, currency, created_at)"
+    if one_statement:
+        values = ", ".join("(%s, %s, %s, %s, now())" for _ in rows)
+        conn.execute(f"{insert} VALUES {values}", [v for row in rows for v in row])
+    else:
+        for row in rows:
+            conn.execute(f"{insert} VALUES (%s, %s, %s, %s, now())", row)
     return txn_id
 
 
-def test_an_unbalanced_transaction_is_refused_at_commit(runtime_sql, account):
+def test_an_unbalanced_transaction_is_refused_at_its_statement(runtime_sql, account):
     before = (Transaction.objects.count(), Entry.objects.count())
     reached = []
     with (
@@ -107,8 +115,8 @@ def test_an_unbalanced_transaction_is_refused_at_commit(runtime_sql, account):
         runtime_sql.transaction(),
     ):
         _unbalanced_insert(runtime_sql, account.pk, [5])
-        reached.append(True)  # each statement went through: the check waits for the commit
-    assert reached == [True]
+        reached.append(True)  # never: the INSERT itself is refused
+    assert reached == []
     assert (Transaction.objects.count(), Entry.objects.count()) == before
 
 
@@ -132,21 +140,45 @@ def test_no_session_setting_skips_the_zero_sum_check(runtime_sql, account):
     assert (Transaction.objects.count(), Entry.objects.count()) == before
 
 
-def test_the_zero_sum_check_is_deferred_not_skipped(runtime_sql, account):
-    """Checked at once (SET CONSTRAINTS ALL IMMEDIATE), one leg alone is refused at its
-    statement; two statements that balance together pass the check."""
-    reached = []
+@pytest.mark.parametrize(
+    "legs, currencies",
+    [([5, -4], None), ([5, -5, 1], None), ([5, -5], ["RUB", "USD"])],
+    ids=["short", "one_leg_too_many", "per_currency"],
+)
+def test_the_zero_sum_check_covers_each_statement(runtime_sql, account, legs, currencies):
+    """The entries one statement writes sum to zero per transaction and currency; legs that
+    would balance only with a later statement are refused at the first one."""
+    before = (Transaction.objects.count(), Entry.objects.count())
     with pytest.raises(errors.CheckViolation), runtime_sql.transaction():
-        runtime_sql.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        _unbalanced_insert(runtime_sql, account.pk, [5])
-        reached.append(True)
-    assert reached == []
+        _unbalanced_insert(runtime_sql, account.pk, legs, one_statement=True, currencies=currencies)
+    with pytest.raises(errors.CheckViolation), runtime_sql.transaction():
+        _unbalanced_insert(runtime_sql, account.pk, [5, -5])  # +5 alone, then -5
+    assert (Transaction.objects.count(), Entry.objects.count()) == before
     with runtime_sql.transaction():
-        _unbalanced_insert(runtime_sql, account.pk, [5, -5])
-        runtime_sql.execute("SET CONSTRAINTS ALL IMMEDIATE")  # runs the pending checks: pass
+        _unbalanced_insert(runtime_sql, account.pk, [5, -5], one_statement=True)
         # Balanced, but written behind the services' back (no balances): do not keep it.
         raise psycopg.Rollback()
     assert not Transaction.objects.filter(caller="test:raw").exists()
+
+
+def test_one_unbalanced_transaction_in_a_copy_refuses_the_whole_copy(runtime_sql, account):
+    """A batch (the bulk writer's COPY) with many balanced transactions and one that is
+    not: the statement is refused and nothing of it stays."""
+    before = (Transaction.objects.count(), Entry.objects.count())
+    with (
+        pytest.raises(errors.CheckViolation, match="does not sum to zero"),
+        runtime_sql.transaction(),
+    ):
+        txn_ids = [_unbalanced_insert(runtime_sql, account.pk, []) for _ in range(50)]
+        with runtime_sql.cursor().copy(
+            "COPY ledger_entry (transaction_id, account_id, amount, currency, created_at)"
+            " FROM STDIN"
+        ) as copy:
+            for n, txn_id in enumerate(txn_ids):
+                credit = 7 if n == 37 else 6
+                for amount in (-6, credit):
+                    copy.write_row((txn_id, account.pk, amount, "RUB", "2026-01-01T00:00Z"))
+    assert (Transaction.objects.count(), Entry.objects.count()) == before
 
 
 def test_the_owner_cannot_truncate_a_ledger_table_either(posted):

@@ -82,7 +82,9 @@ class Rollback(Exception):
             {"negative_since_matches_balance"},
         ),
         (
-            # A stray, unbalanced entry appended to the last transaction (INSERT is allowed).
+            # A stray, unbalanced entry appended to the last transaction. The zero-sum trigger
+            # refuses it at its statement, so the damage is done with triggers off (the
+            # superuser's session_replication_role), as a restore gone wrong would.
             "INSERT INTO ledger_entry"
             " (transaction_id, account_id, amount, currency, created_at, balance_after)"
             " SELECT MAX(id), %(other)s, 7, 'RUB', now(), 999 FROM ledger_transaction",
@@ -101,9 +103,14 @@ def test_ledger_verify_reports_a_broken_invariant_and_exits_non_zero(
     busy_ledger, sql, named, broken_checks
 ):
     payer, other = busy_ledger
+    triggers_off = sql.startswith("INSERT INTO ledger_entry")
     with pytest.raises(Rollback), transaction.atomic():
-        with connection.cursor() as cursor:
+        with as_database_owner() if triggers_off else nullcontext(), connection.cursor() as cursor:
+            if triggers_off:
+                cursor.execute("SET LOCAL session_replication_role = replica")
             cursor.execute(sql, {"payer": payer.pk, "other": other.pk})
+            if triggers_off:
+                cursor.execute("SET LOCAL session_replication_role = origin")
         code, out, err = run_verify()
         raise Rollback
     assert code == 1
