@@ -23,11 +23,16 @@ from accounts.models import Account, Client
 from accounts.services import (
     CLIENT_FIELDS,
     LIMIT_FIELDS,
+    account_check,
     account_create,
+    account_parents_check,
     account_set_parent,
     account_update,
+    accounts_create_bulk,
+    client_check,
     client_create,
     client_update,
+    clients_create_bulk,
 )
 from brands.models import Brand
 from core.sheets import CodesWidget, LookupWidget, MoneyWidget, ServiceBackedResource
@@ -72,6 +77,16 @@ class ClientResource(ServiceBackedResource):
             instance.updated_at = created.updated_at
         else:
             client_update(client=instance, **values)
+
+    # The batched import (core.sheets.import_rows): new clients checked row by row as
+    # clients_create_bulk checks them, then created by it a batch at a time.
+    batch_size = 1000
+
+    def batch_item(self, instance: Client, row: dict[str, Any]) -> Client:
+        return client_check(**{name: getattr(instance, name) for name in CLIENT_FIELDS})
+
+    def batch_create(self, items: list[Client]) -> None:
+        clients_create_bulk(clients=items)
 
 
 def _refusal(column: str, code: str, message: str) -> ValidationError:
@@ -152,15 +167,81 @@ class AccountResource(ServiceBackedResource):
     def _client(self, row: dict[str, Any]) -> Client:
         tax_id = str(row.get("client_tax_id") or "").strip()
         ref = str(row.get("client_external_ref") or "").strip()
+        batch = self.__dict__.get("_batch_clients")
         if tax_id:
-            found, column = Client.objects.filter(tax_id=tax_id).first(), "client_tax_id"
+            column, key = "client_tax_id", ("tax_id", tax_id)
         elif ref:
-            found, column = Client.objects.filter(external_ref=ref).first(), "client_external_ref"
+            column, key = "client_external_ref", ("external_ref", ref)
         else:
             raise _refusal("client_tax_id", "required", "Name the client by tax id or ref.")
+        if batch is not None:
+            found = batch.get(key)
+        else:
+            found = Client.objects.filter(**{key[0]: key[1]}).first()
         if found is None:
             raise _refusal(column, "not_found", "No such client.")
         return found
+
+    # The batched import (core.sheets.import_rows): a batch's clients, payers and brands
+    # looked up in one query each, the payers checked once per (payer, currency)
+    # (account_parents_check), new accounts opened by accounts_create_bulk.
+    batch_size = 1000
+
+    def batch_prefetch(self, rows: list[dict[str, Any]]) -> None:
+        super().batch_prefetch(rows)
+        wanted: dict[str, set[str]] = {"tax_id": set(), "external_ref": set()}
+        for row in rows:
+            tax_id = str(row.get("client_tax_id") or "").strip()
+            ref = str(row.get("client_external_ref") or "").strip()
+            if tax_id:
+                wanted["tax_id"].add(tax_id)
+            elif ref:
+                wanted["external_ref"].add(ref)
+        found: dict[tuple[str, str], Client] = {}
+        for name, values in wanted.items():
+            if values:
+                # The first client by id, as Client.objects.filter(...).first() finds it.
+                for client in Client.objects.filter(**{f"{name}__in": values}).order_by("-id"):
+                    found[(name, getattr(client, name))] = client
+        self.__dict__["_batch_clients"] = found
+
+    def batch_release(self) -> None:
+        super().batch_release()
+        self.__dict__.pop("_batch_clients", None)
+
+    def batch_item(self, instance: Account, row: dict[str, Any]) -> Account:
+        brands = self.cleaned("brands", row) if "brands" in row else None
+        limits = {name: getattr(instance, name) for name in LIMIT_FIELDS}
+        limits["credit_limit"] = limits["credit_limit"] or Decimal("0.00")
+        spec = {
+            "client": self._client(row),
+            "currency": instance.currency or None,
+            "brands": brands or (),
+            "parent": instance.parent,
+            "name": instance.name or "",
+            **limits,
+        }
+        return account_check(**spec)
+
+    def batch_prepare(self, batch: list[tuple[int, dict[str, Any]]]) -> Any:
+        prepared = super().batch_prepare(batch)
+        pairs = {
+            (item.parent, item.currency) for _line, _row, item in prepared.ready if item.parent
+        }
+        refused = account_parents_check(pairs)
+        if refused:
+            keep = []
+            for line, row, item in prepared.ready:
+                if item.parent and (item.parent_id, item.currency) in refused:
+                    prepared.single.append((line, row))
+                else:
+                    keep.append((line, row, item))
+            prepared.ready = keep
+            prepared.single.sort(key=lambda pair: pair[0])
+        return prepared
+
+    def batch_create(self, items: list[Account]) -> None:
+        accounts_create_bulk(accounts=items)
 
     def service_save(self, instance: Account, is_create: bool, row: dict[str, Any]) -> None:
         brands = self.cleaned("brands", row) if "brands" in row else None

@@ -267,26 +267,98 @@ def account_create(
 _BULK_CLEAN_EXCLUDE = ["number", "client", "parent", "status_changed_by", "brand", "service"]
 
 
+def client_check(**fields: Any) -> Client:
+    """A new client built and validated as ``clients_create_bulk`` validates each one
+    (fields, INN checksum), without the database (a ``ValidationError`` otherwise); the
+    kind / tax id match is the database's check constraint, at insert."""
+    unknown = set(fields) - CLIENT_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown client fields: {sorted(unknown)}")
+    client = Client(**fields)
+    client.full_clean(validate_unique=False, validate_constraints=False)
+    client._checked_fields = dict(fields)
+    return client
+
+
+def _checked_client(item: dict[str, Any] | Client) -> Client:
+    """A client ``client_check`` returned, unchanged since (its fields compared), or one
+    checked now."""
+    if isinstance(item, Client):
+        fields = getattr(item, "_checked_fields", None)
+        if fields is None or any(getattr(item, k) != v for k, v in fields.items()):
+            raise TypeError("Pass the client's fields, or a client client_check returned.")
+        return item
+    return client_check(**item)
+
+
 @transaction.atomic
-def clients_create_bulk(*, clients: Sequence[dict[str, Any]]) -> list[Client]:
+def clients_create_bulk(*, clients: Sequence[dict[str, Any] | Client]) -> list[Client]:
     """Create many clients in one statement, each validated as ``client_create`` validates
     one (fields, INN checksum, kind / tax id match); any invalid one refuses the whole call.
+    An item is a dict of fields or a client ``client_check`` returned (checked once).
 
     For loads (the demo data, imports): no partner links. Returns the clients with ids.
     """
-    objs = []
-    for fields in clients:
-        unknown = set(fields) - CLIENT_FIELDS
-        if unknown:
-            raise TypeError(f"Unknown client fields: {sorted(unknown)}")
-        client = Client(**fields)
-        client.full_clean(validate_unique=False, validate_constraints=False)
-        objs.append(client)
+    objs = [_checked_client(item) for item in clients]
     return Client.objects.bulk_create(objs, batch_size=5000)
 
 
+def _account_built(spec: dict[str, Any]) -> tuple[Account, list[int]]:
+    """An item of ``accounts_create_bulk`` as an unsaved account (no number yet) and its
+    brand ids, checked without the database (fields, limits); its payer is checked apart."""
+    spec = dict(spec)
+    brands = spec.pop("brands", ())
+    parent = spec.pop("parent", None)
+    currency = spec.pop("currency", None) or (
+        parent.currency if parent else settings.BILLING_DEFAULT_CURRENCY
+    )
+    unknown = set(spec) - LIMIT_FIELDS - {"client", "name"}
+    if unknown:
+        raise TypeError(f"Unknown account fields: {sorted(unknown)}")
+    account = Account(kind=Account.Kind.CLIENT, currency=currency, parent=parent, **spec)
+    _validate_limits(account)
+    account.full_clean(
+        exclude=_BULK_CLEAN_EXCLUDE, validate_unique=False, validate_constraints=False
+    )
+    return account, [getattr(b, "pk", b) for b in brands]
+
+
+def _account_state(account: Account) -> tuple[Any, ...]:
+    return tuple(getattr(account, f.attname) for f in Account._meta.concrete_fields)
+
+
+def account_check(**spec: Any) -> Account:
+    """The checks ``accounts_create_bulk`` makes of one item (``account_create``'s
+    arguments) that need no database: fields, limits (a sub-account carries no credit
+    terms of its own); a ``ValidationError`` or ``InvalidAccountStructure`` otherwise. Its
+    payer is checked by ``account_parents_check``. Returns the unsaved account, which
+    ``accounts_create_bulk`` takes as an item without checking it again (if unchanged)."""
+    account, brand_ids = _account_built(spec)
+    account._checked = (brand_ids, _account_state(account))
+    return account
+
+
+def account_parents_check(
+    pairs: Iterable[tuple[Account, str]],
+) -> dict[tuple[int, str], InvalidAccountStructure]:
+    """For payers and the currencies of the accounts to open under them, what
+    ``account_create`` would refuse, by ``(payer id, currency)``; the payers' chains are
+    locked until commit (as ``accounts_create_bulk`` locks them)."""
+    pairs = {(parent.pk, currency): parent for parent, currency in pairs}
+    if not pairs:
+        return {}
+    locked = _lock_chains({pk for pk, _currency in pairs})
+    refused: dict[tuple[int, str], InvalidAccountStructure] = {}
+    for (pk, currency), _parent in pairs.items():
+        try:
+            _check_parent(None, locked[pk], currency, locked)
+        except InvalidAccountStructure as exc:
+            refused[(pk, currency)] = exc
+    return refused
+
+
 @transaction.atomic
-def accounts_create_bulk(*, accounts: Sequence[dict[str, Any]]) -> list[Account]:
+def accounts_create_bulk(*, accounts: Sequence[dict[str, Any] | Account]) -> list[Account]:
     """Open many client accounts at once, with the rules of ``account_create``.
 
     Each item takes ``account_create``'s arguments (``client`` a saved client,
@@ -294,41 +366,33 @@ def accounts_create_bulk(*, accounts: Sequence[dict[str, Any]]) -> list[Account]
     limits). Numbers come from the sequence in one statement; every distinct parent
     has its chain locked and checked once (``_lock_chains``, ``_check_parent``);
     accounts and their brand links are written with two multi-row inserts. Any
-    invalid item refuses the whole call.
+    invalid item refuses the whole call. An item may also be an account ``account_check``
+    returned (checked once, not again).
     """
-    parents = {spec["parent"].pk: spec["parent"] for spec in accounts if spec.get("parent")}
+    built: list[tuple[Account, list[int]]] = []
+    for item in accounts:
+        if isinstance(item, Account):
+            checked = getattr(item, "_checked", None)
+            if checked is None or _account_state(item) != checked[1]:
+                raise TypeError("Pass account_create's arguments, or what account_check returned.")
+            built.append((item, checked[0]))
+        else:
+            built.append(_account_built(item))
+    parents = {a.parent_id: a.parent for a, _ids in built if a.parent_id is not None}
     locked = _lock_chains(parents) if parents else {}
-    checked: set[tuple[int, str]] = set()
-    numbers = iter(account_numbers_allocate(len(accounts)) if accounts else [])
+    checked_parents: set[tuple[int, str]] = set()
+    numbers = iter(account_numbers_allocate(len(built)) if built else [])
     objs: list[Account] = []
     brand_ids: list[list[int]] = []
-    for spec in accounts:
-        spec = dict(spec)
-        brands = spec.pop("brands", ())
-        parent = spec.pop("parent", None)
-        currency = spec.pop("currency", None) or (
-            parent.currency if parent else settings.BILLING_DEFAULT_CURRENCY
-        )
-        if parent is not None:
-            parent = locked[parent.pk]
-            if (parent.pk, currency) not in checked:
-                _check_parent(None, parent, currency, locked)
-                checked.add((parent.pk, currency))
-        unknown = set(spec) - LIMIT_FIELDS - {"client", "name"}
-        if unknown:
-            raise TypeError(f"Unknown account fields: {sorted(unknown)}")
-        account = Account(
-            number=next(numbers),
-            kind=Account.Kind.CLIENT,
-            currency=currency,
-            parent=parent,
-            **spec,
-        )
-        _validate_limits(account)
-        account.full_clean(
-            exclude=_BULK_CLEAN_EXCLUDE, validate_unique=False, validate_constraints=False
-        )
-        brand_ids.append([getattr(b, "pk", b) for b in brands])
+    for account, ids in built:
+        if account.parent_id is not None:
+            parent = locked[account.parent_id]
+            if (parent.pk, account.currency) not in checked_parents:
+                _check_parent(None, parent, account.currency, locked)
+                checked_parents.add((parent.pk, account.currency))
+            account.parent = parent
+        account.number = next(numbers)
+        brand_ids.append(ids)
         objs.append(account)
     created = Account.objects.bulk_create(objs, batch_size=5000)
     links = Account.brands.through

@@ -2,14 +2,17 @@
 posting rate with the projector running next to it.
 
     .venv/bin/python bench/reports.py [--entries 10000000] [--hot 100000] [--seconds 10]
+                                      [--calls 200] [--only statement]
 
 Population (once per size, on REPORTS_BENCH_DATABASE_URL, default .../billing_reports_bench):
 ``--entries`` ledger entries written set-based in SQL with consistent running balances
 (payments and accruals over the twelve months of 2026 on 20 accounts per 1,000
 transactions), of which ``--hot`` on one account; then the projections are rebuilt.
 Measured, each next to a reference taken in the same run:
-  statement      ``reports.standard.statement`` of the hot account: one day, one month
-                 (p50/p99 over repeated calls); reference: the bare index range scan;
+  statement      ``reports.standard.statement`` of the hot account and the API's JSON body
+                 (``statement_json``) next to the JSON built as before (the same bytes):
+                 one day, one month, one year (p50/p99 over repeated calls); reference:
+                 the bare index range scan (``--only statement``: this part alone);
   turnover       the turnover sheet per account for one month from the projections;
                  reference: the same sums aggregated from the ledger's entries;
   xlsx_export    an ad-hoc listing of 1,000,000 entries streamed to XLSX in a child
@@ -245,54 +248,85 @@ def _percentiles(samples: list[float]) -> dict:
 
 
 def bench_statement(hot_id: int, calls: int) -> dict:
-    """``statement()`` as the staff page calls it (with its chart), and the API's JSON path
-    (``chart=False``, the entries serialized and rendered to bytes), for a day and a month
-    starting on random days; reference: the bare index range scan of the same period
-    (same compiled date loader), without the transactions' kind and memo."""
+    """``statement()`` as the staff page calls it (with its chart), and the API's JSON body
+    (``statement_json``, what ``GET /reports/statement/`` answers), for a day, a month and
+    a year starting on random days; next to them in the same loop, the JSON as the API built
+    it before orjson (``statement()``, ``statement_data``, DRF's ``JSONRenderer``: the same
+    bytes); reference: the bare index range scan of the same period (same compiled date
+    loader), without the transactions' kind and memo. A year (100,000 movements) is
+    measured ``calls // 10`` times.
+
+    Besides the wall times, the CPU each call took (``cpu``: this thread's CPU time plus
+    the reporting connection's backend's, from /proc/PID/schedstat, in ns): on a machine
+    shared with other work the wall time's p99 is mostly waiting for a core, the CPU time
+    is what the call costs."""
+    from django.db import connections
     from rest_framework.renderers import JSONRenderer
 
     from accounts.models import Account
     from core.api.scope import Scope
     from core.caller import SYSTEM
-    from reports.api.views import statement_data
+    from reports.api.views import statement_data, statement_json
+    from reports.db import reporting_alias
     from reports.standard import statement
     from reports.standard.base import day_start, fetch_fast, next_day_start
+
+    reporting = connections[reporting_alias()]
+    reporting.ensure_connection()
+    schedstat = f"/proc/{reporting.connection.info.backend_pid}/schedstat"
+
+    def cpu() -> float:
+        with open(schedstat) as stat:
+            backend_ns = int(stat.read().split()[0])
+        return time.thread_time() + backend_ns / 1e9
+
+    def timed(walls: list[float], cpus: list[float], call, *args, **kwargs):
+        began, cpu_began = time.perf_counter(), cpu()
+        out = call(*args, **kwargs)
+        walls.append(time.perf_counter() - began)
+        cpus.append(cpu() - cpu_began)
+        return out
+
+    def drf_json(scope, account, first, last) -> bytes:
+        report = statement(scope, account, first, last, chart=False)
+        return JSONRenderer().render(statement_data(account, report))
 
     staff = Scope(brand_ids=None, partner_id=None, caller=SYSTEM)
     account = Account.objects.get(pk=hot_id)
     rng = random.Random(7)
     out = {}
-    for label, span in (("day", 0), ("month", 29)):
-        times, api, reference, rows = [], [], [], 0
-        for _ in range(calls):
-            first = date(2026, 1, 1) + timedelta(days=rng.randrange(0, 330))
+    for label, span, n in (("day", 0, calls), ("month", 29, calls), ("year", 364, calls // 10)):
+        times, api, drf, reference, rows = [], [], [], [], 0
+        times_cpu, api_cpu, drf_cpu, reference_cpu = [], [], [], []
+        for _ in range(n):
+            first = date(2026, 1, 1) + timedelta(days=rng.randrange(0, min(330, 365 - span)))
             last = first + timedelta(days=span)
-            began = time.perf_counter()
-            report = statement(staff, account, first, last)
-            times.append(time.perf_counter() - began)
+            report = timed(times, times_cpu, statement, staff, account, first, last)
             rows += len(report.rows)
-            began = time.perf_counter()
-            report = statement(staff, account, first, last, chart=False)
-            data = statement_data(account, report)
-            JSONRenderer().render(data)
-            api.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            fetch_fast(
+            body = timed(api, api_cpu, statement_json, staff, account, first, last)
+            before = timed(drf, drf_cpu, drf_json, staff, account, first, last)
+            assert body == before, (first, last)
+            timed(
+                reference,
+                reference_cpu,
+                fetch_fast,
                 "SELECT created_at, amount, balance_after FROM ledger_entry"
                 " WHERE account_id = %(a)s AND balance_after IS NOT NULL"
                 " AND created_at >= %(s)s AND created_at < %(e)s ORDER BY created_at, id",
                 {"a": hot_id, "s": day_start(first), "e": next_day_start(last)},
             )
-            reference.append(time.perf_counter() - began)
         out[label] = {
             **_percentiles(times),
-            "entries_per_statement": round(rows / calls),
-            "api_json": _percentiles(api),
-            "reference_index_scan": _percentiles(reference),
+            "cpu": _percentiles(times_cpu),
+            "entries_per_statement": round(rows / n),
+            "api_json": {**_percentiles(api), "cpu": _percentiles(api_cpu)},
+            "api_json_drf_before": {**_percentiles(drf), "cpu": _percentiles(drf_cpu)},
+            "reference_index_scan": {**_percentiles(reference), "cpu": _percentiles(reference_cpu)},
         }
     out["account_entries"] = _sql(
         "SELECT count(*) FROM ledger_entry WHERE account_id = %s", [hot_id]
     )[0][0]
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -481,10 +515,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--export-rows", type=int, default=EXPORT_ROWS)
+    parser.add_argument(
+        "--only", choices=["statement"], help="populate, then measure the statements alone"
+    )
     args = parser.parse_args()
     population = populate(args.entries, args.hot)
     from reports.projections import projections_rebuild, projections_update
 
+    if args.only == "statement":
+        statements = bench_statement(population["hot"], args.calls)
+        print(json.dumps({"database": BENCH_URL.rsplit("/", 1)[-1], "statement": statements}))
+        return
     began = time.perf_counter()
     rebuilt = projections_rebuild() if population["built"] else projections_update()
     projection_s = round(time.perf_counter() - began, 1)

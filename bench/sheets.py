@@ -1,6 +1,7 @@
 """Spreadsheet import benchmark: memory stays bounded as the file grows.
 
     .venv/bin/python bench/sheets.py [--rows 10000 100000] [--kind clients|accounts]
+                                     [--batch-size N] [--modes read import]
 
 Writes CSV files of ``--rows`` new clients (or accounts of one client, with limits and
 a brand) and imports each through ``reports.spreadsheets.sheet_import`` as a dry run
@@ -8,8 +9,10 @@ a brand) and imports each through ``reports.spreadsheets.sheet_import`` as a dry
 database is the same for every size), each in a fresh process. Next to it, in the same
 run, the reference: a fresh process that only reads the same file row by row
 (``core.sheets.read_rows``). Prints JSON: per size and mode, rows/s and the process's
-peak RSS (and with ``--tracemalloc`` the Python heap's peak, much slower). Bounded
-memory means the import's peak does not grow with the rows.
+peak RSS (and with ``--tracemalloc`` the Python heap's peak, much slower), and the load
+average when it ended. Bounded memory means the import's peak does not grow with the rows.
+``--batch-size`` overrides the resource's batch (0: the per-row path, every row on its own
+with its savepoint; for an A/B of the batched path in the same minutes).
 Uses its own database (BENCH_SHEETS_DATABASE_URL, default .../billing_sheets_bench).
 """
 
@@ -81,7 +84,7 @@ def write_file(kind: str, rows: int, folder: str) -> str:
     return path
 
 
-def child(kind: str, path: str, mode: str, traced: bool) -> dict:
+def child(kind: str, path: str, mode: str, traced: bool, batch_size: int | None) -> dict:
     """One measurement in this (fresh) process: read the file only, or import it."""
     from core.sheets import read_rows
     from reports.spreadsheets import sheet_import
@@ -93,7 +96,9 @@ def child(kind: str, path: str, mode: str, traced: bool) -> dict:
         if mode == "read":
             rows, ok = sum(1 for _ in read_rows(upload, path)), True
         else:
-            outcome = sheet_import(kind=kind, upload=upload, filename=path, dry_run=True)
+            outcome = sheet_import(
+                kind=kind, upload=upload, filename=path, dry_run=True, batch_size=batch_size
+            )
             rows, ok = outcome.rows, outcome.ok
     seconds = time.perf_counter() - began
     result = {
@@ -103,14 +108,18 @@ def child(kind: str, path: str, mode: str, traced: bool) -> dict:
         "seconds": round(seconds, 1),
         "rows_per_s": round(rows / seconds),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "batch_size": batch_size,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
     if traced:
         result["tracemalloc_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
     return result
 
 
-def run_child(kind: str, path: str, mode: str, traced: bool) -> dict:
+def run_child(kind: str, path: str, mode: str, traced: bool, batch_size: int | None) -> dict:
     command = [sys.executable, __file__, "--child", mode, "--kind", kind, "--file", path]
+    if batch_size is not None:
+        command += ["--batch-size", str(batch_size)]
     done = subprocess.run(
         command + (["--tracemalloc"] if traced else []),
         check=True,
@@ -126,12 +135,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--kind", choices=["clients", "accounts"], default="clients")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace the heap (slow)")
+    parser.add_argument("--batch-size", type=int, help="0: the per-row path")
+    parser.add_argument(
+        "--modes", nargs="+", choices=["read", "import"], default=["read", "import"]
+    )
     parser.add_argument("--child", choices=["read", "import"])
     parser.add_argument("--file")
     args = parser.parse_args()
     _django()
     if args.child:
-        print(json.dumps(child(args.kind, args.file, args.child, args.tracemalloc)))
+        print(
+            json.dumps(child(args.kind, args.file, args.child, args.tracemalloc, args.batch_size))
+        )
         return
     _prepare()
     results = []
@@ -139,8 +154,11 @@ def main() -> None:
         for rows in args.rows:
             path = write_file(args.kind, rows, folder)
             size = round(os.path.getsize(path) / 2**20, 2)
-            for mode in ("read", "import"):
-                measured = {"file_mib": size, **run_child(args.kind, path, mode, args.tracemalloc)}
+            for mode in args.modes:
+                measured = {
+                    "file_mib": size,
+                    **run_child(args.kind, path, mode, args.tracemalloc, args.batch_size),
+                }
                 results.append(measured)
                 print(json.dumps(measured), file=sys.stderr)
     print(

@@ -10,12 +10,16 @@ owning app's services, an all-or-nothing import driver and streamed exports.
   import (with its confirm step) and the staff UI's import run the same checks as the
   API. A refusal of a service (``DomainError``) becomes an invalid row naming its column
   and carrying the service's code; an unknown reference is ``not_found``.
-* ``import_rows`` feeds streamed rows to a resource one at a time inside one database
-  transaction (a savepoint per row, so the rows after a refused one are still checked),
+* ``import_rows`` feeds streamed rows to a resource inside one database transaction,
   keeps only counts and the row errors ``{row, column, code, message}`` (``row`` is the
   line of the file, the header being line 1), refuses duplicates inside the file by the
   resource's ``file_unique`` keys, and rolls everything back on a dry run or when any
-  row is refused.
+  row is refused. A resource with a ``batch_size`` gets its rows in batches: the
+  batch's references looked up in one query per model, new rows checked without the
+  database and created by the service's bulk creation (one savepoint per batch); the
+  rows it refuses, rows with an ``id`` and the rows of a batch the bulk creation refused
+  go one at a time (a savepoint per row, so the rows after a refused one are still
+  checked), which names the errors as without batches.
 * ``export_response`` streams rows (a queryset through a resource) as CSV or XLSX.
 """
 
@@ -30,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
+from itertools import islice
 from typing import Any, BinaryIO
 
 from django.core.exceptions import (
@@ -38,7 +43,7 @@ from django.core.exceptions import (
     ObjectDoesNotExist,
     ValidationError,
 )
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from import_export import resources, widgets
@@ -140,9 +145,36 @@ class CellError(ValueError):
 
 
 class LookupWidget(widgets.ForeignKeyWidget):
-    """A reference by a natural key (a number, a code); an unknown one is ``not_found``."""
+    """A reference by a natural key (a number, a code); an unknown one is ``not_found``.
+
+    The batched import (``import_rows``) looks a batch's references up in one query
+    (``prefetch``); while that cache is set, a value it lacks is ``not_found`` too (the
+    per-row path, which asks the database, then names the row's error).
+    """
+
+    batch_cache: dict[str, list[Any]] | None = None
+
+    def prefetchable(self) -> bool:
+        """The lookup does not depend on the row (``get_queryset`` not overridden)."""
+        return type(self).get_queryset is widgets.ForeignKeyWidget.get_queryset
+
+    def prefetch(self, values: Iterable[str]) -> None:
+        found: dict[str, list[Any]] = {}
+        wanted = sorted({str(v) for v in values if v})
+        if wanted:
+            query = self.get_queryset(None, None).filter(**{f"{self.field}__in": wanted})
+            for obj in query:
+                found.setdefault(str(getattr(obj, self.field)), []).append(obj)
+        self.batch_cache = found
 
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
+        if self.batch_cache is not None and value:
+            hits = self.batch_cache.get(str(value), [])
+            if len(hits) == 1:
+                return hits[0]
+            if not hits:
+                raise CellError(f"No {self.model._meta.verbose_name} {value}.", "not_found")
+            raise CellError(f"{value} names several records.", "ambiguous")
         try:
             return super().clean(value, row, **kwargs)
         except ObjectDoesNotExist:
@@ -154,9 +186,23 @@ class LookupWidget(widgets.ForeignKeyWidget):
 class CodesWidget(widgets.ManyToManyWidget):
     """A comma-separated list of codes; every one must exist (``not_found`` otherwise)."""
 
+    batch_cache: dict[str, Any] | None = None
+
+    def codes(self, value: Any) -> list[str]:
+        return [c.strip() for c in str(value or "").split(self.separator) if c.strip()]
+
+    def prefetch(self, values: Iterable[str]) -> None:
+        """The codes of a whole batch of rows in one query (see ``LookupWidget``)."""
+        wanted = sorted({code for value in values for code in self.codes(value)})
+        query = self.model.objects.filter(**{f"{self.field}__in": wanted})
+        self.batch_cache = {str(getattr(obj, self.field)): obj for obj in query}
+
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
-        codes = [c.strip() for c in str(value or "").split(self.separator) if c.strip()]
-        found = list(self.model.objects.filter(**{f"{self.field}__in": codes}))
+        codes = self.codes(value)
+        if self.batch_cache is not None:
+            found = [self.batch_cache[c] for c in dict.fromkeys(codes) if c in self.batch_cache]
+        else:
+            found = list(self.model.objects.filter(**{f"{self.field}__in": codes}))
         missing = sorted(set(codes) - {str(getattr(obj, self.field)) for obj in found})
         if missing:
             raise CellError(f"Unknown: {', '.join(missing)}.", "not_found")
@@ -202,6 +248,8 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
 
     file_unique: tuple[tuple[str, ...], ...] = ()
     required_columns: tuple[str, ...] = ()
+    # Rows per batch of the batched import (``import_rows``); 0: every row on its own.
+    batch_size: int = 0
 
     class Meta:
         clean_model_instances = False
@@ -209,6 +257,70 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
 
     def service_save(self, instance: Any, is_create: bool, row: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- batched import
+    # A resource with a ``batch_size`` implements ``batch_item`` and ``batch_create``:
+    # ``batch_item`` checks a new row without asking the database (what the service would
+    # check of it alone) and returns what ``batch_create`` hands the service's bulk
+    # creation for the whole batch. A row it refuses, every row of a batch holding a row
+    # with an ``id`` (a change, which may bear on the rows after it), and every row of a
+    # batch the bulk creation refused go through the per-row path (``import_row``), in
+    # the file's order, which names the errors exactly as without batches.
+
+    def batch_item(self, instance: Any, row: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def batch_create(self, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def batch_prefetch(self, rows: list[dict[str, Any]]) -> None:
+        """Look up a batch's references in one query per referenced model."""
+        for resource_field in self.get_import_fields():
+            widget = resource_field.widget
+            prefetch = isinstance(widget, CodesWidget) or (
+                isinstance(widget, LookupWidget) and widget.prefetchable()
+            )
+            if prefetch:
+                widget.prefetch(row.get(resource_field.column_name) for row in rows)
+
+    def batch_release(self) -> None:
+        for resource_field in self.get_import_fields():
+            if isinstance(resource_field.widget, LookupWidget | CodesWidget):
+                resource_field.widget.batch_cache = None
+
+    def _may_skip(self) -> bool:
+        """Whether ``skip_row`` may skip a new row (import-export's skips only unchanged
+        rows, with ``skip_unchanged``)."""
+        overridden = type(self).skip_row is not resources.ModelResource.skip_row
+        return overridden or bool(self._meta.skip_unchanged)
+
+    def batch_prepare(self, batch: list[tuple[int, dict[str, Any]]]) -> _Batch:
+        """Split a batch into items for ``batch_create`` and rows for the per-row path."""
+        prepared = _Batch()
+        if any(str(row.get("id") or "").strip() for _line, row in batch):
+            # A change may bear on the rows after it (a payer moved, a name taken): the
+            # batch goes row by row, in the file's order.
+            prepared.single = list(batch)
+            return prepared
+        self.batch_prefetch([row for _line, row in batch])
+        try:
+            for line, row in batch:
+                try:
+                    self.before_import_row(row, row_number=line)
+                    instance = self.init_instance(row)
+                    self.import_instance(instance, row, row_number=line)
+                    if self._may_skip() and self.skip_row(
+                        instance, self.init_instance(row), row, {}
+                    ):
+                        raise _PerRow
+                    item = self.batch_item(instance, row)
+                except BATCH_REFUSALS:
+                    prepared.single.append((line, row))
+                    continue
+                prepared.ready.append((line, row, item))
+        finally:
+            self.batch_release()
+        return prepared
 
     def before_import_row(self, row: Any, **kwargs: Any) -> None:
         super().before_import_row(row, **kwargs)
@@ -337,6 +449,23 @@ class _Rollback(Exception):
     pass
 
 
+class _PerRow(Exception):
+    """A row the batched import leaves to the per-row path."""
+
+
+@dataclass
+class _Batch:
+    ready: list[tuple[int, dict[str, Any], Any]] = field(default_factory=list)
+    single: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+
+# What sends a row (or a whole batch) to the per-row path, which names the error.
+BATCH_REFUSALS = (
+    _PerRow, ValidationError, DomainError, ValueError, ArithmeticError, ObjectDoesNotExist,
+    IntegrityError, DataError,
+)  # fmt: skip
+
+
 class _RowRefused(Exception):
     def __init__(self, result: RowResult) -> None:
         self.result = result
@@ -366,6 +495,7 @@ def import_rows(
     resource: ServiceBackedResource,
     rows: Iterable[tuple[int, dict[str, Any]]],
     dry_run: bool = True,
+    batch_size: int | None = None,
 ) -> ImportOutcome:
     """Import streamed rows through ``resource``: all rows or none (see the module)."""
     outcome = ImportOutcome(dry_run=dry_run)
@@ -385,31 +515,72 @@ def import_rows(
         RowResult.IMPORT_TYPE_UPDATE: "updated",
         RowResult.IMPORT_TYPE_SKIP: "skipped",
     }
+
+    def one(line: int, row: dict[str, Any]) -> None:
+        try:
+            with transaction.atomic():
+                result = resource.import_row(
+                    row, loader, dry_run=False, using_transactions=True, row_number=line
+                )
+                if result.errors or result.validation_error is not None:
+                    raise _RowRefused(result)
+        except _RowRefused as refused:
+            outcome.errors.extend(_row_errors(resource, line, refused.result))
+            return
+        name = counted.get(result.import_type)
+        if name:
+            setattr(outcome, name, getattr(outcome, name) + 1)
+
     try:
         with transaction.atomic():
-            for line, row in _chain(first, rows):
-                outcome.rows += 1
-                if len(outcome.errors) >= MAX_ERRORS:
-                    continue  # count the rest, stop checking
-                try:
-                    with transaction.atomic():
-                        result = resource.import_row(
-                            row, loader, dry_run=False, using_transactions=True, row_number=line
-                        )
-                        if result.errors or result.validation_error is not None:
-                            raise _RowRefused(result)
-                except _RowRefused as refused:
-                    outcome.errors.extend(_row_errors(resource, line, refused.result))
-                    continue
-                name = counted.get(result.import_type)
-                if name:
-                    setattr(outcome, name, getattr(outcome, name) + 1)
+            if batch_size is None:
+                batch_size = resource.batch_size
+            if batch_size > 0:
+                _import_batches(resource, _chain(first, rows), batch_size, outcome, one)
+            else:
+                for line, row in _chain(first, rows):
+                    outcome.rows += 1
+                    if len(outcome.errors) >= MAX_ERRORS:
+                        continue  # count the rest, stop checking
+                    one(line, row)
             if dry_run or outcome.errors:
                 raise _Rollback
             outcome.written = True
     except _Rollback:
         pass
     return outcome
+
+
+def _import_batches(
+    resource: ServiceBackedResource,
+    rows: Iterator[tuple[int, dict[str, Any]]],
+    size: int,
+    outcome: ImportOutcome,
+    one: Any,
+) -> None:
+    """The batched path: per batch, one look-up per referenced model, the new rows the
+    resource accepts created by one bulk call of the service (in a savepoint: refused,
+    the whole batch goes row by row), the other rows one at a time (``one``)."""
+    while batch := list(islice(rows, size)):
+        outcome.rows += len(batch)
+        if len(outcome.errors) >= MAX_ERRORS:
+            continue  # count the rest, stop checking
+        prepared = resource.batch_prepare(batch)
+        single = prepared.single
+        if prepared.ready:
+            try:
+                with transaction.atomic():
+                    resource.batch_create([item for _line, _row, item in prepared.ready])
+                outcome.new += len(prepared.ready)
+            except BATCH_REFUSALS:
+                single = sorted(
+                    single + [(line, row) for line, row, _item in prepared.ready],
+                    key=lambda pair: pair[0],
+                )
+        for line, row in single:
+            if len(outcome.errors) >= MAX_ERRORS:
+                break
+            one(line, row)
 
 
 def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
@@ -420,11 +591,21 @@ def _chain(first: tuple | None, rest: Iterator[tuple]) -> Iterator[tuple]:
 
 
 def import_file(
-    *, resource: ServiceBackedResource, upload: BinaryIO, filename: str, dry_run: bool = True
+    *,
+    resource: ServiceBackedResource,
+    upload: BinaryIO,
+    filename: str,
+    dry_run: bool = True,
+    batch_size: int | None = None,
 ) -> ImportOutcome:
     """``import_rows`` over a CSV or XLSX file; an unreadable file is one row-1 error."""
     try:
-        return import_rows(resource=resource, rows=read_rows(upload, filename), dry_run=dry_run)
+        return import_rows(
+            resource=resource,
+            rows=read_rows(upload, filename),
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
     except (UnicodeDecodeError, csv.Error, OSError, KeyError, ValueError) as exc:
         outcome = ImportOutcome(dry_run=dry_run)
         outcome.errors.append(

@@ -40,6 +40,7 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.db import bound_cursor
 from invoicing.models import Invoice, InvoiceLine
 from invoicing.pdf import (
     DocumentLine,
@@ -380,30 +381,28 @@ def _email_text(facts: _EmailFacts) -> tuple[str, str]:
     return subject, body
 
 
+# ``_EmailFacts`` of issued invoices whose client has an address, in id order.
+_EMAIL_FACTS_SQL = """
+SELECT i.id, i.number, i.kind, i.total, i.balance_brought_forward, i.currency, i.due_date,
+       p.code, a.number, c.name, c.email, b.name, adj.number
+FROM invoicing_invoice i
+JOIN invoicing_billingperiod p ON p.id = i.period_id
+JOIN accounts_account a ON a.id = i.account_id
+JOIN accounts_client c ON c.id = a.client_id
+JOIN brands_brand b ON b.id = i.brand_id
+LEFT JOIN invoicing_invoice adj ON adj.id = i.adjusts_id
+WHERE i.id = ANY(%s::bigint[]) AND i.status = ANY(%s::text[]) AND c.email <> ''
+ORDER BY i.id
+"""
+
+
 def invoice_emails_enqueue(*, invoice_ids: Sequence[int], send: bool = False) -> list[int]:
     """Write one outbox email per issued invoice whose client has an address (in the
     caller's transaction); return the new message ids. Already enqueued invoices are skipped.
     """
-    rows = (
-        Invoice.objects.filter(pk__in=list(invoice_ids), status__in=STORED_STATUSES)
-        .exclude(account__client__email="")
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "number",
-            "kind",
-            "total",
-            "balance_brought_forward",
-            "currency",
-            "due_date",
-            "period__code",
-            "account__number",
-            "account__client__name",
-            "account__client__email",
-            "brand__name",
-            "adjusts__number",
-        )
-    )
+    with bound_cursor() as cursor:  # a run's chunk: one array, not a thousand literals
+        cursor.execute(_EMAIL_FACTS_SQL, [list(invoice_ids), list(STORED_STATUSES)])
+        rows = cursor.fetchall()
     messages = []
     for row in rows:
         facts = _EmailFacts(*row)

@@ -32,6 +32,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection
 
+from core.db import bound_cursor
 from invoicing.meters import LOOKBACK_MONTHS, consumption_by_month, month_add, monthly_anchor_sums
 from invoicing.models import BillingPeriod
 from ledger.services import CURRENCY_DECIMALS
@@ -48,16 +49,25 @@ SEGMENTS_TABLE = "invoicing_segments"
 
 # Step 1: segments, materialised and analysed so the planner sees real row counts
 # (a CTE here would be estimated at one row and nested-loop joined quadratically).
+# The chunk's subscriptions are found by account first (MATERIALIZED): left to itself the
+# planner may scan every subscription of the brand's few tariffs and filter by account,
+# which costs a chunk as much as the whole population (a run quadratic in its size).
 _SEGMENTS_SQL = f"""
 CREATE TEMP TABLE {SEGMENTS_TABLE} ON COMMIT DROP AS
-WITH seg AS (
+WITH subs AS MATERIALIZED (
+    SELECT s.id, s.account_id, s.service_id, s.tariff_id, s.starts_on, s.ends_on
+    FROM invoicing_subscription s
+    WHERE s.account_id = ANY(%(accounts)s::bigint[])
+      AND s.starts_on <= %(pe)s::date AND (s.ends_on IS NULL OR s.ends_on >= %(ps)s::date)
+),
+seg AS (
     SELECT s.id AS subscription_id, s.account_id, s.service_id, sv.brand_id, sv.vat_rate,
            sv.name AS service_name, a.currency, t.id AS tariff_id, t.kind, t.price,
            t.minimum_charge,
            GREATEST(%(ps)s::date, s.starts_on, t.valid_from) AS starts_on,
            LEAST(%(pe)s::date, COALESCE(s.ends_on, %(pe)s::date),
                  COALESCE(t.valid_to, %(pe)s::date)) AS ends_on
-    FROM invoicing_subscription s
+    FROM subs s
     JOIN invoicing_tariff t0 ON t0.id = s.tariff_id
     JOIN invoicing_tariff t
       ON t.service_id = t0.service_id AND t.plan = t0.plan
@@ -65,9 +75,7 @@ WITH seg AS (
      AND (t.valid_to IS NULL OR t.valid_to >= GREATEST(%(ps)s::date, s.starts_on))
     JOIN brands_service sv ON sv.id = s.service_id
     JOIN accounts_account a ON a.id = s.account_id
-    WHERE s.account_id = ANY(%(accounts)s::bigint[])
-      AND s.starts_on <= %(pe)s::date AND (s.ends_on IS NULL OR s.ends_on >= %(ps)s::date)
-      AND (%(brand)s::bigint IS NULL OR sv.brand_id = %(brand)s::bigint)
+    WHERE (%(brand)s::bigint IS NULL OR sv.brand_id = %(brand)s::bigint)
 )
 SELECT seg.*, (seg.ends_on - seg.starts_on + 1) AS days,
        (seg.starts_on::timestamp AT TIME ZONE %(tz)s) AS t_from,
@@ -188,7 +196,7 @@ def meter_quantities(account_ids: Sequence[int], period: BillingPeriod) -> Meter
     """The period's consumption per (account, service) from meter readings (see ``meters``)."""
     target = period.starts_on
     since = month_add(target, -LOOKBACK_MONTHS)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             SELECT account_id, service_id,
@@ -235,7 +243,7 @@ def rate_accounts(
         "m_quantity": meters.quantities,
         "m_estimated": meters.estimated,
     }
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:  # the chunk's arrays bound, not quoted into the SQL
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{RATED_TABLE}, pg_temp.{SEGMENTS_TABLE}")
         cursor.execute("SET LOCAL jit = off")  # compiling costs more than these statements
         cursor.execute(_SEGMENTS_SQL, params)

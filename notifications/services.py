@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.db import bound_cursor
 from notifications import attachments
 from notifications.models import EmailMessage
 
@@ -71,7 +72,7 @@ def emails_enqueue(
     if not rows:
         return []
     due = not_before or timezone.now()
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:  # a chunk's bodies: bound, not quoted into the SQL
         cursor.execute(
             """
             INSERT INTO notifications_emailmessage

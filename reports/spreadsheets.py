@@ -51,11 +51,23 @@ SHEET_KINDS = {
 
 
 def sheet_import(
-    *, kind: str, upload: BinaryIO, filename: str, dry_run: bool = True
+    *,
+    kind: str,
+    upload: BinaryIO,
+    filename: str,
+    dry_run: bool = True,
+    batch_size: int | None = None,
 ) -> ImportOutcome:
-    """Import a file of ``kind`` (see the module); all rows or none."""
+    """Import a file of ``kind`` (see the module); all rows or none. ``batch_size``
+    overrides the resource's (0: every row on its own, the per-row path)."""
     resource = SHEET_KINDS[kind].resource_class()
-    return import_file(resource=resource, upload=upload, filename=filename, dry_run=dry_run)
+    return import_file(
+        resource=resource,
+        upload=upload,
+        filename=filename,
+        dry_run=dry_run,
+        batch_size=batch_size,
+    )
 
 
 def accounts_import(*, upload: BinaryIO, filename: str, dry_run: bool = True) -> ImportOutcome:

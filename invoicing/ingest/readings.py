@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from django.db import IntegrityError, connection, transaction
 
+from core.db import bound_cursor
 from invoicing.exceptions import IngestConflict, TooManyRecords
 from invoicing.ingest.staging import (
     _READINGS_CHECK_SQL,
@@ -79,40 +80,75 @@ def meter_readings_ingest_file(
     return result
 
 
+# Readings placed per batch: a batch holds whole series (every reading of an account and
+# service in the file), at least this many readings unless the file ends.
+READINGS_BATCH = 20_000
+_STREAM = "invoicing_readings_stream"
+_FETCH = 5_000
+
+
 def _readings_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -> None:
-    cursor.execute(_READINGS_CHECK_SQL, params)
-    candidates: list[_Reading] = []
-    for (
-        idx,
-        error,
-        account_id,
-        service_id,
-        value,
-        moment,
-        external_id,
-        serial,
-        src,
-    ) in cursor.fetchall():
-        if error is not None:
-            result.errors.append(_error(idx, error))
-        else:
-            candidates.append(
+    """Check every staged reading in one statement and place the valid ones on their
+    meters batch by batch, streaming the rows from a server cursor: the process holds
+    one batch (``READINGS_BATCH``), not the file. Batches follow the series' (account,
+    service) order, and so do the meter locks (``_lock_meters``): two files never wait
+    for each other in opposite orders."""
+    cursor.execute(f"DECLARE {_STREAM} NO SCROLL CURSOR FOR {_READINGS_CHECK_SQL}", params)
+    batch: list[_Reading] = []
+    while True:
+        cursor.execute(f"FETCH FORWARD {_FETCH} FROM {_STREAM}")
+        rows = cursor.fetchall()
+        for (
+            idx,
+            error,
+            account_id,
+            service_id,
+            value,
+            moment,
+            external_id,
+            serial,
+            src,
+            repeated,
+        ) in rows:
+            if error is not None:
+                result.errors.append(_error(idx, error))
+                continue
+            if repeated:  # the file's first reading with this external id is placed
+                result.duplicates += 1
+                continue
+            if len(batch) >= READINGS_BATCH and (account_id, service_id) != (
+                batch[-1].account_id,
+                batch[-1].service_id,
+            ):
+                _place_batch(batch, result)
+                batch = []
+            batch.append(
                 _Reading(idx, account_id, service_id, value, moment, external_id, serial, src)
             )
-    checked = list(result.errors)
+        if len(rows) < _FETCH:
+            break
+    cursor.execute(f"CLOSE {_STREAM}")
+    if batch:
+        _place_batch(batch, result)
+    result.errors.sort(key=lambda error: error.index)
+
+
+def _place_batch(candidates: list[_Reading], result: IngestResult) -> None:
+    """Place one batch of valid readings (whole series) on their meters and store them."""
     for attempt in range(1, DUPLICATE_ATTEMPTS + 1):
         # A parallel batch may store one of these external ids after the duplicate check
         # (on another meter, so the meter locks do not order the two): the insert then
         # meets the unique constraint, having waited for that batch to commit. Roll back
         # to the savepoint and place the batch again: the stored reading is a duplicate now.
-        result.errors, result.duplicates, result.accepted = list(checked), 0, 0
+        outcome = IngestResult()
         try:
-            with transaction.atomic():
-                fresh = _drop_duplicates(cursor, candidates, result)
+            # The batch's arrays bound server-side, not quoted into the statements.
+            with transaction.atomic(), bound_cursor() as bound:
+                fresh = _drop_duplicates(bound, candidates, outcome)
                 if fresh:
-                    accepted, updates = _place_on_meters(cursor, fresh, result)
-                    _write_readings(cursor, accepted, updates)
-                    result.accepted = len(accepted)
+                    accepted, updates = _place_on_meters(bound, fresh, outcome)
+                    _write_readings(bound, accepted, updates)
+                    outcome.accepted = len(accepted)
             break
         except IntegrityError as exc:
             if _constraint_name(exc) != "invoicing_meterreading_unique_external_id":
@@ -121,7 +157,9 @@ def _readings_apply(cursor: Any, result: IngestResult, params: dict[str, Any]) -
                 raise IngestConflict(
                     "Parallel batches keep storing the same readings; send this batch again."
                 ) from None
-    result.errors.sort(key=lambda error: error.index)
+    result.errors.extend(outcome.errors)
+    result.duplicates += outcome.duplicates
+    result.accepted += outcome.accepted
 
 
 def _drop_duplicates(
@@ -161,7 +199,10 @@ class _Meter:
 
 
 def _lock_meters(cursor: Any, readings: list[_Reading]) -> dict[tuple[int, int], list[_Meter]]:
-    """Lock the meters of every (account, service) in the batch, creating missing ones."""
+    """Lock the meters of every (account, service) in the batch, creating missing ones.
+
+    In (account, service, id) order: a file's batches come in series order, so every
+    ingest takes its meter locks in one global order (no deadlock between two files)."""
     series = sorted({(r.account_id, r.service_id) for r in readings})
     first_at: dict[tuple[int, int], datetime] = {}
     serial_of: dict[tuple[int, int], str] = {}
@@ -190,7 +231,7 @@ def _lock_meters(cursor: Any, readings: list[_Reading]) -> dict[tuple[int, int],
         FROM invoicing_meter m
         JOIN unnest(%s::bigint[], %s::bigint[]) AS k(account_id, service_id)
           ON m.account_id = k.account_id AND m.service_id = k.service_id
-        ORDER BY m.id
+        ORDER BY m.account_id, m.service_id, m.id
         FOR UPDATE OF m
         """,
         [accounts, services],

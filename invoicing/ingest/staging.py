@@ -247,11 +247,18 @@ def _usage_apply_sql(*, fast: bool, on_conflict: bool, load: bool = False) -> st
     """
 
 
+# Every staged reading, checked, in the order the placement streams them: by series
+# (account, service), then input order; refused rows last. ``repeated``: a valid row whose
+# (service, external id) an earlier valid row of the batch already has (a duplicate
+# whichever series batch either lands in: the first in input order is the one placed).
 _READINGS_CHECK_SQL = f"""
 SELECT idx, error, account_id, service_id, value, moment, external_id,
-       COALESCE(meter, ''), left(source, 100)
+       COALESCE(meter, ''), left(source, 100),
+       error IS NULL AND row_number() OVER (
+           PARTITION BY error IS NULL, service_id, external_id ORDER BY idx
+       ) > 1 AS repeated
 FROM ({_checked_sql("reading", fast=False)}) c
-ORDER BY idx
+ORDER BY error IS NOT NULL, account_id, service_id, idx
 """
 
 

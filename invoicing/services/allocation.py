@@ -48,6 +48,7 @@ from invoicing.models import Invoice, InvoiceAllocation
 from invoicing.services.inputs import ZERO, today
 from invoicing.services.status import S, derived_status, invoice_status_set
 from ledger.models import Transaction, TransactionKind
+from ledger.services import posted_payer
 
 _MONEY_IN = {TransactionKind.PAYMENT.value, TransactionKind.TRANSFER.value}
 _SOURCE_OF_KIND = {
@@ -297,9 +298,20 @@ def payments_allocate(payments: Sequence[Transaction]) -> None:
         raise ValueError("payments_allocate takes payments only.")
     if not payments:
         return
+    # Each named account's root payer: known from the posting itself when this process
+    # wrote it (its payer leg), else read (one statement for all of them).
+    root_of: dict[int, int] = {}
+    unknown: set[int] = set()
+    for txn in payments:
+        payer = posted_payer(txn)
+        if payer is None:
+            unknown.add(txn.account_id)
+        else:
+            root_of[txn.account_id] = payer
     with connection.cursor() as cursor:
-        cursor.execute(_ROOTS_SQL, {"accounts": sorted({t.account_id for t in payments})})
-        root_of = dict(cursor.fetchall())
+        if unknown:
+            cursor.execute(_ROOTS_SQL, {"accounts": sorted(unknown)})
+            root_of.update(cursor.fetchall())
         cursor.execute(_OPEN_TREE_ACCOUNTS_SQL, {"payers": sorted(set(root_of.values()))})
         tree_rows = cursor.fetchall()
     if not tree_rows:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.db import connection
 from django.utils import timezone
 
+from core.db import bound_cursor
 from invoicing.models import Invoice, InvoiceAllocation
 from invoicing.services.allocation import _apply_credit_note
 from invoicing.services.inputs import INVOICING, ZERO, payment_terms_days
@@ -50,13 +51,13 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
     outcome = IssueOutcome()
     if not invoice_ids:
         return outcome
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             SELECT i.id, i.account_id, i.brand_id, i.total, i.currency, p.code, i.kind,
                    i.adjusts_id
             FROM invoicing_invoice i JOIN invoicing_billingperiod p ON p.id = i.period_id
-            WHERE i.id = ANY(%s) AND i.status = 'draft'
+            WHERE i.id = ANY(%s::bigint[]) AND i.status = 'draft'
             ORDER BY i.id
             """,
             [list(invoice_ids)],
@@ -114,11 +115,11 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
     now = timezone.now()
     issue_day = ledger.business_date(now)
     due = issue_day + timedelta(days=payment_terms_days())
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             SELECT transaction_id, balance_after FROM ledger_entry
-            WHERE transaction_id = ANY(%s) AND balance_after IS NOT NULL
+            WHERE transaction_id = ANY(%s::bigint[]) AND balance_after IS NOT NULL
             """,
             [list(posted.values())],
         )
@@ -147,7 +148,7 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
         status.append(new_status)
         txn_ids.append(txn_id)
     numbers = _numbers_for(ids, {row[0]: row[2] for row in rows}, issue_day.year)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             UPDATE invoicing_invoice i

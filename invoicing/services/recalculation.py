@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Account
 from brands.models import Brand
+from core.db import bound_cursor
 from invoicing.exceptions import PeriodNotBilled
 from invoicing.meters import month_add
 from invoicing.models import BillingPeriod, Invoice, InvoiceLine, InvoiceRun
@@ -70,7 +71,7 @@ def _recalculate_changed(
 ) -> ChunkOutcome:
     """Recalculate billed periods (up to the run's) of these accounts whose inputs changed."""
     outcome = ChunkOutcome()
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             f"""
             SELECT i.id, i.account_id, i.period_id FROM invoicing_invoice i

@@ -104,7 +104,14 @@ from ledger.services.rules import (
     unspend,
 )
 from ledger.services.system_accounts import clear_system_account_cache, system_account_id
-from ledger.services.writer import Leg, Posting, write_accounts, write_postings
+from ledger.services.writer import (
+    Leg,
+    Posting,
+    posted_payer,
+    take_transaction_ids,
+    write_accounts,
+    write_postings,
+)
 
 __all__ = [
     "CURRENCY_DECIMALS",
@@ -161,6 +168,7 @@ __all__ = [
     "money",
     "payment_post",
     "post_bulk",
+    "posted_payer",
     "refund_post",
     "register_payment_check",
     "request_hash",
@@ -168,6 +176,7 @@ __all__ = [
     "run_payment_checks",
     "spend",
     "system_account_id",
+    "take_transaction_ids",
     "transaction_reverse",
     "transfer_post",
     "unspend",

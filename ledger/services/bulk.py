@@ -102,6 +102,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from brands.models import Service
+from core.batch import gc_paused
 from core.caller import SYSTEM, Caller
 from core.errors import NotFoundInScope
 from ledger.exceptions import AlreadyReversed, DomainError, IdempotencyConflict, InvalidOperation
@@ -182,11 +183,22 @@ def _check_call(items: Sequence[Operation], now: datetime) -> tuple[list[datetim
 
 
 def post_bulk(
-    items: Sequence[Operation], *, caller: Caller = SYSTEM, now: datetime | None = None
+    items: Sequence[Operation],
+    *,
+    caller: Caller = SYSTEM,
+    now: datetime | None = None,
+    transaction_ids: Sequence[int | None] | None = None,
 ) -> list[Result]:
-    """Post many items in one database transaction; see the module docstring."""
+    """Post many items in one database transaction; see the module docstring.
+
+    ``transaction_ids`` (one per item, or None): the id item ``i``'s transaction gets if
+    it posts, taken beforehand with ``take_transaction_ids`` (ascending in item order,
+    so that ids still follow the items); None takes one at the write.
+    """
     now = now or timezone.now()
     moments, refs = _check_call(items, now)
+    if transaction_ids is not None and len(transaction_ids) != len(items):
+        raise ValueError("transaction_ids needs one id (or None) per item.")
     results: list[Any] = [None] * len(items)
     records: list[IdempotencyRecord | None] = [None] * len(items)
     for index, item in enumerate(items):
@@ -202,16 +214,20 @@ def post_bulk(
             results[index] = exc
     # Started again from scratch if an account chain changes under it (run_locked), or if
     # the unique index refused a payment that a concurrent posting has just stored.
-    for attempt in range(DUPLICATE_RETRIES):
-        try:
-            return run_locked(
-                lambda: _Batch(items, caller, now, moments, refs, list(results), records).run()
-            )
-        except IntegrityError as exc:
-            if constraint_name(exc) != PAYMENT_EXTERNAL_ID_CONSTRAINT:
-                raise
-            if attempt == DUPLICATE_RETRIES - 1:
-                raise
+    # (The cyclic collector is paused: a large call builds millions of objects.)
+    with gc_paused():
+        for attempt in range(DUPLICATE_RETRIES):
+            try:
+                return run_locked(
+                    lambda: _Batch(
+                        items, caller, now, moments, refs, list(results), records, transaction_ids
+                    ).run()
+                )
+            except IntegrityError as exc:
+                if constraint_name(exc) != PAYMENT_EXTERNAL_ID_CONSTRAINT:
+                    raise
+                if attempt == DUPLICATE_RETRIES - 1:
+                    raise
     raise AssertionError("unreachable")
 
 
@@ -255,8 +271,10 @@ class _Batch:
         refs: dict[int, int],
         results: list[Any],
         records: list[IdempotencyRecord | None],
+        transaction_ids: Sequence[int | None] | None = None,
     ) -> None:
         self.items, self.caller, self.now = items, caller, now
+        self.transaction_ids = transaction_ids
         self.moments, self.refs, self.results, self.records = moments, refs, results, records
         self.plans: dict[int, Plan] = {}
         self.db_refs: dict[int, int] = {}  # index -> id of a replayed referent's row
@@ -544,6 +562,8 @@ class _Batch:
             record = self.records[index]
             if plan.posting is not None:
                 plan.posting.idempotency = record
+                if self.transaction_ids is not None:
+                    plan.posting.transaction_id = self.transaction_ids[index]
                 postings.append(plan.posting)
             elif record is not None:
                 hold_keys.append((record, plan.hold, self.moments[index]))

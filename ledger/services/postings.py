@@ -76,7 +76,8 @@ def payments_posted(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], in
             cursor.execute(DUPLICATE_PAYMENT_SQL, list(key), prepare=PREPARE)
             row = cursor.fetchone()
             return {key: row[0]} if row else {}
-        scopes, external_ids = zip(*keys, strict=True)
+        # Sorted (a set comes in random order): neighbouring probes share index pages.
+        scopes, external_ids = zip(*sorted(keys), strict=True)
         cursor.execute(DUPLICATE_PAYMENTS_MANY_SQL, [list(scopes), list(external_ids)])
         return {(scope, external_id): pk for scope, external_id, pk in cursor.fetchall()}
 

@@ -90,6 +90,8 @@ class Posting:
     hold: Hold | None = None
     reversal_of: Posting | None = None
     transaction: Transaction | None = field(default=None)
+    # An id taken beforehand (``take_transaction_ids``), or None: taken at the write.
+    transaction_id: int | None = None
 
 
 def header(
@@ -146,8 +148,19 @@ _HOLD_JSON = _json_columns(Hold)
 _HOLD_CLOSE_ATTNAMES = [Hold._meta.get_field(c).attname for c in HOLD_CLOSE_COLUMNS]
 
 
+_dump_plain = json.JSONEncoder().encode  # the C encoder, no per-call encoder instance
+_dump_django = DjangoJSONEncoder().encode
+
+
 def _dump_json(value: Any) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder) if value else "{}"
+    """JSON as Django's JSONField writes it (``DjangoJSONEncoder`` for dates, decimals,
+    UUIDs ...); plain values, the common case, skip building an encoder per call."""
+    if not value:
+        return "{}"
+    try:
+        return _dump_plain(value)
+    except TypeError:
+        return _dump_django(value)
 
 
 def _txn_values(values: dict[str, Any], columns: Iterable[str]) -> list[Any]:
@@ -203,19 +216,29 @@ def _with_defaults(header: dict[str, Any], txn_id: int | None) -> dict[str, Any]
     return {**_TXN_DEFAULTS, **header, "id": txn_id}
 
 
-def _transaction(values: dict[str, Any]) -> Transaction:
-    return _from_row(Transaction, _TXN_FIELD_NAMES, [values[n] for n in _TXN_FIELD_NAMES])
+def _transaction(values: dict[str, Any], direct: bool | None = None) -> Transaction:
+    row = [values[n] for n in _TXN_FIELD_NAMES]
+    return _from_row(Transaction, _TXN_FIELD_NAMES, row, direct)
 
 
-def _from_row(model: type[models.Model], attnames: list[str], row: Sequence) -> Any:
+def _direct(model: type[models.Model]) -> bool:
+    """Whether instances of ``model`` may be built without ``from_db`` (no init receivers).
+    Asked once per write: a signal's ``has_listeners`` is not free per row."""
+    return not (pre_init.has_listeners(model) or post_init.has_listeners(model))
+
+
+def _from_row(
+    model: type[models.Model], attnames: list[str], row: Sequence, direct: bool | None = None
+) -> Any:
     """``model.from_db("default", attnames, row)`` for a row of every concrete field.
 
     ``Model.__init__`` assigns field by field through the descriptors (about half the
     cost of a bulk posting's Python side at 200,000 payments); with no ``pre_init`` /
-    ``post_init`` receiver for the model the instance is built directly, exactly as
-    ``from_db`` leaves it (attribute values, ``_state.adding`` False, ``_state.db``).
+    ``post_init`` receiver for the model (``direct``, asked here when not given) the
+    instance is built directly, exactly as ``from_db`` leaves it (attribute values,
+    ``_state.adding`` False, ``_state.db``).
     """
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    if not (_direct(model) if direct is None else direct):
         return model.from_db("default", attnames, row)
     obj = model.__new__(model)
     obj.__dict__.update(zip(attnames, row, strict=True))
@@ -248,6 +271,19 @@ class _PostedEntries(QuerySet):
                 for entry_id, leg in zip(entry_ids, legs, strict=True)
             ]
         super()._fetch_all()
+
+
+def posted_payer(txn: Transaction) -> int | None:
+    """The payer whose running balance a transaction written by this process moved (the
+    account of its one leg that carries ``balance_after``: the root of the named account's
+    chain, locked for the posting), read from memory; None when not known here (the
+    transaction was read from the database, or it moved no payer or several)."""
+    cache = getattr(txn, "_prefetched_objects_cache", None)
+    posted = getattr(cache.get("entries") if cache else None, "_posted", None)
+    if posted is None:
+        return None
+    payers = [leg.account_id for leg in posted[2] if leg.balance_after is not None]
+    return payers[0] if len(payers) == 1 else None
 
 
 def _attach_entries(
@@ -288,7 +324,12 @@ def write_postings(
     for posting in postings:
         if sum(leg.amount for leg in posting.legs) != 0:
             raise AssertionError("A posting's entries must sum to zero.")
-    if len(postings) <= 1 and len(new_holds) <= 1 and len(closed_holds) <= 1:
+    if (
+        len(postings) <= 1
+        and len(new_holds) <= 1
+        and len(closed_holds) <= 1
+        and not any(p.transaction_id is not None for p in postings)
+    ):
         return _write_one(
             postings[0] if postings else None,
             accounts,
@@ -299,6 +340,17 @@ def write_postings(
             send_signals,
         )
     return _write_many(postings, accounts, now, new_holds, closed_holds, hold_keys, send_signals)
+
+
+def take_transaction_ids(count: int) -> list[int]:
+    """``count`` transaction ids from the table's sequence, ascending: ids a caller can
+    record elsewhere (a registry's claims) before the postings that will carry them are
+    written (``post_bulk(..., transaction_ids=...)``), so that nothing is updated after."""
+    if count <= 0:
+        return []
+    with hot_cursor() as cursor:
+        cursor.execute(TAKE_IDS_SQL, [count, 0, 0])
+        return sorted(cursor.fetchone()[0])
 
 
 def write_accounts(accounts: Iterable[LockedAccount], now: datetime) -> None:
@@ -405,24 +457,28 @@ def _write_many(
 ) -> list[Transaction]:
     """Any number of postings and holds in a handful of statements (ids, COPY, UPDATE)."""
     entry_count = sum(len(p.legs) for p in postings)
+    unnumbered = sum(1 for p in postings if p.transaction_id is None)
     with hot_cursor() as cursor:
-        cursor.execute(TAKE_IDS_SQL, [len(postings), entry_count, len(new_holds)])
-        txn_ids, entry_ids, hold_ids = cursor.fetchone()
+        cursor.execute(TAKE_IDS_SQL, [unnumbered, entry_count, len(new_holds)])
+        taken, entry_ids, hold_ids = cursor.fetchone()
     for hold, hold_id in zip(new_holds, sorted(hold_ids), strict=True):
         hold.pk = hold_id
         hold._state.adding = False
     entry_ids = sorted(entry_ids)
+    fresh = iter(sorted(taken))
+    txn_ids = [p.transaction_id if p.transaction_id is not None else next(fresh) for p in postings]
     txn_rows, entry_rows, key_rows = [], [], []
     written = []
     next_entry = 0
-    for posting, txn_id in zip(postings, sorted(txn_ids), strict=True):
+    direct = _direct(Transaction)
+    for posting, txn_id in zip(postings, txn_ids, strict=True):
         values = _with_defaults(posting.header, txn_id)
         values["created_at"] = posting.at
         if posting.hold is not None:
             values["hold_id"] = posting.hold.pk
         if posting.reversal_of is not None:
             values["reversal_of_id"] = posting.reversal_of.transaction.pk
-        txn = _transaction(values)
+        txn = _transaction(values, direct)
         posting.transaction = txn
         written.append(txn)
         txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.idempotency import money_post
+from access.services import api_response_replay
 from core.api.permissions import STAFF_ONLY, reads
 from core.api.schema import IDEMPOTENCY_KEY, error
 from core.api.views import NotFoundInScope, ScopedViewMixin, ScopedViewSet
@@ -36,6 +37,7 @@ from payments.api.serializers import (
     SuspenseReturnSerializer,
     SuspenseTotalsSerializer,
 )
+from payments.exceptions import RegistryAlreadyApplied
 from payments.filtersets import PaymentAgentFilterSet, RegistryFilterSet, SuspenseItemFilterSet
 from payments.models import PaymentAgent, Registry, RegistryLayout, SuspenseItem
 from payments.reconciliation import agent_day_reconciliation, registry_reconciliation
@@ -165,12 +167,51 @@ class RegistryViewSet(
             status=status.HTTP_201_CREATED,
         )
 
-    @extend_schema(request=None, responses={200: RegistrySerializer, **REGISTRY_ERRORS})
+    @extend_schema(
+        request=None,
+        responses={200: RegistrySerializer, **REGISTRY_ERRORS},
+        parameters=[IDEMPOTENCY_KEY],
+    )
     @action(detail=True, methods=["post"], filterset_class=None, parser_classes=[])
     def apply(self, request: Any, pk: Any = None) -> Response:
-        """Apply a previewed registry whole (409 once applied; 422 while it has row errors)."""
-        registry = services.registry_apply(registry=self.get_object().pk, caller=self.scope.caller)
-        return Response(RegistrySerializer(registry).data)
+        """Apply a previewed registry whole (409 once applied; 422 while it has row errors).
+
+        With an `Idempotency-Key`, the same request again (the same registry) replays the
+        first response (`Idempotent-Replayed: true`) and posts nothing, also when it
+        comes while the first one is being applied; the key used for another request
+        is `409 idempotency_conflict`. A refused apply stores no key.
+        """
+        registry_id = self.get_object().pk
+        caller = self.scope.caller
+
+        def answered(key: str | None) -> Registry | None:
+            """A stand-in marked ``replayed`` when the key already has a response (the
+            stored one is sent, or a conflict if it answered another request)."""
+            if key is None or api_response_replay(caller=caller.ref, key=key) is None:
+                return None
+            replayed = Registry(pk=registry_id)
+            replayed.replayed = True
+            return replayed
+
+        def apply(key: str | None) -> Registry:
+            replay = answered(key)
+            if replay is not None:
+                return replay
+            try:
+                return services.registry_apply(registry=registry_id, caller=caller)
+            except RegistryAlreadyApplied:
+                # A concurrent twin held the registry's lock and has committed: its response.
+                replay = answered(key)
+                if replay is None:
+                    raise
+                return replay
+
+        return money_post(
+            request,
+            post=apply,
+            serialize=lambda registry: RegistrySerializer(registry).data,
+            status=status.HTTP_200_OK,
+        )
 
     @extend_schema(responses={200: RegistryReconciliationSerializer})
     @action(detail=True, methods=["get"], filterset_class=None)

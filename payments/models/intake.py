@@ -226,9 +226,15 @@ class AgentPayment(models.Model):
         POSTED = "posted", "Posted to the account"
         SUSPENSE = "suspense", "Sent to suspense"
 
-    agent = models.ForeignKey(PaymentAgent, on_delete=models.PROTECT, related_name="payments")
+    # No index of their own: the unique (agent, payment_id) and (registry, row) indexes lead
+    # with them (a registry import writes hundreds of thousands of claims).
+    agent = models.ForeignKey(
+        PaymentAgent, on_delete=models.PROTECT, related_name="payments", db_index=False
+    )
     payment_id = models.CharField(max_length=64)
-    registry = models.ForeignKey(Registry, on_delete=models.PROTECT, related_name="payments")
+    registry = models.ForeignKey(
+        Registry, on_delete=models.PROTECT, related_name="payments", db_index=False
+    )
     row = models.PositiveIntegerField(help_text="Line number in the file (1-based).")
     account_number = models.CharField(max_length=40)
     amount = models.DecimalField(**MONEY)

@@ -40,10 +40,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from core.batch import gc_paused
 from core.caller import SYSTEM, Caller
 from core.errors import DomainError, IdempotencyConflict
 from core.validators import account_number_is_valid
-from ledger.services import PaymentItem, post_bulk, request_hash
+from ledger.exceptions import DuplicatePayment
+from ledger.services import PaymentItem, post_bulk, request_hash, take_transaction_ids
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused, ValidationFailed
 from payments.formats import (
     BUILT_IN,
@@ -105,6 +107,10 @@ class Line:
     suspense_reason: str | None = None
     suspense_detail: str = ""
     duplicate: bool = False
+    transaction_id: int | None = None  # taken before the claim: its payment's or receipt's
+    # The ledger refused its payment as already posted (by another path than a registry):
+    # its suspense receipt then carries no external id (the payment holds it).
+    posted_elsewhere: bool = False
 
 
 @dataclass(slots=True)
@@ -223,7 +229,8 @@ def registry_preview(
     Refused (``RegistryRefused``, nothing stored) when it cannot be read or its
     control line does not match; row errors are kept on the registry.
     """
-    return _preview(agent, file_name, content, caller)[0]
+    with gc_paused():
+        return _preview(agent, file_name, content, caller)[0]
 
 
 def _preview(
@@ -232,12 +239,17 @@ def _preview(
     content: bytes,
     caller: Caller,
     keyed: tuple[str, str, str] | None = None,
+    look_up_claims: bool = True,
 ) -> tuple[Registry, Classified]:
+    """Read the file and store the registry as previewed. ``look_up_claims`` False: the
+    payment ids the agent already sent are not looked up (an import applies the file at
+    once, and its claims find them)."""
     classified = _read(agent, content)
-    known = _already_claimed(agent, [ln.parsed.payment_id for ln in classified.lines])
-    for line in classified.lines:
-        if line.parsed.payment_id in known:
-            line.duplicate = True
+    if look_up_claims:
+        known = _already_claimed(agent, [ln.parsed.payment_id for ln in classified.lines])
+        for line in classified.lines:
+            if line.parsed.payment_id in known:
+                line.duplicate = True
     registry = Registry.objects.create(
         agent=agent,
         file_name=file_name[:255],
@@ -257,13 +269,14 @@ def _preview(
 _CLAIM_SQL = """
 INSERT INTO payments_agentpayment
     (agent_id, payment_id, registry_id, row, account_number, amount, commission, paid_at,
-     outcome, created_at)
+     outcome, transaction_id, created_at)
 SELECT %(agent)s, v.payment_id, %(registry)s, v.row, v.account_number, v.amount,
-       v.commission, v.paid_at, v.outcome, %(now)s
+       v.commission, v.paid_at, v.outcome, v.transaction_id, %(now)s
 FROM unnest(%(payment_ids)s::text[], %(rows)s::int[], %(numbers)s::text[],
             %(amounts)s::numeric[], %(commissions)s::numeric[], %(paid_at)s::timestamptz[],
-            %(outcomes)s::text[])
-     AS v(payment_id, row, account_number, amount, commission, paid_at, outcome)
+            %(outcomes)s::text[], %(transactions)s::bigint[])
+     AS v(payment_id, row, account_number, amount, commission, paid_at, outcome,
+          transaction_id)
 ON CONFLICT (agent_id, payment_id) DO NOTHING
 RETURNING id, payment_id
 """
@@ -301,6 +314,7 @@ def _claim(agent: PaymentAgent, registry: Registry, lines: list[Line], now: Any)
                         else AgentPayment.Outcome.POSTED
                         for ln in chunk
                     ],
+                    "transactions": [ln.transaction_id for ln in chunk],
                 },
             )
             claimed.update({payment_id: pk for pk, payment_id in cursor.fetchall()})
@@ -357,6 +371,7 @@ def _post_payments(
         ],
         caller=caller,
         now=now,
+        transaction_ids=[ln.transaction_id for ln in lines],
     )
 
 
@@ -368,7 +383,8 @@ def registry_apply(*, registry: Registry | int, caller: Caller = SYSTEM) -> Regi
     registry = Registry.objects.select_for_update().select_related("agent").get(pk=pk)
     if registry.status != Registry.Status.PREVIEWED:
         raise RegistryAlreadyApplied(registry=registry.pk)
-    return _apply(registry, _read(registry.agent, bytes(registry.content)), caller)
+    with gc_paused():
+        return _apply(registry, _read(registry.agent, bytes(registry.content)), caller)
 
 
 def _apply(registry: Registry, classified: Classified, caller: Caller) -> Registry:
@@ -382,26 +398,38 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
     now = timezone.now()
     fresh = [ln for ln in classified.lines if not ln.duplicate]
     _rule_refusals(fresh)
+    # Every claim carries its transaction from the start: ids are taken now, in the order
+    # the two postings below number them (payments, then suspense receipts), so the
+    # claims are not updated afterwards (but for the lines the ledger refuses).
+    planned = [ln for ln in fresh if not ln.suspense_reason]
+    planned += [ln for ln in fresh if ln.suspense_reason]
+    for line, txn_id in zip(planned, take_transaction_ids(len(planned)), strict=True):
+        line.transaction_id = txn_id
     claimed = _claim(agent, registry, fresh, now)
     for line in fresh:
         if line.parsed.payment_id not in claimed:
             line.duplicate = True
     to_post = [ln for ln in fresh if not ln.duplicate and not ln.suspense_reason]
     results = _post_payments(registry, agent, to_post, caller, now)
-    carried: dict[int, int] = {}  # claim id -> transaction id
+    refused = []
     for line, result in zip(to_post, results, strict=True):
         if isinstance(result, DomainError):
             line.suspense_reason = REFUSAL_REASONS.get(result.code, SuspenseItem.Reason.REFUSED)
             line.suspense_detail = f"{result.code}: {result.message}"[:500]
-        else:
-            carried[claimed[line.parsed.payment_id]] = result.pk
+            line.posted_elsewhere = isinstance(result, DuplicatePayment)
+            refused.append(line)
     to_suspense = [ln for ln in fresh if not ln.duplicate and ln.suspense_reason]
+    if refused:  # rare: their receipts get ids at the write, and all receipts keep id order
+        for line in to_suspense:
+            line.transaction_id = None
     receipts = post_bulk(
         [
             SuspenseReceiptItem(
                 amount=ln.parsed.amount,
                 currency=agent.currency,
-                external_id=_external_id(agent, ln.parsed.payment_id),
+                external_id=""
+                if ln.posted_elsewhere
+                else _external_id(agent, ln.parsed.payment_id),
                 memo=f"Suspense: registry {registry.pk}, line {ln.parsed.row}",
                 metadata=_metadata(registry, ln),
             )
@@ -409,13 +437,16 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
         ],
         caller=caller,
         now=now,
+        transaction_ids=[ln.transaction_id for ln in to_suspense],
     )
+    carried: dict[int, int] = {}  # claim id -> transaction id, where the claim lacks it
     suspense_items = []
     for line, receipt in zip(to_suspense, receipts, strict=True):
         if isinstance(receipt, DomainError):  # pragma: no cover - suspense refuses nothing
             raise receipt
         claim = claimed[line.parsed.payment_id]
-        carried[claim] = receipt.pk
+        if line.transaction_id is None:
+            carried[claim] = receipt.pk
         row = line.parsed
         suspense_items.append(
             SuspenseItem(
@@ -434,8 +465,7 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
             )
         )
     SuspenseItem.objects.bulk_create(suspense_items, batch_size=5000)
-    suspense_claims = {claimed[ln.parsed.payment_id] for ln in to_suspense}
-    ids = list(carried)
+    ids = list(carried)  # the suspense claims, when the ledger refused a payment
     with connection.cursor() as cursor:
         for start in range(0, len(ids), CLAIM_CHUNK):
             chunk = ids[start : start + CLAIM_CHUNK]
@@ -444,12 +474,7 @@ def _apply(registry: Registry, classified: Classified, caller: Caller) -> Regist
                 {
                     "ids": chunk,
                     "transactions": [carried[i] for i in chunk],
-                    "outcomes": [
-                        AgentPayment.Outcome.SUSPENSE
-                        if i in suspense_claims
-                        else AgentPayment.Outcome.POSTED
-                        for i in chunk
-                    ],
+                    "outcomes": [AgentPayment.Outcome.SUSPENSE] * len(chunk),
                 },
             )
     figures = _figures(classified)
@@ -485,6 +510,18 @@ def registry_import(
     transaction (a refused file stores none, so the key can be used again); a
     concurrent twin waits on the key's unique index, then replays the winner.
     """
+    with gc_paused():
+        return _keyed_import(agent, file_name, content, dry_run, caller, idempotency_key)
+
+
+def _keyed_import(
+    agent: PaymentAgent,
+    file_name: str,
+    content: bytes,
+    dry_run: bool,
+    caller: Caller,
+    idempotency_key: str | None,
+) -> Registry:
     if idempotency_key is None:
         return _import(agent, file_name, content, dry_run, caller, None)
     if not 0 < len(idempotency_key) <= 255:
@@ -549,8 +586,11 @@ def _import(
     caller: Caller,
     keyed: tuple[str, str, str] | None,
 ) -> Registry:
-    registry, classified = _preview(agent, file_name, content, caller, keyed)
+    registry, classified = _preview(
+        agent, file_name, content, caller, keyed, look_up_claims=dry_run
+    )
     if dry_run:
         return registry
-    registry = Registry.objects.select_for_update().select_related("agent").get(pk=registry.pk)
+    # Inserted by this very transaction: no other one can see, let alone lock, the row
+    # yet, so it is not read back (that would read and decompress the whole file again).
     return _apply(registry, classified, caller)

@@ -85,8 +85,8 @@ class StatementEntrySerializer(serializers.Serializer):
         return {
             "created_at": created,
             "kind": instance["kind"],
-            "amount": _money(instance["amount"]),
-            "balance_after": None if balance is None else _money(balance),
+            "amount": money(instance["amount"]),
+            "balance_after": None if balance is None else money(balance),
             "memo": instance["memo"],
         }
 
@@ -97,7 +97,8 @@ class StatementEntrySerializer(serializers.Serializer):
         return zone
 
 
-def _money(value: Decimal) -> str:
+def money(value: Decimal) -> str:
+    """An amount as the API writes it (DRF's ``DecimalField(18, 2)``): "-1250.50"."""
     return f"{value.quantize(CENT):f}"
 
 

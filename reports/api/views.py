@@ -10,8 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import orjson
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ValidationError
@@ -33,11 +36,20 @@ from reports.selectors import projection_lag
 REQUIRED = {"get": ("reports", "reports.view_reports")}
 
 
+class _JSONRenderer(JSONRenderer):
+    """DRF's JSON renderer that passes a body already rendered (bytes) through as it is."""
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        return super().render(data, accepted_media_type, renderer_context)
+
+
 class _ExportRenderer(BaseRenderer):
     """Never renders: the views stream these formats themselves."""
 
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context=None):
-        return JSONRenderer().render(data)  # errors (400, 403, ...) stay JSON
+        return _JSONRenderer().render(data)  # errors (400, 403, ...) stay JSON
 
 
 class CsvRenderer(_ExportRenderer):
@@ -76,7 +88,7 @@ def _date(name: str, required: bool = True, description: str = "") -> OpenApiPar
 
 class _ReportView(ScopedViewMixin, APIView):
     required = REQUIRED
-    renderer_classes = [JSONRenderer, CsvRenderer, XlsxRenderer]
+    renderer_classes = [_JSONRenderer, CsvRenderer, XlsxRenderer]
     query_class: type[s._Query]
 
     def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
@@ -113,6 +125,61 @@ def statement_data(account: Any, report: Any) -> Any:
     ).data
 
 
+# DRF's JSONRenderer escapes these two after json.dumps (JavaScript forbids them raw).
+_LINE_SEPARATORS = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
+
+
+def statement_json(scope: Any, account: Any, date_from: date, date_to: date) -> bytes:
+    """The statement's JSON body, byte for byte what ``statement_data`` rendered by DRF's
+    ``JSONRenderer`` gives, for ``account`` (already found in ``scope``).
+
+    A client payer's, the common case and the long one (a busy account's month is
+    thousands of movements), is encoded by orjson from the movements as the database
+    prints them: the amounts as text (numeric(18, 2) prints two decimals, the API's money
+    format), the timestamps in the current time zone, which orjson writes as
+    ``isoformat()`` does ("Z" for a zero offset with ``OPT_UTC_Z``, the fraction only when
+    there is one) and the strings escaped as ``json.dumps(ensure_ascii=False)`` does.
+    Neither the serializer nor DRF's renderer runs: on a month of 8,242 movements they
+    cost ~85% of the response. Any other account (a sub-account, a partner's view of a
+    shared account, a system account), a time zone that is not a ``ZoneInfo`` or a period
+    before 1970 (local mean time offsets carry seconds, which orjson does not print) goes
+    through ``statement_data`` and DRF's renderer.
+    """
+    zone = timezone.get_current_timezone()
+    found = None
+    if isinstance(zone, ZoneInfo) and date_from.year >= 1970:
+        found = standard.payer_movements(scope, account, date_from, date_to)
+    if found is None:
+        report = standard.statement(scope, account, date_from, date_to, chart=False)
+        return _JSONRenderer().render(statement_data(account, report))
+    body = orjson.dumps(
+        {
+            "account": account.pk,
+            "number": account.number,
+            "currency": account.currency,
+            "opening": s.money(found.opening),
+            "credit": s.money(found.credit),
+            "debit": s.money(found.debit),
+            "closing": s.money(found.closing),
+            "entries": [
+                {
+                    "created_at": at.astimezone(zone),
+                    "kind": kind,
+                    "amount": amount,
+                    "balance_after": balance,
+                    "memo": memo,
+                }
+                for at, kind, amount, balance, memo in found.rows
+            ],
+        },
+        option=orjson.OPT_UTC_Z,
+    )
+    for raw, escaped in _LINE_SEPARATORS:
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return body
+
+
 class StatementView(_ReportView):
     query_class = s.StatementQuery
 
@@ -131,11 +198,14 @@ class StatementView(_ReportView):
         account = account_in_scope(self.scope, q["account"])
         if account is None:
             raise NotFoundInScope("account: not found.", account=["Not found."])
-        report = standard.statement(
-            self.scope, account, q["from"], q["to"], chart=q["format"] != "json"
-        )
-        data = statement_data(account, report)
-        return self.answer(report, q["format"], f"statement-{account.number}", data)
+        if q["format"] == "json":
+            if "indent" in (request.accepted_media_type or ""):
+                # DRF's "Accept: application/json; indent=N": indented by DRF, as before.
+                report = standard.statement(self.scope, account, q["from"], q["to"], chart=False)
+                return Response(statement_data(account, report))
+            return Response(statement_json(self.scope, account, q["from"], q["to"]))
+        report = standard.statement(self.scope, account, q["from"], q["to"])
+        return export_response(report, q["format"], f"statement-{account.number}")
 
 
 class TurnoverView(_ReportView):

@@ -5,15 +5,17 @@ totals and a chart series; the API, the exports and the staff screens use the sa
 from reports.standard.aging import debt_aging
 from reports.standard.base import Column, Report, ReportError
 from reports.standard.business import invoice_runs, payments_by_channel, revenue, settlements
-from reports.standard.statement import statement
+from reports.standard.statement import PayerMovements, payer_movements, statement
 from reports.standard.turnover import turnover
 
 __all__ = [
     "Column",
+    "PayerMovements",
     "Report",
     "ReportError",
     "debt_aging",
     "invoice_runs",
+    "payer_movements",
     "payments_by_channel",
     "revenue",
     "settlements",

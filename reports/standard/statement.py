@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import F, Q, Sum
@@ -53,6 +54,31 @@ _MOVEMENTS = """
 """
 
 
+# The same movements with the amounts as PostgreSQL prints numeric(18, 2): two decimals,
+# which is the API's money format, so the JSON statement needs no Decimal per value.
+_MOVEMENTS_TEXT = """
+    SELECT e.created_at, t.kind, e.amount::text, e.balance_after::text, t.memo
+      FROM ledger_entry e
+     CROSS JOIN LATERAL (SELECT kind, memo FROM ledger_transaction
+                          WHERE id = e.transaction_id LIMIT 1) t
+     WHERE e.account_id = %(account)s AND e.balance_after IS NOT NULL
+       AND e.created_at >= %(start)s AND e.created_at < %(end)s
+     ORDER BY e.created_at, e.id
+"""
+
+
+# The opening (one backward probe) and the period's credit and debit (the index-only
+# range scan of the covering index, without the transactions) in one statement.
+_FIGURES = f"""
+    SELECT ({_OPENING}),
+           COALESCE(SUM(amount) FILTER (WHERE amount > 0), 0.00),
+           COALESCE(-SUM(amount) FILTER (WHERE amount < 0), 0.00)
+      FROM ledger_entry
+     WHERE account_id = %(account)s AND balance_after IS NOT NULL
+       AND created_at >= %(start)s AND created_at < %(end)s
+"""
+
+
 def _payer_rows(account: Account, start, end) -> tuple[Decimal, list[tuple]]:
     params = {"account": account.pk, "start": start, "end": end}
     opening = fetch_fast(_OPENING, params)
@@ -82,6 +108,49 @@ def _partial_rows(scope: Scope, account: Account, shared: bool, start, end):
     return opening, rows
 
 
+def _is_payer(scope: Scope, account: Account) -> tuple[bool, bool]:
+    """(payer, shared): a client payer read whole, or a partial view of the account."""
+    shared = account_is_shared(scope, account.pk)
+    partial = account.parent_id is not None or shared
+    return (not partial and account.kind == Account.Kind.CLIENT), shared
+
+
+@dataclass
+class PayerMovements:
+    """A payer's statement as the API answers it: the figures as Decimals, the movements
+    as ``(created_at, kind, amount, balance_after, memo)`` with the amounts as text
+    ("-30.00")."""
+
+    opening: Decimal
+    credit: Decimal
+    debit: Decimal
+    closing: Decimal
+    rows: list[tuple[datetime, str, str, str, str]]
+
+
+def payer_movements(
+    scope: Scope, account: Account, date_from: date, date_to: date
+) -> PayerMovements | None:
+    """``statement``'s figures and rows for a client payer, without building a Report
+    (the API's JSON path); None for any other account (a sub-account, a partner's view
+    of a shared account, a system account), which ``statement`` answers.
+
+    Two statements on the covering index: the opening (one backward probe) with the
+    credit and debit summed in SQL, then the movements (one range scan); the closing is
+    the last movement's ``balance_after`` (else the opening), as in ``statement``.
+    """
+    check_period(date_from, date_to)
+    payer, _shared = _is_payer(scope, account)
+    if not payer:
+        return None
+    params = {"account": account.pk, "start": day_start(date_from), "end": next_day_start(date_to)}
+    opening, credit, debit = fetch_fast(_FIGURES, params)[0]
+    opening = ZERO if opening is None else opening
+    rows = fetch_fast(_MOVEMENTS_TEXT, params)
+    closing = Decimal(rows[-1][3]) if rows else opening
+    return PayerMovements(opening, credit, debit, closing, rows)
+
+
 def statement(
     scope: Scope, account: Account, date_from: date, date_to: date, *, chart: bool = True
 ) -> Report:
@@ -96,9 +165,7 @@ def statement(
     """
     check_period(date_from, date_to)
     start, end = day_start(date_from), next_day_start(date_to)
-    shared = account_is_shared(scope, account.pk)
-    partial = account.parent_id is not None or shared
-    payer = not partial and account.kind == Account.Kind.CLIENT
+    payer, shared = _is_payer(scope, account)
     if payer:
         opening, rows = _payer_rows(account, start, end)
     else:

@@ -75,3 +75,23 @@ def test_brand_create_validates_like_the_model():
     with pytest.raises(ValidationFailed):
         brand_services.brand_create(**{**fields, "code": "other", "tax_id": "7704123450"})
     assert Brand.objects.count() == 1
+
+
+def test_checked_items_are_taken_once_and_refused_when_changed_after_the_check():
+    """What client_check / account_check return, the bulk services take without checking
+    again; changed after the check, it is refused (it would skip the checks)."""
+    brand = BrandFactory()
+    client = services.client_check(**_person(1))
+    changed = services.client_check(**_person(2))
+    changed.tax_id = "770000000000"
+    with pytest.raises(TypeError):
+        services.clients_create_bulk(clients=[client, changed])
+    [made] = services.clients_create_bulk(clients=[client])
+    account = services.account_check(client=made, brands=[brand], credit_limit=Decimal("5.00"))
+    moved = services.account_check(client=made)
+    moved.credit_limit = Decimal("-1.00")
+    with pytest.raises(TypeError):
+        services.accounts_create_bulk(accounts=[account, moved])
+    [opened] = services.accounts_create_bulk(accounts=[account])
+    assert account_number_is_valid(opened.number) and list(opened.brands.all()) == [brand]
+    assert Account.objects.get(pk=opened.pk).credit_limit == Decimal("5.00")

@@ -48,7 +48,9 @@ from ledger.services import (
     hold_void,
     payment_post,
     post_bulk,
+    posted_payer,
     refund_post,
+    take_transaction_ids,
     transaction_reverse,
     transfer_post,
 )
@@ -661,3 +663,38 @@ def test_post_bulk_of_one_item_takes_the_single_statement_path(account, brand, f
     assert bulk == single
     account.refresh_from_db()
     assert account.balance == D("7.00")
+
+
+def test_post_bulk_gives_items_the_transaction_ids_taken_beforehand(account, brand, fund):
+    """``transaction_ids``: item ``i``'s transaction gets the id taken for it (a refused
+    item leaves its id unused); None takes one at the write; a single item too."""
+    fund(account, "10.00")
+    ids = take_transaction_ids(3)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    results = post_bulk(
+        [
+            PaymentItem(account_id=account.pk, amount="5.00"),
+            DebitItem(account_id=account.pk, amount="999.00", brand_id=brand.pk),  # refused
+            PaymentItem(account_id=account.pk, amount="2.00"),
+            PaymentItem(account_id=account.pk, amount="1.00"),
+        ],
+        transaction_ids=[ids[0], ids[1], ids[2], None],
+    )
+    assert outcome(results[1]) == ("refused", "insufficient_funds")
+    assert [results[0].pk, results[2].pk] == [ids[0], ids[2]]
+    assert results[3].pk > ids[2]
+    stored = Transaction.objects.filter(pk__in=[r.pk for r in results if r is not results[1]])
+    assert sorted(stored.values_list("pk", flat=True)) == [ids[0], ids[2], results[3].pk]
+    assert not Transaction.objects.filter(pk=ids[1]).exists()
+    assert posted_payer(results[0]) == account.pk
+    assert posted_payer(Transaction.objects.get(pk=ids[0])) is None  # read back: not known
+    (alone,) = take_transaction_ids(1)
+    (single,) = post_bulk(
+        [PaymentItem(account_id=account.pk, amount="1.00")], transaction_ids=[alone]
+    )
+    assert single.pk == alone and Transaction.objects.filter(pk=alone).exists()
+    account.refresh_from_db()
+    assert account.balance == D("19.00")
+    assert verify_ledger() == []
+    with pytest.raises(ValueError, match="one id"):
+        post_bulk([PaymentItem(account_id=account.pk, amount="1.00")], transaction_ids=[])

@@ -9,6 +9,7 @@ from accounts.models import Account
 from accounts.services import account_close
 from core.validators import account_number_from_sequence
 from ledger.models import Entry, Transaction
+from ledger.services import payment_post
 from payments.exceptions import RegistryAlreadyApplied, RegistryRefused
 from payments.models import AgentPayment, Registry, SuspenseItem
 from payments.services import (
@@ -233,3 +234,65 @@ def test_two_concurrent_applies_of_one_registry_apply_it_once():
     outcomes = run_in_threads([lambda: registry_apply(registry=registry.pk)] * 2)
     assert sorted(o.code or "ok" for o in outcomes) == ["ok", "registry_already_applied"]
     assert balance(acc) == Decimal("10.00")
+
+
+def test_every_claim_names_the_transaction_that_carried_it(sber, accounts):
+    """Claims are written with their transaction (ids taken before the claim): the posted
+    lines' payments, the suspense lines' receipts, in line order within each kind."""
+    a, b, _ = accounts
+    data = sber_txt(
+        [
+            Pay("1", a.number, "10.00"),
+            Pay("2", mistyped(a.number), "20.00"),
+            Pay("3", b.number, "30.00"),
+            Pay("4", account_number_from_sequence(999_999_998), "40.00"),
+        ]
+    )
+    registry = registry_import(agent=sber, file_name="s.txt", content=data)
+    claims = {c.payment_id: c for c in AgentPayment.objects.filter(registry=registry)}
+    payments = list(
+        Transaction.objects.filter(kind="payment", account__kind="client").order_by("pk")
+    )
+    assert [(t.external_id, t.amount) for t in payments] == [
+        ("SBER:1", Decimal("10.00")),
+        ("SBER:3", Decimal("30.00")),
+    ]
+    receipts = {i.row: i.receipt_transaction_id for i in SuspenseItem.objects.all()}
+    assert {pid: (c.outcome, c.transaction_id) for pid, c in claims.items()} == {
+        "1": ("posted", payments[0].pk),
+        "2": ("suspense", receipts[2]),
+        "3": ("posted", payments[1].pk),
+        "4": ("suspense", receipts[4]),
+    }
+    assert payments[1].pk < receipts[2] < receipts[4]
+
+
+def test_a_line_the_ledger_refuses_goes_to_suspense_and_its_claim_names_the_receipt(sber, accounts):
+    """The ledger refuses a line the claim let through (its external id was already posted
+    by another path): it goes to suspense (its receipt without the external id, which the
+    earlier payment holds), and its claim is updated to the receipt."""
+    a, b, _ = accounts
+    earlier = payment_post(account=b.pk, amount="30.00", channel="agent", external_id="SBER:3")
+    data = sber_txt(
+        [
+            Pay("1", a.number, "10.00"),
+            Pay("2", mistyped(a.number), "20.00"),
+            Pay("3", b.number, "30.00"),
+        ]
+    )
+    registry = registry_import(agent=sber, file_name="s.txt", content=data)
+    assert (registry.posted, registry.suspense) == (1, 2)
+    items = {i.row: i for i in SuspenseItem.objects.filter(registry=registry)}
+    assert items[3].reason == "refused" and "duplicate_payment" in items[3].reason_detail
+    claims = {c.payment_id: c for c in AgentPayment.objects.filter(registry=registry)}
+    posted = Transaction.objects.get(kind="payment", external_id="SBER:1")
+    assert {pid: (c.outcome, c.transaction_id) for pid, c in claims.items()} == {
+        "1": ("posted", posted.pk),
+        "2": ("suspense", items[2].receipt_transaction_id),
+        "3": ("suspense", items[3].receipt_transaction_id),
+    }
+    assert items[2].receipt_transaction_id < items[3].receipt_transaction_id
+    assert balance(b) == earlier.amount
+    receipt = Transaction.objects.get(pk=items[3].receipt_transaction_id)
+    assert (receipt.external_id, receipt.metadata["payment_id"]) == ("", "3")
+    assert suspense_balance() == Decimal("50.00")

@@ -133,3 +133,76 @@ def test_concurrent_uploads_with_one_key_post_once():
     assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == 2
     assert Registry.objects.count() == 1 and payments() == 10
     assert all(balance(acc) == Decimal("10.00") for acc in accounts)
+
+
+def apply(api, registry_id, key=None):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    return api.post(f"/api/v1/registries/{registry_id}/apply/", **headers)
+
+
+def test_apply_with_the_same_key_twice_replays_the_response_and_posts_nothing_new(
+    staff_api, sber, accounts
+):
+    a, b, _ = accounts
+    data = sber_txt([Pay("1", a.number, "100.00"), Pay("2", b.number, "50.00")])
+    preview = upload(staff_api, data, dry_run=True).json()
+    assert preview["status"] == "previewed" and payments() == 0
+    first = apply(staff_api, preview["id"], key="apply-1")
+    assert first.status_code == 200, first.json()
+    assert first.json()["status"] == "applied" and "Idempotent-Replayed" not in first
+    again = apply(staff_api, preview["id"], key="apply-1")
+    assert again.status_code == 200
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content  # the stored response, byte for byte
+    assert payments() == 2 and AgentPayment.objects.count() == 2
+    assert (balance(a), balance(b)) == (Decimal("100.00"), Decimal("50.00"))
+    # Without a key (or with another one) the applied registry is 409, as before.
+    plain = apply(staff_api, preview["id"])
+    assert plain.status_code == 409 and plain.json()["code"] == "registry_already_applied"
+    other = apply(staff_api, preview["id"], key="apply-2")
+    assert other.status_code == 409 and other.json()["code"] == "registry_already_applied"
+    assert payments() == 2
+
+
+def test_an_apply_key_used_for_another_request_is_a_conflict_and_applies_nothing(
+    staff_api, sber, accounts
+):
+    a, b, _ = accounts
+    first = upload(staff_api, sber_txt([Pay("1", a.number, "10.00")]), key="shared")
+    assert first.status_code == 201
+    preview = upload(staff_api, sber_txt([Pay("2", b.number, "20.00")]), dry_run=True).json()
+    refused = apply(staff_api, preview["id"], key="shared")
+    assert refused.status_code == 409 and refused.json()["code"] == "idempotency_conflict"
+    assert Registry.objects.get(pk=preview["id"]).status == "previewed"
+    assert balance(b) == Decimal("0") and payments() == 1
+    # Another key applies it.
+    assert ApiIdempotencyRecord.objects.filter(key="apply-3").count() == 0
+    applied = apply(staff_api, preview["id"], key="apply-3")
+    assert applied.status_code == 200 and applied.json()["posted"] == 1
+    assert ApiIdempotencyRecord.objects.filter(key="apply-3").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_applies_with_one_key_apply_once_and_replay():
+    payment_agent_create(code="SBER", name="Sberbank", format="sber-txt")
+    user = UserFactory(is_staff=True, is_superuser=True)
+    user.save()
+    accounts = [AccountFactory() for _ in range(10)]
+    data = sber_txt([Pay(str(i), acc.number, "10.00") for i, acc in enumerate(accounts)])
+    setup = APIClient()
+    setup.force_login(user)
+    preview = upload(setup, data, dry_run=True).json()
+
+    def call():
+        client = APIClient()
+        client.force_login(user)
+        return apply(client, preview["id"], key="race-apply")
+
+    outcomes = run_in_threads([call] * 3)
+    assert [o.code for o in outcomes] == [None] * 3
+    responses = [o.value for o in outcomes]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert len({r.content for r in responses}) == 1
+    assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == 2
+    assert payments() == 10
+    assert all(balance(acc) == Decimal("10.00") for acc in accounts)
