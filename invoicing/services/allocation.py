@@ -44,6 +44,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts.models import Account
+from core.db import bound_cursor
 from invoicing.models import Invoice, InvoiceAllocation
 from invoicing.services.inputs import ZERO, today
 from invoicing.services.status import S, derived_status, invoice_status_set
@@ -308,7 +309,7 @@ def payments_allocate(payments: Sequence[Transaction]) -> None:
             unknown.add(txn.account_id)
         else:
             root_of[txn.account_id] = payer
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:  # arrays of up to every payer of a registry
         if unknown:
             cursor.execute(_ROOTS_SQL, {"accounts": sorted(unknown)})
             root_of.update(cursor.fetchall())
