@@ -43,8 +43,8 @@ _OPENING = """
      ORDER BY created_at DESC, id DESC
      LIMIT 1
 """
-_MOVEMENTS = """
-    SELECT e.created_at, t.kind, e.amount, e.balance_after, t.memo
+_MOVEMENTS_OF = """
+    SELECT e.created_at, t.kind, {amounts}, t.memo
       FROM ledger_entry e
      CROSS JOIN LATERAL (SELECT kind, memo FROM ledger_transaction
                           WHERE id = e.transaction_id LIMIT 1) t
@@ -54,17 +54,10 @@ _MOVEMENTS = """
 """
 
 
+_MOVEMENTS = _MOVEMENTS_OF.format(amounts="e.amount, e.balance_after")
 # The same movements with the amounts as PostgreSQL prints numeric(18, 2): two decimals,
 # which is the API's money format, so the JSON statement needs no Decimal per value.
-_MOVEMENTS_TEXT = """
-    SELECT e.created_at, t.kind, e.amount::text, e.balance_after::text, t.memo
-      FROM ledger_entry e
-     CROSS JOIN LATERAL (SELECT kind, memo FROM ledger_transaction
-                          WHERE id = e.transaction_id LIMIT 1) t
-     WHERE e.account_id = %(account)s AND e.balance_after IS NOT NULL
-       AND e.created_at >= %(start)s AND e.created_at < %(end)s
-     ORDER BY e.created_at, e.id
-"""
+_MOVEMENTS_TEXT = _MOVEMENTS_OF.format(amounts="e.amount::text, e.balance_after::text")
 
 
 # The opening (one backward probe) and the period's credit and debit (the index-only

@@ -19,7 +19,6 @@ from core.caller import Caller
 from core.validators import inn_complete
 from reports.spreadsheets import sheet_import
 from tests.audit.conftest import metadata, written
-from tests.factories import AccountFactory, BrandFactory, LegalEntityFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +30,6 @@ ACCOUNTS = (
 # A valid 12-digit INN: an individual's, refused for an organisation by the database's
 # check constraint (at insert, so the batch goes row by row to name the row).
 PERSON_INN = inn_complete("7700000001")
-
-
-@pytest.fixture
-def world(db):
-    brand = BrandFactory(code="SPA")
-    company = LegalEntityFactory(tax_id="7707083893", external_ref="acme")
-    payer = AccountFactory(client=company, brands=[brand])
-    usd_payer = AccountFactory(client=company, currency="USD")
-    return {"brand": brand, "company": company, "payer": payer, "usd_payer": usd_payer}
 
 
 def csv_file(header: str, lines: list[str]) -> io.BytesIO:

@@ -5,27 +5,16 @@ from __future__ import annotations
 import io
 from decimal import Decimal
 
-import pytest
 from openpyxl import Workbook
 
 from accounts.models import Account
 from reports.spreadsheets import accounts_import
-from tests.factories import AccountFactory, BrandFactory, LegalEntityFactory
 
 HEADER = (
     "client_tax_id,client_external_ref,currency,brands,parent,name,credit_limit,"
     "credit_period_days,credit_expires_at,write_off_limit_transaction,write_off_limit_day,"
     "write_off_limit_month\n"
 )
-
-
-@pytest.fixture
-def world(db):
-    brand = BrandFactory(code="SPA")
-    company = LegalEntityFactory(tax_id="7707083893", external_ref="acme")
-    payer = AccountFactory(client=company, brands=[brand])
-    usd_payer = AccountFactory(client=company, currency="USD")
-    return {"brand": brand, "company": company, "payer": payer, "usd_payer": usd_payer}
 
 
 def csv_file(*lines: str) -> io.BytesIO:
