@@ -18,6 +18,8 @@ superuser-only. The existing entries are checked once here, so the induction sta
 balanced ledger.
 """
 
+from importlib import import_module
+
 from django.db import migrations
 
 BALANCED_SQL = """
@@ -52,28 +54,14 @@ CREATE TRIGGER ledger_entry_balanced
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_entry_balanced();
 """
 
-DEFERRED_SQL = """
+# Back to 0006's deferred per-row trigger: drop this one, then 0006's own SQL.
+DEFERRED_SQL = (
+    """
 DROP TRIGGER ledger_entry_balanced ON ledger_entry;
 DROP FUNCTION ledger_entry_balanced();
-CREATE FUNCTION ledger_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (
-        SELECT 1 FROM ledger_entry
-        WHERE transaction_id = NEW.transaction_id
-        GROUP BY currency
-        HAVING sum(amount) <> 0
-    ) THEN
-        RAISE EXCEPTION 'ledger transaction % does not sum to zero', NEW.transaction_id
-            USING ERRCODE = 'check_violation', HINT = 'unbalanced_transaction';
-    END IF;
-    RETURN NULL;
-END
-$$;
-CREATE CONSTRAINT TRIGGER ledger_entry_balanced
-    AFTER INSERT ON ledger_entry
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_entry_balanced();
 """
+    + import_module("ledger.migrations.0006_balanced_not_ignorable").BALANCED_SQL
+)
 
 
 class Migration(migrations.Migration):
