@@ -146,14 +146,15 @@ def main() -> int:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     timer.cpu = backend_cpu
-    from ledger.services import locking, writer
+    from core import hot_cursor
+    from ledger.services import writer
 
-    hot_execute = locking._ReusedCursor.execute
+    hot_execute = hot_cursor._ReusedCursor.execute
 
     def timed_hot(self, sql, params=None, prepare=None):
         return timer(lambda *a: hot_execute(self, sql, params, prepare), sql, params, False, None)
 
-    locking._ReusedCursor.execute = timed_hot
+    hot_cursor._ReusedCursor.execute = timed_hot
     plain_copy = writer._copy
 
     def timed_copy(cursor, table, columns, rows):
@@ -161,6 +162,20 @@ def main() -> int:
         return timer(lambda *a: plain_copy(cursor, table, columns, rows), f"COPY {table}", 0, 0, 0)
 
     writer._copy = timed_copy
+    from invoicing.services import numbering
+
+    # How long each chunk holds its brand's number counter (from the upsert to the end of
+    # the commit): the part of a chunk the run's other workers wait for.
+    counter_taken = [0.0]
+    allocate = numbering.invoice_numbers_allocate
+
+    def timed_allocate(**kwargs):
+        if not counter_taken[0]:
+            counter_taken[0] = time.perf_counter()
+        return allocate(**kwargs)
+
+    numbering.invoice_numbers_allocate = timed_allocate
+    held: list[float] = []
     cpu_total = [0.0, 0.0]
     for chunk_id in pending:
         started = time.perf_counter()
@@ -168,19 +183,24 @@ def main() -> int:
         with connection.execute_wrapper(timer):
             if args.profile:
                 profile.enable()
+            counter_taken[0] = 0.0
             services.invoice_run_chunk_process(chunk_id=chunk_id)
             if args.profile:
                 profile.disable()
+        if counter_taken[0]:
+            held.append(time.perf_counter() - counter_taken[0])
         py_cpu, pg_cpu = time.process_time() - py_started, backend_cpu() - pg_started
         cpu_total[0] += py_cpu
         cpu_total[1] += pg_cpu
         print(
             f"chunk {chunk_id}: {time.perf_counter() - started:.3f} s wall,"
-            f" CPU python {py_cpu:.3f} s + postgres {pg_cpu:.3f} s"
+            f" CPU python {py_cpu:.3f} s + postgres {pg_cpu:.3f} s,"
+            f" number counter held {held[-1] if held else 0:.3f} s"
         )
     print(
         f"CPU per chunk: python {cpu_total[0] / len(pending):.3f} s, postgres"
-        f" {cpu_total[1] / len(pending):.3f} s (load {os.getloadavg()})"
+        f" {cpu_total[1] / len(pending):.3f} s, number counter held"
+        f" {sum(held) / max(len(held), 1):.3f} s (load {os.getloadavg()})"
     )
     gc.callbacks.remove(gc_callback)
     print(f"garbage collection: {gc_time[0]:.3f} s in {gc_time[1]} collections")

@@ -147,6 +147,11 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
         check_transition(S.ISSUED, new_status)
         status.append(new_status)
         txn_ids.append(txn_id)
+    # The deferred foreign-key checks of everything written so far (the invoices and their
+    # lines, the ledger's rows: some 30,000 for a run's chunk) run here, before the numbers:
+    # at the commit they would run while this transaction holds the brand's number counter,
+    # which every other chunk of the run waits for (see ``invoice_numbers_allocate``).
+    connection.check_constraints()
     numbers = _numbers_for(ids, {row[0]: row[2] for row in rows}, issue_day.year)
     with bound_cursor() as cursor:
         cursor.execute(
