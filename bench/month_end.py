@@ -77,6 +77,8 @@ class MemorySampler(threading.Thread):
         self.peaks: dict[str, int] = {}
         self.lock = threading.Lock()
         self.stopped = threading.Event()
+        # CPU seconds (user + system) per process while counting: {pid: (kind, first, last)}
+        self.cpu: dict[int, list] | None = None
 
     def watch(self, label: str, pid: int) -> None:
         with self.lock:
@@ -92,6 +94,37 @@ class MemorySampler(threading.Thread):
         with self.lock:
             peaks, self.peaks = self.peaks, {}
         return peaks
+
+    def cpu_start(self) -> None:
+        """Count CPU seconds from now on (``cpu_stop`` returns them): the q2 cluster's
+        processes and the database's backends, each from the CPU it had at the start (a
+        process that appears later from zero), read twice a second, so up to half a second
+        of a process that exits in between is missed."""
+        self._refresh_backends()
+        with self.lock:
+            self.cpu = {}
+        self.sample()
+        with self.lock:
+            for entry in self.cpu.values():
+                entry[1] = entry[2]
+
+    def cpu_stop(self) -> dict[str, float]:
+        self._refresh_backends()
+        self.sample()
+        with self.lock:
+            counted, self.cpu = self.cpu or {}, None
+        totals: dict[str, float] = {}
+        for kind, first, last in counted.values():
+            totals[kind] = totals.get(kind, 0.0) + last - first
+        return totals
+
+    def _cpu_note(self, kind: str, process: psutil.Process) -> None:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            seconds = times.user + times.system
+            with self.lock:
+                if self.cpu is not None:
+                    self.cpu.setdefault(process.pid, [kind, 0.0, 0.0])[2] = seconds
 
     def _note(self, name: str, rss: int) -> None:
         if rss > self.peaks.get(name, 0):
@@ -109,13 +142,19 @@ class MemorySampler(threading.Thread):
                 children = [] if label == "bench" else root.children(recursive=True)
             except psutil.Error:
                 continue
+            if label == "qcluster":
+                self._cpu_note("q2", root)
             for number, child in enumerate(sorted(children, key=lambda p: p.pid)):
                 with contextlib.suppress(psutil.Error):
                     found[f"{label} child {number + 1} ({child.name()})"] = child.memory_info().rss
+                if label == "qcluster":
+                    self._cpu_note("q2", child)
         backend_rss = []
         for pid in backends:
             with contextlib.suppress(psutil.Error):
-                backend_rss.append(psutil.Process(pid).memory_info().rss)
+                backend = psutil.Process(pid)
+                backend_rss.append(backend.memory_info().rss)
+                self._cpu_note("postgres", backend)
         with self.lock:
             for name, rss in found.items():
                 self._note(name, rss)
@@ -244,6 +283,7 @@ def invoice_run(population: dict, sampler: MemorySampler, workers: int, chunk: i
     with q2_cluster(_env(), workers) as cluster:
         sampler.watch("qcluster", cluster.pid)
         sampler.phase()  # the cluster's start-up is not part of the run
+        sampler.cpu_start()
         started = time.perf_counter()
         run = services.invoice_run_start(
             period=PERIOD, brand=population["brand_id"], chunk_size=chunk
@@ -254,6 +294,7 @@ def invoice_run(population: dict, sampler: MemorySampler, workers: int, chunk: i
             if run.status in (InvoiceRun.Status.COMPLETED, InvoiceRun.Status.FAILED):
                 break
         seconds = time.perf_counter() - started
+        cpu = sampler.cpu_stop()
         sampler.unwatch("qcluster")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -275,6 +316,13 @@ def invoice_run(population: dict, sampler: MemorySampler, workers: int, chunk: i
             invoices_issued=run.invoices_issued,
             failed=run.failed,
             emails_enqueued=emails,
+            # CPU seconds per 1,000 accounts of the q2 cluster's processes and of the
+            # database's backends: what a loaded machine distorts less than the wall clock.
+            cpu_seconds_per_1000_accounts={
+                kind: round(cpu.get(kind, 0.0) * 1000 / max(run.processed, 1), 3)
+                for kind in ("q2", "postgres")
+            },
+            load_average=[round(x, 2) for x in os.getloadavg()],
         ),
     }
 
