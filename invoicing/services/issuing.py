@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db import connection
 from django.utils import timezone
@@ -68,6 +69,8 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
     debit_rows = [row for row in rows if row[3] > 0]
     credit_rows = [row for row in rows if row[3] < 0]
     posted: dict[int, int] = {}  # invoice id -> ledger transaction id
+    # ledger transaction id -> the payer's balance after it, from the postings in memory
+    balance_after: dict[int, Decimal] = {}
     refused: list[tuple[int, int, int, DomainError]] = []
     items = [
         ledger.AccrualItem(
@@ -87,6 +90,7 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
             refused.append((row[0], row[1], row[2], result))
         else:
             posted[row[0]] = result.pk
+            _note_balance_after(balance_after, result)
     for invoice_id, account_id, brand_id, total, _currency, period, _kind, _adj in credit_rows:
         try:
             txn = ledger.credit_note_post(
@@ -104,6 +108,7 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
             refused.append((invoice_id, account_id, brand_id, exc))
         else:
             posted[invoice_id] = txn.pk
+            _note_balance_after(balance_after, txn)
     if refused:
         _delete_drafts([invoice_id for invoice_id, *_ in refused])
         outcome.failures.extend(
@@ -115,15 +120,17 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
     now = timezone.now()
     issue_day = ledger.business_date(now)
     due = issue_day + timedelta(days=payment_terms_days())
-    with bound_cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT transaction_id, balance_after FROM ledger_entry
-            WHERE transaction_id = ANY(%s::bigint[]) AND balance_after IS NOT NULL
-            """,
-            [list(posted.values())],
-        )
-        balance_after = dict(cursor.fetchall())
+    unknown = [txn_id for txn_id in posted.values() if txn_id not in balance_after]
+    if unknown:  # replayed postings (read from the database), or not one payer leg
+        with bound_cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT transaction_id, balance_after FROM ledger_entry
+                WHERE transaction_id = ANY(%s::bigint[]) AND balance_after IS NOT NULL
+                """,
+                [unknown],
+            )
+            balance_after.update(cursor.fetchall())
     by_id = {row[0]: row for row in rows}
     ids, bbf, paid, status, txn_ids = [], [], [], [], []
     allocations: list[InvoiceAllocation] = []
@@ -174,6 +181,12 @@ def _issue(invoice_ids: Sequence[int], *, run_id: int | None = None) -> IssueOut
     outcome.issued = ids
     _send_issued(ids, run_id)
     return outcome
+
+
+def _note_balance_after(balance_after: dict[int, Decimal], txn: Transaction) -> None:
+    value = ledger.posted_balance_after(txn)
+    if value is not None:
+        balance_after[txn.pk] = value
 
 
 def post_accruals(items: list[ledger.AccrualItem]) -> list[Transaction | DomainError]:

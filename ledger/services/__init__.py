@@ -107,6 +107,7 @@ from ledger.services.system_accounts import clear_system_account_cache, system_a
 from ledger.services.writer import (
     Leg,
     Posting,
+    posted_balance_after,
     posted_payer,
     take_transaction_ids,
     write_accounts,
@@ -168,6 +169,7 @@ __all__ = [
     "money",
     "payment_post",
     "post_bulk",
+    "posted_balance_after",
     "posted_payer",
     "refund_post",
     "register_payment_check",

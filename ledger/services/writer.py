@@ -273,17 +273,33 @@ class _PostedEntries(QuerySet):
         super()._fetch_all()
 
 
+def _payer_leg(txn: Transaction) -> Leg | None:
+    """The one leg of a transaction written by this process that carries ``balance_after``
+    (the payer's), read from memory; None when not known here (the transaction was read
+    from the database, or it moved no payer or several)."""
+    cache = getattr(txn, "_prefetched_objects_cache", None)
+    posted = getattr(cache.get("entries") if cache else None, "_posted", None)
+    if posted is None:
+        return None
+    legs = [leg for leg in posted[2] if leg.balance_after is not None]
+    return legs[0] if len(legs) == 1 else None
+
+
 def posted_payer(txn: Transaction) -> int | None:
     """The payer whose running balance a transaction written by this process moved (the
     account of its one leg that carries ``balance_after``: the root of the named account's
     chain, locked for the posting), read from memory; None when not known here (the
     transaction was read from the database, or it moved no payer or several)."""
-    cache = getattr(txn, "_prefetched_objects_cache", None)
-    posted = getattr(cache.get("entries") if cache else None, "_posted", None)
-    if posted is None:
-        return None
-    payers = [leg.account_id for leg in posted[2] if leg.balance_after is not None]
-    return payers[0] if len(payers) == 1 else None
+    leg = _payer_leg(txn)
+    return None if leg is None else leg.account_id
+
+
+def posted_balance_after(txn: Transaction) -> Decimal | None:
+    """The payer's balance right after a transaction written by this process (the
+    ``balance_after`` of its one leg that carries one), read from memory; None when not
+    known here, as for ``posted_payer``."""
+    leg = _payer_leg(txn)
+    return None if leg is None else leg.balance_after
 
 
 def _attach_entries(

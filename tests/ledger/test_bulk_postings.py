@@ -48,6 +48,7 @@ from ledger.services import (
     hold_void,
     payment_post,
     post_bulk,
+    posted_balance_after,
     posted_payer,
     refund_post,
     take_transaction_ids,
@@ -688,6 +689,16 @@ def test_post_bulk_gives_items_the_transaction_ids_taken_beforehand(account, bra
     assert not Transaction.objects.filter(pk=ids[1]).exists()
     assert posted_payer(results[0]) == account.pk
     assert posted_payer(Transaction.objects.get(pk=ids[0])) is None  # read back: not known
+    # The payer's balance after each posting, from memory, is the one stored.
+    for result in (results[0], results[2], results[3]):
+        stored_after = Entry.objects.get(transaction_id=result.pk, account_id=account.pk)
+        assert posted_balance_after(result) == stored_after.balance_after
+    assert [posted_balance_after(r) for r in (results[0], results[2], results[3])] == [
+        D("15.00"),
+        D("17.00"),
+        D("18.00"),
+    ]
+    assert posted_balance_after(Transaction.objects.get(pk=ids[0])) is None
     (alone,) = take_transaction_ids(1)
     (single,) = post_bulk(
         [PaymentItem(account_id=account.pk, amount="1.00")], transaction_ids=[alone]
