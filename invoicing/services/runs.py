@@ -10,6 +10,7 @@ without writing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -53,7 +54,7 @@ inv AS (
     ORDER BY account_id, brand_id
     ON CONFLICT (account_id, brand_id, period_id)
         WHERE kind = 'invoice' AND status <> 'void' DO NOTHING
-    RETURNING id, account_id, brand_id
+    RETURNING id, account_id, brand_id, total, currency
 ),
 lines AS (
     INSERT INTO invoicing_invoiceline
@@ -65,7 +66,8 @@ lines AS (
     FROM {RATED_TABLE} r
     JOIN inv ON inv.account_id = r.account_id AND inv.brand_id = r.brand_id
 )
-SELECT id, (SELECT count(*) FROM totals) FROM inv ORDER BY id
+SELECT id, (SELECT count(*) FROM totals), account_id, brand_id, total, currency
+FROM inv ORDER BY id
 """
 
 
@@ -144,7 +146,12 @@ def _bill_accounts(run: InvoiceRun, account_ids: Sequence[int]) -> ChunkOutcome:
     if run.mode == InvoiceRun.Mode.DRAFT:
         outcome.invoices = len(created)
         return outcome
-    issued = _issue(created, run_id=run.pk)
+    # What issuing reads of its drafts, from the insert: these are drafts of this transaction.
+    drafts = [
+        (row[0], row[2], row[3], row[4], row[5], run.period.code, Invoice.Kind.INVOICE, None)
+        for row in rows
+    ]
+    issued = _issue(created, run_id=run.pk, drafts=drafts)
     outcome.invoices = len(issued.issued)
     outcome.failures.extend(issued.failures)
     outcome.merge(_recalculate_changed(run, account_ids, before=started))
@@ -267,8 +274,12 @@ def _enqueue_chunks(run: InvoiceRun, phase: str) -> int:
     )
 
     def enqueue() -> None:
-        for chunk_id in ids:
-            _enqueue("invoicing.tasks.invoice_run_chunk", chunk_id, group=f"run-{run.pk}")
+        # Every chunk's task in one transaction of the ORM broker (one commit, not one per
+        # chunk); run synchronously, each chunk is done in its own (durable) transaction.
+        sync = bool(settings.Q_CLUSTER.get("sync", False))
+        with contextlib.nullcontext() if sync else transaction.atomic():
+            for chunk_id in ids:
+                _enqueue("invoicing.tasks.invoice_run_chunk", chunk_id, group=f"run-{run.pk}")
 
     transaction.on_commit(enqueue)
     return len(ids)

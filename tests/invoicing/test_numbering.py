@@ -97,3 +97,41 @@ def test_concurrent_chunks_issue_gap_free_numbers():
         ]
         assert sorted(numbers) == list(range(1, len(numbers) + 1))
     assert Invoice.objects.filter(status="issued").count() == len(population.expected)
+
+
+@pytest.mark.django_db
+def test_issue_checks_lines_and_ledger_rows_before_taking_the_numbers():
+    """The deferred foreign keys of the lines and the ledger's rows are checked when issuing
+    takes its numbers (not in the commit, while the number counter is held), and deferred
+    again afterwards; the invoices' own keys are left to the commit (checked once there)."""
+    from django.db import IntegrityError
+    from django.utils import timezone
+
+    from invoicing.services import issuing
+
+    issuing._check_written_rows()  # nothing wrong written: nothing raised
+    names = issuing._written_constraints[connection.settings_dict["NAME"]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint"
+            " WHERE contype = 'f' AND quote_ident(conname) = ANY(%s)",
+            [names.split(", ")],
+        )
+        tables = {row[0] for row in cursor.fetchall()}
+    assert tables == set(issuing._WRITTEN_BEFORE_NUMBERS)  # none missing, no invoice keys
+
+    def write_dangling_key() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO ledger_idempotencykey"
+                " (caller, key, operation, request_hash, created_at, transaction_id)"
+                " VALUES ('test', 'dangling', 'accrual', '', %s, -1)",
+                [timezone.now()],
+            )
+
+    written = []
+    with pytest.raises(IntegrityError), transaction.atomic():
+        write_dangling_key()  # deferred again after the check above: accepted for now
+        written.append(True)
+        issuing._check_written_rows()  # ... and refused here, before any number
+    assert written == [True]
