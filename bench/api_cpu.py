@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="scenario to profile (cProfile)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument("--dump", default="", help="write the --profile stats to this file")
     parser.add_argument(
         "--setup", default="", help="JSON file keeping the seeded key and accounts between runs"
     )
@@ -210,6 +211,8 @@ def main() -> None:
         for _ in range(args.requests):
             call(args.profile)
         profiler.disable()
+        if args.dump:
+            profiler.dump_stats(args.dump)
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats(args.sort).print_stats(args.top)
