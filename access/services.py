@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -140,6 +141,17 @@ WHERE k.prefix = %s
 
 # Recently authenticated keys per process: {sha256 of the raw key: (valid until, principal)}.
 _authenticated: dict[str, tuple[float, ApiPrincipal]] = {}
+
+
+def api_key_cache_clear(**signal_kwargs: Any) -> None:
+    """Forget every verified key in this process (a receiver of the model signals below).
+
+    Connected (``access.apps``) to every change that can narrow what a cached
+    principal may do: a key saved or deleted, a partner saved (``is_active``) or
+    deleted, and a key's or a partner's brand links added, removed, cleared or
+    deleted with their brand. The next request of each key looks it up again.
+    """
+    _authenticated.clear()
 
 
 def api_key_authenticate(raw_key: str, *, now: datetime | None = None) -> ApiPrincipal | None:
