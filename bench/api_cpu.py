@@ -6,13 +6,15 @@ Uses bench/api.py's database, settings and seed (BENCH_API_DATABASE_URL), builds
 Django's WSGI handler in this process and calls it with WSGI environs like
 gunicorn's for the three scenarios of bench/api.py (ping, balance, debits). For
 each prints the process CPU per request (ms, best of three rounds), the wall
-time per request, the CPU its PostgreSQL backend spent per request (read from
-/proc/<backend pid>/stat when the server runs on this machine, else null), the SQL statements (Django's cursors' and the prepared ones of
-``core.hot_cursor``) and the Python function calls per request
-(counted by cProfile: the same on every run, where CPU time varies with the
-machine's load); ``--profile`` prints
-cProfile's top functions (cumulative) of one scenario. Less noisy than requests/s
-on a shared machine: CPU time is what this process spent, whatever else runs.
+time per request, the CPU its PostgreSQL backend spent per request (from
+/proc/<backend pid>/stat when the server runs on this machine, else null; clock
+ticks of 10 ms, so only rounds of some hundreds of requests say anything), the
+SQL statements (Django's cursors' and the prepared ones of ``core.hot_cursor``)
+and the Python function calls per request (counted by cProfile: the same on
+every run, where CPU time varies with the machine's load); ``--profile`` prints
+cProfile's top functions (cumulative) of one scenario, ``--dump FILE`` keeps them
+for pstats. Less noisy than requests/s on a shared machine: CPU time is what
+this process spent, whatever else runs.
 """
 
 from __future__ import annotations
@@ -148,15 +150,16 @@ def main() -> None:
             raise RuntimeError(f"{scenario}: {status_line[0]} {body[:300]!r}")
         statuses[scenario] = status_line[0]
 
-    def backend_cpu_seconds() -> float | None:
-        """utime + stime of this connection's PostgreSQL backend (None: not on this machine)."""
+    def backend_cpu_seconds() -> tuple[int, float] | None:
+        """(pid, utime + stime) of this connection's PostgreSQL backend; None: not on this
+        machine. A round whose connection was replaced (CONN_MAX_AGE) is not counted."""
         connection.ensure_connection()
         pid = connection.connection.info.backend_pid
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     results = {}
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -181,8 +184,8 @@ def main() -> None:
             cpu.append((time.process_time() - c0) / args.requests * 1000)
             wall.append((time.perf_counter() - w0) / args.requests * 1000)
             b1 = backend_cpu_seconds()
-            if b0 is not None and b1 is not None:
-                backend.append((b1 - b0) / args.requests * 1000)
+            if b0 is not None and b1 is not None and b0[0] == b1[0]:
+                backend.append((b1[1] - b0[1]) / args.requests * 1000)
         counter = cProfile.Profile()
         counter.enable()
         for _ in range(100):
