@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core.db import bound_cursor
+from core.keys import check_keys_now
 from invoicing.models import Invoice, InvoiceAllocation
 from invoicing.services.allocation import _apply_credit_note
 from invoicing.services.inputs import INVOICING, ZERO, payment_terms_days
@@ -199,7 +200,6 @@ _WRITTEN_BEFORE_NUMBERS = (
     "ledger_entry",
     "ledger_idempotencykey",
 )
-_written_constraints: dict[str, str] = {}  # database name -> their deferred foreign keys
 
 
 def _check_written_rows() -> None:
@@ -207,24 +207,7 @@ def _check_written_rows() -> None:
     numbers: at the commit they run while this transaction holds the brand's number
     counter, which every other chunk of a run waits for (``invoice_numbers_allocate``).
     For a 1,000-account chunk some 25,000 checks (lines, ledger rows) leave that wait."""
-    database = connection.settings_dict["NAME"]
-    names = _written_constraints.get(database)
-    with connection.cursor() as cursor:
-        if names is None:
-            cursor.execute(
-                """
-                SELECT string_agg(quote_ident(conname), ', ' ORDER BY conname)
-                FROM pg_constraint
-                WHERE contype = 'f' AND condeferrable AND condeferred
-                  AND conrelid = ANY(%s::regclass[])
-                """,
-                [list(_WRITTEN_BEFORE_NUMBERS)],
-            )
-            names = _written_constraints[database] = cursor.fetchone()[0] or ""
-        if names:
-            # Checked retroactively when made immediate, then deferred again as declared.
-            cursor.execute(f"SET CONSTRAINTS {names} IMMEDIATE")
-            cursor.execute(f"SET CONSTRAINTS {names} DEFERRED")
+    check_keys_now(_WRITTEN_BEFORE_NUMBERS)
 
 
 def _note_balance_after(balance_after: dict[int, Decimal], txn: Transaction) -> None:

@@ -40,6 +40,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
 from core.caller import Caller
+from core.keys import KeysChecking
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
 from ledger.services.idempotency import IdempotencyRecord
 from ledger.services.locking import PREPARE, LockedAccount, hot_cursor
@@ -469,53 +470,11 @@ def _copy(cursor: Any, table: str, columns: dict[str, str], rows: Iterable[Seque
 
 
 # Postings written per round of COPY statements. While the database checks one round's
-# foreign keys (``_Checking``), Python builds the next round's rows: the checks, else all
-# run at COMMIT with Python waiting, overlap the row building on the second core.
+# foreign keys (``core.keys.KeysChecking``), Python builds the next round's rows: the
+# checks, else all run at COMMIT with Python waiting, overlap the row building.
 WRITE_ROUND = 10_000
-# The deferrable foreign keys of the tables the writer fills, by database: only those are
-# checked between rounds (a caller's rows may name a transaction written after them, as a
-# registry's claims do, and are checked at COMMIT as ever).
-_KEY_CONSTRAINTS: dict[str, str] = {}
-_KEY_CONSTRAINTS_SQL = """
-    SELECT string_agg(quote_ident(conname), ', ' ORDER BY conname) FROM pg_constraint
-     WHERE contype = 'f' AND condeferrable AND conrelid = ANY(%s::regclass[])
-"""
-
-
-def _key_constraints() -> str:
-    name = connection.settings_dict["NAME"]
-    if name not in _KEY_CONSTRAINTS:
-        with connection.cursor() as cursor:
-            cursor.execute(_KEY_CONSTRAINTS_SQL, [[HOLD_TABLE, TXN_TABLE, ENTRY_TABLE, KEY_TABLE]])
-            _KEY_CONSTRAINTS[name] = cursor.fetchone()[0]
-    return _KEY_CONSTRAINTS[name]
-
-
-class _Checking:
-    """The database checks the foreign keys of the ledger rows written so far in this
-    transaction while the caller goes on in Python (the two statements are sent in a
-    psycopg pipeline, which is left only by ``wait``).
-
-    ``SET CONSTRAINTS ... IMMEDIATE`` checks the pending rows at once, ``DEFERRED`` puts
-    the keys back as they were: a violation is raised here, at ``wait`` (or at the next
-    round), as it would have been at COMMIT.
-    """
-
-    def __init__(self, raw_connection: Any) -> None:
-        names = _key_constraints()
-        self._pipeline = raw_connection.pipeline()
-        self._pipeline.__enter__()
-        try:  # an earlier round's violation may come back while these are sent
-            with connection.wrap_database_errors, raw_connection.cursor() as cursor:
-                cursor.execute(f"SET CONSTRAINTS {names} IMMEDIATE")
-                cursor.execute(f"SET CONSTRAINTS {names} DEFERRED")
-        except BaseException:
-            self._pipeline.__exit__(*sys.exc_info())
-            raise
-
-    def wait(self, exc_info: tuple = (None, None, None)) -> None:
-        with connection.wrap_database_errors:
-            self._pipeline.__exit__(*exc_info)
+# The tables the writer fills: their keys are checked between rounds.
+_WRITTEN = (HOLD_TABLE, TXN_TABLE, ENTRY_TABLE, KEY_TABLE)
 
 
 def _write_many(
@@ -562,7 +521,7 @@ def _write_many(
                 if key_rows:
                     _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)
                 if start + WRITE_ROUND < len(postings):
-                    checking = _Checking(raw_connection)
+                    checking = KeysChecking(_WRITTEN)
             key_rows = [_key_values(record, None, hold.pk, at) for record, hold, at in hold_keys]
             if key_rows:
                 _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)

@@ -107,10 +107,11 @@ def test_issue_checks_lines_and_ledger_rows_before_taking_the_numbers():
     from django.db import IntegrityError
     from django.utils import timezone
 
+    from core.keys import deferred_keys
     from invoicing.services import issuing
 
     issuing._check_written_rows()  # nothing wrong written: nothing raised
-    names = issuing._written_constraints[connection.settings_dict["NAME"]]
+    names = deferred_keys(issuing._WRITTEN_BEFORE_NUMBERS)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT conrelid::regclass::text FROM pg_constraint"
