@@ -18,8 +18,9 @@ owning app's services, an all-or-nothing import driver and streamed exports.
   batch's references looked up in one query per model, new rows checked without the
   database and created by the service's bulk creation (one savepoint per batch); the
   rows it refuses, rows with an ``id`` and the rows of a batch the bulk creation refused
-  go one at a time (a savepoint per row, so the rows after a refused one are still
-  checked), which names the errors as without batches.
+  (or the rows it left, when the refusal bears on them only) go one at a time (a
+  savepoint per row, so the rows after a refused one are still checked), which names
+  the errors as without batches.
 * ``export_response`` streams rows (a queryset through a resource) as CSV or XLSX.
 """
 
@@ -30,7 +31,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -284,7 +285,10 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
     def batch_item(self, instance: Any, row: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def batch_create(self, items: list[Any]) -> None:
+    def batch_create(self, items: list[Any]) -> Collection[int] | None:
+        """Create the batch's items. Raising one of ``BATCH_REFUSALS`` (``PerRow``) sends the
+        whole batch to the per-row path; returning positions of ``items`` sends those rows
+        there (the others having been created) when a refusal bears on them only."""
         raise NotImplementedError
 
     def batch_prefetch(self, rows: list[dict[str, Any]]) -> None:
@@ -643,8 +647,14 @@ def _import_batches(
         if prepared.ready:
             try:
                 with transaction.atomic():
-                    resource.batch_create([item for _line, _row, item in prepared.ready])
-                outcome.new += len(prepared.ready)
+                    left = resource.batch_create([item for _line, _row, item in prepared.ready])
+                left = set(left or ())
+                outcome.new += len(prepared.ready) - len(left)
+                single = sorted(
+                    single + [(line, row) for n, (line, row, _item) in enumerate(prepared.ready)
+                              if n in left],
+                    key=lambda pair: pair[0],
+                )  # fmt: skip
             except BATCH_REFUSALS:
                 single = sorted(
                     single + [(line, row) for line, row, _item in prepared.ready],

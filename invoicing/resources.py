@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from import_export import fields as ie_fields
 from import_export import widgets
 
@@ -295,9 +296,10 @@ class MeterReadingResource(ImmutableRowsResource):
     # The batched import (core.sheets.import_rows): a batch's accounts and services looked
     # up in one query each, then the whole batch handed to the readings ingest at once
     # (the API's and the file upload's path: meters locked and readings placed per series
-    # in time order, a few statements per batch). A batch the ingest refuses any reading
-    # of (or finds one already received) is rolled back and goes row by row, which names
-    # each refused row as before.
+    # in time order, a few statements per batch). When the ingest refuses readings of a
+    # batch (or finds some already received), the batch is rolled back, the series holding
+    # them go row by row (which names each refused row as before) and the others are
+    # placed again in one call.
     batch_size = 1000
 
     def batch_item(self, instance: MeterReading, row: dict[str, Any]) -> dict[str, Any]:
@@ -307,10 +309,50 @@ class MeterReadingResource(ImmutableRowsResource):
         record["source"] = str(row.get("source") or "").strip() or None
         return record
 
-    def batch_create(self, items: list[dict[str, Any]]) -> None:
-        result = meter_readings_ingest_records(records=items, source=SOURCE, max_records=None)
-        if result.errors or result.duplicates or result.accepted != len(items):
+    def batch_create(self, items: list[dict[str, Any]]) -> list[int] | None:
+        """The batch through the ingest; when it refuses readings, the series (account and
+        service) holding them are left to the per-row path and the other series, which do
+        not bear on them (a meter is one account's and service's), are placed again."""
+        try:
+            with transaction.atomic():
+                result = _ingest(items)
+            return None
+        except _Refused as refused:
+            result = refused.result
+        bad = {_series(items[error.index]) for error in result.errors}
+        if result.duplicates:  # readings received before: the ingest counts them only
+            stored = set(
+                MeterReading.objects.filter(
+                    service_id__in={item["service"] for item in items},
+                    external_id__in={item["external_id"] for item in items},
+                ).values_list("service_id", "external_id")
+            )
+            bad |= {_series(i) for i in items if (i["service"], i["external_id"]) in stored}
+        if not bad:
             raise PerRow
+        kept = [n for n, item in enumerate(items) if _series(item) not in bad]
+        if kept:
+            _ingest([items[n] for n in kept])
+        kept_set = set(kept)
+        return [n for n in range(len(items)) if n not in kept_set]
+
+
+class _Refused(PerRow):
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
+def _series(record: dict[str, Any]) -> tuple[Any, Any]:
+    return record["account"], record["service"]
+
+
+def _ingest(records: list[dict[str, Any]]) -> Any:
+    """The readings ingest of a batch; ``_Refused`` (rolled back by the caller's savepoint)
+    when it refused or skipped any reading."""
+    result = meter_readings_ingest_records(records=records, source=SOURCE, max_records=None)
+    if result.errors or result.duplicates or result.accepted != len(records):
+        raise _Refused(result)
+    return result
 
 
 SOURCE = "spreadsheet"

@@ -424,3 +424,24 @@ def test_admin_meter_readings_import_is_batched_with_a_dry_run_then_the_confirm_
     stored = MeterReading.objects.filter(external_id__startswith="r-")
     assert stored.count() == 1500
     assert stored.get(external_id="r-1").consumption == Decimal(3)
+
+
+def test_a_bad_reading_sends_only_its_series_row_by_row(
+    catalogue, many_accounts, django_assert_max_num_queries
+):
+    """A dry run of a big file with a few bad rows stays batched: the series (account and
+    service) of a refused reading goes row by row, the other series of its batch are
+    placed again in one call."""
+    lines = [
+        line for a in many_accounts[:300] for line in readings(a.number, 10, prefix=a.number)
+    ]
+    number = many_accounts[150].number
+    lines[1503] = f"{number},PWR,kwh,1.2.3,2026-01-02T03:00:00+03:00,{number}-3,,"  # line 1505
+    lines[2999] = lines[2999].replace("2026-01-02", "2099-01-02")  # line 3001
+    with django_assert_max_num_queries(MAX_QUERIES + 2 * 10 * 12):
+        outcome = run("meter-readings", READINGS, lines, batch_size=None, dry_run=True)
+    assert [(r, c, code) for r, c, code, _ in errors(outcome)] == [
+        (1505, "reading", "invalid_reading"),
+        (3001, "taken_at", "future_timestamp"),
+    ]
+    assert outcome.new == ROWS - 2 and not MeterReading.objects.filter(source="spreadsheet")
