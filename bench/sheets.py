@@ -150,18 +150,19 @@ def child(kind: str, path: str, mode: str, traced: bool, batch_size: int | None)
     began, cpu = time.perf_counter(), time.process_time()
     with open(path, "rb") as upload:
         if mode == "read":
-            rows, ok = sum(1 for _ in read_rows(upload, path)), True
+            rows, ok, new = sum(1 for _ in read_rows(upload, path)), True, 0
         else:
             outcome = sheet_import(
                 kind=kind, upload=upload, filename=path, dry_run=True, batch_size=batch_size
             )
-            rows, ok = outcome.rows, outcome.ok
+            rows, ok, new = outcome.rows, outcome.ok, outcome.new
     seconds = time.perf_counter() - began
     cpu = time.process_time() - cpu
     result = {
         "mode": mode,
         "rows": rows,
         "ok": ok,
+        "new": new,
         "seconds": round(seconds, 1),
         "rows_per_s": round(rows / seconds),
         "cpu_s": round(cpu, 1),
