@@ -2,7 +2,7 @@
 posting rate with the projector running next to it.
 
     .venv/bin/python bench/reports.py [--entries 10000000] [--hot 100000] [--seconds 10]
-                                      [--calls 200] [--only statement]
+                                      [--calls 200] [--only statement|turnover]
 
 Population (once per size, on REPORTS_BENCH_DATABASE_URL, default .../billing_reports_bench):
 ``--entries`` ledger entries written set-based in SQL with consistent running balances
@@ -14,7 +14,8 @@ Measured, each next to a reference taken in the same run:
                  one day, one month, one year (p50/p99 over repeated calls); reference:
                  the bare index range scan (``--only statement``: this part alone);
   turnover       the turnover sheet per account for one month from the projections;
-                 reference: the same sums aggregated from the ledger's entries;
+                 reference: the same sums aggregated from the ledger's entries
+                 (``--only turnover``: the projections brought up to date, then this);
   xlsx_export    an ad-hoc listing of 1,000,000 entries streamed to XLSX in a child
                  process: seconds and the child's peak RSS; reference: the peak RSS of
                  a child that only starts Django;
@@ -516,7 +517,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--export-rows", type=int, default=EXPORT_ROWS)
     parser.add_argument(
-        "--only", choices=["statement"], help="populate, then measure the statements alone"
+        "--only",
+        choices=["statement", "turnover"],
+        help="populate, then measure the statements (or the turnover sheet) alone",
     )
     args = parser.parse_args()
     population = populate(args.entries, args.hot)
@@ -529,6 +532,10 @@ def main() -> None:
     began = time.perf_counter()
     rebuilt = projections_rebuild() if population["built"] else projections_update()
     projection_s = round(time.perf_counter() - began, 1)
+    if args.only == "turnover":
+        turnover = bench_turnover(5)
+        print(json.dumps({"database": BENCH_URL.rsplit("/", 1)[-1], "turnover": turnover}))
+        return
     result = {
         "database": BENCH_URL.rsplit("/", 1)[-1],
         "cpu_count": os.cpu_count(),

@@ -1,8 +1,12 @@
 """Charges to a brand's revenue: debit_post (discretionary) and accrual_post (creates debt)."""
 
+import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 
 from accounts.models import Account
 from accounts.services import account_block, account_close
@@ -87,6 +91,26 @@ def test_charge_moves_money_to_the_brand_service_revenue(
     )
     assert stored.metadata == {"items": 3, "restaurant": "Pelmeni"}
     assert (stored.memo, stored.caller, stored.request_id) == ("lunch", "partner:7", "r-1")
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"payer": "Иванов И.И.", "lines": [1, 2.5, None, True], "nested": {"a": ""}},
+        {"on": date(2026, 12, 1), "at": datetime(2026, 12, 1, 10, 15, 0, 123456, tzinfo=UTC)},
+        {"amount": Decimal("12.30"), "ref": UUID("12345678-1234-5678-1234-567812345678")},
+        {"7": "a key that is a number's text"},
+    ],
+    ids=["plain", "dates", "decimal-uuid", "digit-key"],
+)
+def test_metadata_is_stored_as_the_json_field_would_store_it(metadata, account, brand, fund):
+    """The writer encodes metadata itself (orjson for plain values, DjangoJSONEncoder for
+    dates, decimals and the rest): what is read back equals what Django's JSONField would
+    have stored for the same value."""
+    fund(account, "10.00")
+    txn = debit_post(account=account, amount="1.00", brand=brand, metadata=metadata)
+    expected = json.loads(json.dumps(metadata, cls=DjangoJSONEncoder))
+    assert Transaction.objects.get(pk=txn.pk).metadata == expected
 
 
 @pytest.mark.parametrize("kind", CHARGES)

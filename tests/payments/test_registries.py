@@ -296,3 +296,20 @@ def test_a_line_the_ledger_refuses_goes_to_suspense_and_its_claim_names_the_rece
     receipt = Transaction.objects.get(pk=items[3].receipt_transaction_id)
     assert (receipt.external_id, receipt.metadata["payment_id"]) == ("", "3")
     assert suspense_balance() == Decimal("50.00")
+
+
+def test_the_stored_file_is_kept_byte_for_byte_and_compressed_with_lz4(sber, accounts):
+    """Migration 0007 has the database compress registry files with lz4 (this server has
+    it); the file read back is the one received."""
+    from django.db import connection
+
+    a, b, c = accounts
+    data = sber_txt([Pay(f"{n}", (a, b, c)[n % 3].number, "1.00") for n in range(1, 301)])
+    registry = registry_import(agent=sber, file_name="big.txt", content=data)
+    assert bytes(Registry.objects.get(pk=registry.pk).content) == data
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_column_compression(content) FROM payments_registry WHERE id = %s",
+            [registry.pk],
+        )
+        assert cursor.fetchone()[0] == "lz4"
