@@ -432,9 +432,7 @@ def test_a_bad_reading_sends_only_its_series_row_by_row(
     """A dry run of a big file with a few bad rows stays batched: the series (account and
     service) of a refused reading goes row by row, the other series of its batch are
     placed again in one call."""
-    lines = [
-        line for a in many_accounts[:300] for line in readings(a.number, 10, prefix=a.number)
-    ]
+    lines = [line for a in many_accounts[:300] for line in readings(a.number, 10, prefix=a.number)]
     number = many_accounts[150].number
     lines[1503] = f"{number},PWR,kwh,1.2.3,2026-01-02T03:00:00+03:00,{number}-3,,"  # line 1505
     lines[2999] = lines[2999].replace("2026-01-02", "2099-01-02")  # line 3001
