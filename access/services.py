@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -17,6 +18,7 @@ from django.utils import timezone
 from access.models import ApiIdempotencyRecord, ApiKey, Partner
 from core.api.principal import CAPABILITIES, ApiPrincipal
 from core.errors import DomainError
+from core.hot_cursor import PREPARE, hot_cursor
 
 KEY_PREFIX = "bk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -141,6 +143,17 @@ WHERE k.prefix = %s
 _authenticated: dict[str, tuple[float, ApiPrincipal]] = {}
 
 
+def api_key_cache_clear(**signal_kwargs: Any) -> None:
+    """Forget every verified key in this process (a receiver of the model signals below).
+
+    Connected (``access.apps``) to every change that can narrow what a cached
+    principal may do: a key saved or deleted, a partner saved (``is_active``) or
+    deleted, and a key's or a partner's brand links added, removed, cleared or
+    deleted with their brand. The next request of each key looks it up again.
+    """
+    _authenticated.clear()
+
+
 def api_key_authenticate(raw_key: str, *, now: datetime | None = None) -> ApiPrincipal | None:
     """The principal of a valid, unrevoked key of an active partner, or None.
 
@@ -209,20 +222,30 @@ def _api_key_lookup(raw_key: str, *, now: datetime | None) -> ApiPrincipal | Non
 # --------------------------------------------------------------------------- idempotent responses
 
 
+_RECORD_SQL = (
+    "INSERT INTO access_apiidempotencyrecord"
+    " (caller, key, method, path, status_code, body, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
 def api_response_record(
     *, caller: str, key: str, method: str, path: str, status_code: int, body: bytes
 ) -> None:
     """Keep the response to a money POST; call inside the posting's database transaction.
 
-    A plain INSERT: it runs on every keyed money POST, and the ORM's save path
-    costs several times the statement itself.
+    A plain INSERT, prepared once per connection on the reused cursor
+    (``core.hot_cursor``): it runs on every keyed money POST, and the ORM's save
+    path costs several times the statement itself. The table has no audit
+    trigger (``tests/api/test_idempotency.py`` checks), so the statement does
+    not need the audit context's ``set_config`` that Django's cursor would
+    prefix it with inside a write request.
     """
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
-            "INSERT INTO access_apiidempotencyrecord"
-            " (caller, key, method, path, status_code, body, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            _RECORD_SQL,
             [caller, key, method, path, status_code, body, timezone.now()],
+            prepare=PREPARE,
         )
 
 

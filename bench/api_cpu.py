@@ -6,12 +6,15 @@ Uses bench/api.py's database, settings and seed (BENCH_API_DATABASE_URL), builds
 Django's WSGI handler in this process and calls it with WSGI environs like
 gunicorn's for the three scenarios of bench/api.py (ping, balance, debits). For
 each prints the process CPU per request (ms, best of three rounds), the wall
-time per request, the SQL statements (Django's cursors' and the prepared ones of
-``core.hot_cursor``) and the Python function calls per request
-(counted by cProfile: the same on every run, where CPU time varies with the
-machine's load); ``--profile`` prints
-cProfile's top functions (cumulative) of one scenario. Less noisy than requests/s
-on a shared machine: CPU time is what this process spent, whatever else runs.
+time per request, the CPU its PostgreSQL backend spent per request (from
+/proc/<backend pid>/stat when the server runs on this machine, else null; clock
+ticks of 10 ms, so only rounds of some hundreds of requests say anything), the
+SQL statements (Django's cursors' and the prepared ones of ``core.hot_cursor``)
+and the Python function calls per request (counted by cProfile: the same on
+every run, where CPU time varies with the machine's load); ``--profile`` prints
+cProfile's top functions (cumulative) of one scenario, ``--dump FILE`` keeps them
+for pstats. Less noisy than requests/s on a shared machine: CPU time is what
+this process spent, whatever else runs.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="scenario to profile (cProfile)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument("--dump", default="", help="write the --profile stats to this file")
     parser.add_argument(
         "--setup", default="", help="JSON file keeping the seeded key and accounts between runs"
     )
@@ -146,6 +150,17 @@ def main() -> None:
             raise RuntimeError(f"{scenario}: {status_line[0]} {body[:300]!r}")
         statuses[scenario] = status_line[0]
 
+    def backend_cpu_seconds() -> tuple[int, float] | None:
+        """(pid, utime + stime) of this connection's PostgreSQL backend; None: not on this
+        machine. A round whose connection was replaced (CONN_MAX_AGE) is not counted."""
+        connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     results = {}
     scenarios = [s for s in args.scenarios.split(",") if s]
     for scenario in scenarios:
@@ -160,13 +175,17 @@ def main() -> None:
         finally:
             reused.execute = original_execute
         sql = list(seen)
-        cpu, wall = [], []
+        cpu, wall, backend = [], [], []
         for _ in range(args.rounds):
+            b0 = backend_cpu_seconds()
             c0, w0 = time.process_time(), time.perf_counter()
             for _ in range(args.requests):
                 call(scenario)
             cpu.append((time.process_time() - c0) / args.requests * 1000)
             wall.append((time.perf_counter() - w0) / args.requests * 1000)
+            b1 = backend_cpu_seconds()
+            if b0 is not None and b1 is not None and b0[0] == b1[0]:
+                backend.append((b1[1] - b0[1]) / args.requests * 1000)
         counter = cProfile.Profile()
         counter.enable()
         for _ in range(100):
@@ -178,6 +197,8 @@ def main() -> None:
             "cpu_ms_per_request": round(min(cpu), 3),
             "cpu_ms_rounds": [round(x, 3) for x in cpu],
             "wall_ms_per_request": round(min(wall), 3),
+            # Clock ticks (10 ms): meaningful over a round of a few hundred requests or more.
+            "backend_cpu_ms_per_request": round(min(backend), 3) if backend else None,
             "sql_per_request": len(sql) / 20,
             "sql_sample": sql[: int(len(sql) / 20 + 0.5)],
         }
@@ -193,6 +214,8 @@ def main() -> None:
         for _ in range(args.requests):
             call(args.profile)
         profiler.disable()
+        if args.dump:
+            profiler.dump_stats(args.dump)
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats(args.sort).print_stats(args.top)

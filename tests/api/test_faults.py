@@ -26,8 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _recording_the_response(sql: str) -> bool:
     """The INSERT of the Idempotency-Key's response: the posting's rows are written by then,
-    in the same transaction, not yet committed (the posting itself runs as a prepared
-    statement, out of Django's execute wrappers' sight)."""
+    in the same transaction, not yet committed (the posting and this INSERT run as prepared
+    statements on ``core.hot_cursor``, out of Django's execute wrappers' sight)."""
     return sql.startswith("INSERT INTO") and "access_apiidempotencyrecord" in sql
 
 
@@ -35,7 +35,7 @@ def test_a_posting_cut_in_flight_answers_503_and_its_retry_posts_once(side_a):
     body = {"account": side_a.account.pk, "amount": "10.00", "brand": side_a.brand.pk}
     side_a.account.refresh_from_db()
     before = side_a.account.balance
-    with cut_connection_before(_recording_the_response) as cut:
+    with cut_connection_before(_recording_the_response, hot_cursor=True) as cut:
         response = post(side_a.api, "/api/v1/debits/", body, key="cut-1")
     assert cut, "the statement was never reached"
     assert error_of(response) == (503, "service_unavailable")
