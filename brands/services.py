@@ -10,6 +10,7 @@ the transaction: the apps that bill refuse it when it would reach billed days
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -56,6 +57,48 @@ def service_create(
     _full_clean(service)
     service.save()
     return service
+
+
+def service_check(
+    *,
+    brand: Brand,
+    code: str,
+    name: str,
+    unit: str = "pcs",
+    vat_rate: Any = None,
+    is_active: bool = True,
+) -> Service:
+    """A new service built and validated as ``service_create`` validates it, without the
+    database (fields, code pattern, VAT rate; ``validation_error`` otherwise): the code's
+    uniqueness within the brand is checked by ``services_create_bulk`` for a whole batch.
+    Returns the unsaved service, for ``services_create_bulk``."""
+    rate = brand.default_vat_rate if vat_rate is None else _vat_rate(vat_rate)
+    service = Service(
+        brand=brand, code=code, name=name, unit=unit, vat_rate=rate, is_active=is_active
+    )
+    _full_clean(service, exclude=["brand"], validate_unique=False, validate_constraints=False)
+    return service
+
+
+@transaction.atomic
+def services_create_bulk(*, services: Sequence[Service]) -> list[Service]:
+    """Add many services (each as ``service_check`` returned it) with one look-up of the
+    codes their brands already have and one multi-row insert; a code taken (in the
+    catalogue or twice among them) refuses the whole call with ``validation_error``."""
+    wanted = [(service.brand_id, service.code) for service in services]
+    taken = set(
+        Service.objects.filter(
+            brand_id__in={brand for brand, _code in wanted},
+            code__in={code for _brand, code in wanted},
+        ).values_list("brand_id", "code")
+    )
+    repeated = len(set(wanted)) != len(wanted)
+    if repeated or taken.intersection(wanted):
+        raise ValidationFailed(
+            "code: This brand already has a service with this code.",
+            code=["This brand already has a service with this code."],
+        )
+    return Service.objects.bulk_create(services, batch_size=5000)
 
 
 @transaction.atomic
@@ -125,9 +168,9 @@ def _vat_rate(value: Any) -> Decimal:
     return number
 
 
-def _full_clean(obj: Any) -> None:
+def _full_clean(obj: Any, **options: Any) -> None:
     try:
-        obj.full_clean()
+        obj.full_clean(**options)
     except ValidationError as exc:
         details = {name: [str(m) for m in msgs] for name, msgs in exc.message_dict.items()}
         raise ValidationFailed(

@@ -18,8 +18,9 @@ owning app's services, an all-or-nothing import driver and streamed exports.
   batch's references looked up in one query per model, new rows checked without the
   database and created by the service's bulk creation (one savepoint per batch); the
   rows it refuses, rows with an ``id`` and the rows of a batch the bulk creation refused
-  go one at a time (a savepoint per row, so the rows after a refused one are still
-  checked), which names the errors as without batches.
+  (or the rows it left, when the refusal bears on them only) go one at a time (a
+  savepoint per row, so the rows after a refused one are still checked), which names
+  the errors as without batches.
 * ``export_response`` streams rows (a queryset through a resource) as CSV or XLSX.
 """
 
@@ -30,7 +31,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -48,7 +49,8 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from import_export import resources, widgets
 from import_export.admin import ImportExportMixin
-from import_export.results import RowResult
+from import_export.exceptions import ImportError as ImportError_
+from import_export.results import Result, RowResult
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
 
@@ -152,24 +154,37 @@ class LookupWidget(widgets.ForeignKeyWidget):
     per-row path, which asks the database, then names the row's error).
     """
 
-    batch_cache: dict[str, list[Any]] | None = None
+    batch_cache: dict[Any, list[Any]] | None = None
 
     def prefetchable(self) -> bool:
-        """The lookup does not depend on the row (``get_queryset`` not overridden)."""
-        return type(self).get_queryset is widgets.ForeignKeyWidget.get_queryset
+        """The lookup can be made for a whole batch: it does not depend on the row
+        (``get_queryset`` not overridden), or the widget says how (``batch_objects``)."""
+        return (
+            type(self).get_queryset is widgets.ForeignKeyWidget.get_queryset
+            or type(self).batch_objects is not LookupWidget.batch_objects
+        )
 
-    def prefetch(self, values: Iterable[str]) -> None:
-        found: dict[str, list[Any]] = {}
-        wanted = sorted({str(v) for v in values if v})
-        if wanted:
-            query = self.get_queryset(None, None).filter(**{f"{self.field}__in": wanted})
-            for obj in query:
-                found.setdefault(str(getattr(obj, self.field)), []).append(obj)
+    def batch_key(self, value: Any, row: Any) -> Any:
+        """What names the record in the batch's cache (a widget whose look-up depends on
+        the row's other columns adds them)."""
+        return str(value)
+
+    def batch_objects(self, keys: set[Any]) -> Iterable[tuple[Any, Any]]:
+        """``(key, record)`` for the records the keys name, in one query."""
+        query = self.get_queryset(None, None).filter(**{f"{self.field}__in": sorted(keys)})
+        return ((str(getattr(obj, self.field)), obj) for obj in query)
+
+    def prefetch(self, column: str, rows: Iterable[dict[str, Any]]) -> None:
+        found: dict[Any, list[Any]] = {}
+        keys = {self.batch_key(row.get(column), row) for row in rows if row.get(column)}
+        if keys:
+            for key, obj in self.batch_objects(keys):
+                found.setdefault(key, []).append(obj)
         self.batch_cache = found
 
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> Any:
         if self.batch_cache is not None and value:
-            hits = self.batch_cache.get(str(value), [])
+            hits = self.batch_cache.get(self.batch_key(value, row), [])
             if len(hits) == 1:
                 return hits[0]
             if not hits:
@@ -191,9 +206,9 @@ class CodesWidget(widgets.ManyToManyWidget):
     def codes(self, value: Any) -> list[str]:
         return [c.strip() for c in str(value or "").split(self.separator) if c.strip()]
 
-    def prefetch(self, values: Iterable[str]) -> None:
+    def prefetch(self, column: str, rows: Iterable[dict[str, Any]]) -> None:
         """The codes of a whole batch of rows in one query (see ``LookupWidget``)."""
-        wanted = sorted({code for value in values for code in self.codes(value)})
+        wanted = sorted({code for row in rows for code in self.codes(row.get(column))})
         query = self.model.objects.filter(**{f"{self.field}__in": wanted})
         self.batch_cache = {str(getattr(obj, self.field)): obj for obj in query}
 
@@ -270,7 +285,10 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
     def batch_item(self, instance: Any, row: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def batch_create(self, items: list[Any]) -> None:
+    def batch_create(self, items: list[Any]) -> Collection[int] | None:
+        """Create the batch's items. Raising one of ``BATCH_REFUSALS`` (``PerRow``) sends the
+        whole batch to the per-row path; returning positions of ``items`` sends those rows
+        there (the others having been created) when a refusal bears on them only."""
         raise NotImplementedError
 
     def batch_prefetch(self, rows: list[dict[str, Any]]) -> None:
@@ -281,7 +299,7 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
                 isinstance(widget, LookupWidget) and widget.prefetchable()
             )
             if prefetch:
-                widget.prefetch(row.get(resource_field.column_name) for row in rows)
+                widget.prefetch(resource_field.column_name, rows)
 
     def batch_release(self) -> None:
         for resource_field in self.get_import_fields():
@@ -312,7 +330,7 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
                     if self._may_skip() and self.skip_row(
                         instance, self.init_instance(row), row, {}
                     ):
-                        raise _PerRow
+                        raise PerRow
                     item = self.batch_item(instance, row)
                 except BATCH_REFUSALS:
                     prepared.single.append((line, row))
@@ -391,6 +409,59 @@ class ServiceBackedResource(TextGuardedResource, resources.ModelResource):
         services insert without ids, and the runtime role may not ``setval`` (the
         failure rolled the admin's import back after reporting it finished)."""
 
+    def import_data(
+        self,
+        dataset: Any,
+        dry_run: bool = False,
+        raise_errors: bool = False,
+        use_transactions: bool | None = None,
+        collect_failed_rows: bool = False,
+        rollback_on_validation_errors: bool = False,
+        **kwargs: Any,
+    ) -> Result:
+        """The admin's import (its dry run, then the confirm step) through ``import_rows``,
+        as the staff UI imports: batched when the resource has a ``batch_size``, all rows
+        or none. Rows are numbered as django-import-export numbers them (the first data
+        row is 1); refused rows become its invalid rows (a ``ValidationError``) or error
+        rows. Only counts and refused rows are kept: the preview lists no accepted rows,
+        and the confirm step writes no admin log entry per row (the audit trail records
+        every record)."""
+        result = self.get_result_class()()
+        result.diff_headers = self.get_diff_headers()
+        result.total_rows = len(dataset)
+        header = [str(name or "").strip() for name in dataset.headers or []]
+        reported: set[int] = set()
+
+        def refused(number: int, row: dict[str, Any], row_result: RowResult) -> None:
+            reported.add(number)
+            if row_result.validation_error is not None:
+                result.append_invalid_row(number, row, row_result.validation_error)
+                result.totals[RowResult.IMPORT_TYPE_INVALID] += 1
+            else:
+                row_result.import_type = RowResult.IMPORT_TYPE_ERROR
+                result.append_error_row(number, row, row_result.errors)
+                result.append_row_result(row_result)
+                result.totals[RowResult.IMPORT_TYPE_ERROR] += 1
+
+        outcome = import_rows(
+            resource=self,
+            rows=((number, _named(header, values)) for number, values in enumerate(dataset, 1)),
+            dry_run=dry_run,
+            on_refused=refused,
+        )
+        for error in outcome.errors:  # refusals of the file (a missing column)
+            if error["row"] not in reported:
+                reported.add(error["row"])
+                problem = ValidationError(error["message"], code=error["code"])
+                result.append_invalid_row(error["row"], {}, ValidationError([problem]))
+        result.totals[RowResult.IMPORT_TYPE_NEW] = outcome.new
+        result.totals[RowResult.IMPORT_TYPE_UPDATE] = outcome.updated
+        result.totals[RowResult.IMPORT_TYPE_SKIP] = outcome.skipped
+        if raise_errors and outcome.errors:
+            first = outcome.errors[0]
+            raise ImportError_(first["message"], number=first["row"])
+        return result
+
     def column_of(self, attribute: str) -> str:
         for resource_field in self.fields.values():
             if resource_field.attribute == attribute:
@@ -449,8 +520,9 @@ class _Rollback(Exception):
     pass
 
 
-class _PerRow(Exception):
-    """A row the batched import leaves to the per-row path."""
+class PerRow(Exception):
+    """Raised by a resource's ``batch_item`` (for a row) or ``batch_create`` (for the
+    whole batch): leave it to the per-row path, which names the errors."""
 
 
 @dataclass
@@ -461,7 +533,7 @@ class _Batch:
 
 # What sends a row (or a whole batch) to the per-row path, which names the error.
 BATCH_REFUSALS = (
-    _PerRow, ValidationError, DomainError, ValueError, ArithmeticError, ObjectDoesNotExist,
+    PerRow, ValidationError, DomainError, ValueError, ArithmeticError, ObjectDoesNotExist,
     IntegrityError, DataError,
 )  # fmt: skip
 
@@ -496,8 +568,11 @@ def import_rows(
     rows: Iterable[tuple[int, dict[str, Any]]],
     dry_run: bool = True,
     batch_size: int | None = None,
+    on_refused: Callable[[int, dict[str, Any], RowResult], None] | None = None,
 ) -> ImportOutcome:
-    """Import streamed rows through ``resource``: all rows or none (see the module)."""
+    """Import streamed rows through ``resource``: all rows or none (see the module).
+    ``on_refused(line, row, row_result)`` is told of each refused row (the admin's
+    import lists them as django-import-export's invalid and error rows)."""
     outcome = ImportOutcome(dry_run=dry_run)
     loader = resource._meta.instance_loader_class(resource, None)
     rows = iter(rows)
@@ -526,6 +601,8 @@ def import_rows(
                     raise _RowRefused(result)
         except _RowRefused as refused:
             outcome.errors.extend(_row_errors(resource, line, refused.result))
+            if on_refused is not None:
+                on_refused(line, row, refused.result)
             return
         name = counted.get(result.import_type)
         if name:
@@ -570,8 +647,14 @@ def _import_batches(
         if prepared.ready:
             try:
                 with transaction.atomic():
-                    resource.batch_create([item for _line, _row, item in prepared.ready])
-                outcome.new += len(prepared.ready)
+                    left = resource.batch_create([item for _line, _row, item in prepared.ready])
+                left = set(left or ())
+                outcome.new += len(prepared.ready) - len(left)
+                single = sorted(
+                    single + [(line, row) for n, (line, row, _item) in enumerate(prepared.ready)
+                              if n in left],
+                    key=lambda pair: pair[0],
+                )  # fmt: skip
             except BATCH_REFUSALS:
                 single = sorted(
                     single + [(line, row) for line, row, _item in prepared.ready],

@@ -18,16 +18,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from import_export import fields as ie_fields
 from import_export import widgets
 
 from accounts.models import Account
 from brands.resources import ServiceWidget
-from core.sheets import LookupWidget, ServiceBackedResource
+from core.sheets import LookupWidget, PerRow, ServiceBackedResource
 from invoicing.ingest import meter_readings_ingest_records
 from invoicing.models import MeterReading, Subscription, Tariff
-from invoicing.services.subscriptions import subscription_create, subscription_end
-from invoicing.services.tariffs import tariff_create
+from invoicing.services.subscriptions import (
+    subscription_create,
+    subscription_end,
+    subscriptions_create_bulk,
+)
+from invoicing.services.tariffs import TariffDraft, tariff_check, tariff_create, tariffs_create_bulk
 
 
 def _refusal(column: str, code: str, message: str) -> ValidationError:
@@ -108,22 +113,37 @@ class TariffResource(ImmutableRowsResource):
     def dehydrate_tiers(self, tariff: Tariff) -> str:
         return _tiers_text(tariff) if tariff.pk else ""
 
-    def service_save(self, instance: Tariff, is_create: bool, row: dict[str, Any]) -> None:
+    def _arguments(self, instance: Tariff, row: dict[str, Any]) -> dict[str, Any]:
         def text(value: Any) -> str | None:
             return None if value is None or str(value).strip() == "" else str(value).strip()
 
-        created = tariff_create(
-            service=instance.service,
-            kind=instance.kind,
-            valid_from=instance.valid_from,
-            valid_to=instance.valid_to,
-            price=text(instance.price),
-            tiers=_tiers(str(row.get("tiers") or "")),
-            minimum_charge=text(instance.minimum_charge),
-            plan=instance.plan or "standard",
-            currency=instance.currency or None,
-        )
-        instance.pk = created.pk
+        return {
+            "service": instance.service,
+            "kind": instance.kind,
+            "valid_from": instance.valid_from,
+            "valid_to": instance.valid_to,
+            "price": text(instance.price),
+            "tiers": _tiers(str(row.get("tiers") or "")),
+            "minimum_charge": text(instance.minimum_charge),
+            "plan": instance.plan or "standard",
+            "currency": instance.currency or None,
+        }
+
+    def service_save(self, instance: Tariff, is_create: bool, row: dict[str, Any]) -> None:
+        instance.pk = tariff_create(**self._arguments(instance, row)).pk
+
+    # The batched import (core.sheets.import_rows): a batch's services looked up in one
+    # query, each new version checked as tariff_create checks it (tariff_check), then the
+    # batch added by tariffs_create_bulk (the versions it ends updated in one statement).
+    batch_size = 1000
+
+    def batch_item(self, instance: Tariff, row: dict[str, Any]) -> TariffDraft:
+        if instance.service_id is None:
+            raise PerRow
+        return tariff_check(**self._arguments(instance, row))
+
+    def batch_create(self, items: list[TariffDraft]) -> None:
+        tariffs_create_bulk(drafts=items)
 
 
 class SubscriptionResource(ImmutableRowsResource):
@@ -149,13 +169,17 @@ class SubscriptionResource(ImmutableRowsResource):
 
     def _tariff(self, instance: Subscription, row: dict[str, Any]) -> Tariff:
         plan = str(row.get("plan") or "").strip() or "standard"
-        versions = Tariff.objects.filter(service=instance.service, plan=plan).select_related(
-            "service"
-        )
-        found = (
-            versions.filter(valid_from__lte=instance.starts_on).order_by("-valid_from").first()
-            or versions.order_by("valid_from").first()
-        )
+        batch = self.__dict__.get("_batch_tariffs")
+        if batch is not None:
+            found = _version_on(batch.get((instance.service_id, plan), []), instance.starts_on)
+        else:
+            versions = Tariff.objects.filter(service=instance.service, plan=plan).select_related(
+                "service"
+            )
+            found = (
+                versions.filter(valid_from__lte=instance.starts_on).order_by("-valid_from").first()
+                or versions.order_by("valid_from").first()
+            )
         if found is None:
             raise _refusal("tariff__plan", "not_found", f"The service has no plan {plan!r}.")
         return found
@@ -171,6 +195,41 @@ class SubscriptionResource(ImmutableRowsResource):
             ends_on=instance.ends_on,
         )
         instance.pk = created.pk
+
+    # The batched import (core.sheets.import_rows): a batch's accounts, services and their
+    # plans' versions looked up in one query each, the new subscriptions checked and
+    # written by subscriptions_create_bulk (the accounts locked in id order).
+    batch_size = 1000
+
+    def batch_prefetch(self, rows: list[dict[str, Any]]) -> None:
+        super().batch_prefetch(rows)
+        keys = {
+            (str(row.get("brand") or "").strip(), str(row.get("service") or "").strip(),
+             str(row.get("plan") or "").strip() or "standard")
+            for row in rows
+        }  # fmt: skip
+        versions: dict[tuple[int, str], list[Tariff]] = {}
+        query = Tariff.objects.filter(
+            service__brand__code__in={brand for brand, _service, _plan in keys},
+            service__code__in={service for _brand, service, _plan in keys},
+            plan__in={plan for _brand, _service, plan in keys},
+        ).select_related("service")
+        for tariff in query:
+            versions.setdefault((tariff.service_id, tariff.plan), []).append(tariff)
+        self.__dict__["_batch_tariffs"] = versions
+
+    def batch_release(self) -> None:
+        super().batch_release()
+        self.__dict__.pop("_batch_tariffs", None)
+
+    def batch_item(self, instance: Subscription, row: dict[str, Any]) -> tuple[Any, ...]:
+        if instance.account_id is None or instance.service_id is None:
+            raise PerRow
+        tariff = self._tariff(instance, row)
+        return (instance.account_id, tariff, instance.starts_on, instance.ends_on)
+
+    def batch_create(self, items: list[tuple[Any, ...]]) -> None:
+        subscriptions_create_bulk(subscriptions=items)
 
     def skip_row(self, instance, original, row, import_validation_errors=None):
         skip = super().skip_row(instance, original, row, import_validation_errors)
@@ -212,8 +271,8 @@ class MeterReadingResource(ImmutableRowsResource):
         value = reading.taken_at
         return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
 
-    def service_save(self, instance: MeterReading, is_create: bool, row: dict[str, Any]) -> None:
-        record = {
+    def _record(self, instance: MeterReading, row: dict[str, Any]) -> dict[str, Any]:
+        return {
             "account": instance.account.pk,
             "service": instance.service.pk,
             "reading": str(instance.reading or "").strip(),
@@ -221,9 +280,11 @@ class MeterReadingResource(ImmutableRowsResource):
             "external_id": instance.external_id,
             "meter": str(row.get("meter") or "").strip() or None,
         }
+
+    def service_save(self, instance: MeterReading, is_create: bool, row: dict[str, Any]) -> None:
         result = meter_readings_ingest_records(
-            records=[record],
-            source=str(row.get("source") or "").strip() or "spreadsheet",
+            records=[self._record(instance, row)],
+            source=str(row.get("source") or "").strip() or SOURCE,
             max_records=None,
         )
         if result.errors:
@@ -231,6 +292,79 @@ class MeterReadingResource(ImmutableRowsResource):
             raise _refusal(_READING_COLUMNS.get(error.code, ""), error.code, error.message)
         if result.duplicates:
             raise _refusal("external_id", "duplicate", "This reading was already received.")
+
+    # The batched import (core.sheets.import_rows): a batch's accounts and services looked
+    # up in one query each, then the whole batch handed to the readings ingest at once
+    # (the API's and the file upload's path: meters locked and readings placed per series
+    # in time order, a few statements per batch). When the ingest refuses readings of a
+    # batch (or finds some already received), the batch is rolled back, the series holding
+    # them go row by row (which names each refused row as before) and the others are
+    # placed again in one call.
+    batch_size = 1000
+
+    def batch_item(self, instance: MeterReading, row: dict[str, Any]) -> dict[str, Any]:
+        if instance.account_id is None or instance.service_id is None:
+            raise PerRow
+        record = self._record(instance, row)
+        record["source"] = str(row.get("source") or "").strip() or None
+        return record
+
+    def batch_create(self, items: list[dict[str, Any]]) -> list[int] | None:
+        """The batch through the ingest; when it refuses readings, the series (account and
+        service) holding them are left to the per-row path and the other series, which do
+        not bear on them (a meter is one account's and service's), are placed again."""
+        try:
+            with transaction.atomic():
+                result = _ingest(items)
+            return None
+        except _Refused as refused:
+            result = refused.result
+        bad = {_series(items[error.index]) for error in result.errors}
+        if result.duplicates:  # readings received before: the ingest counts them only
+            stored = set(
+                MeterReading.objects.filter(
+                    service_id__in={item["service"] for item in items},
+                    external_id__in={item["external_id"] for item in items},
+                ).values_list("service_id", "external_id")
+            )
+            bad |= {_series(i) for i in items if (i["service"], i["external_id"]) in stored}
+        if not bad:
+            raise PerRow
+        kept = [n for n, item in enumerate(items) if _series(item) not in bad]
+        if kept:
+            _ingest([items[n] for n in kept])
+        kept_set = set(kept)
+        return [n for n in range(len(items)) if n not in kept_set]
+
+
+class _Refused(PerRow):
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
+def _series(record: dict[str, Any]) -> tuple[Any, Any]:
+    return record["account"], record["service"]
+
+
+def _ingest(records: list[dict[str, Any]]) -> Any:
+    """The readings ingest of a batch; ``_Refused`` (rolled back by the caller's savepoint)
+    when it refused or skipped any reading."""
+    result = meter_readings_ingest_records(records=records, source=SOURCE, max_records=None)
+    if result.errors or result.duplicates or result.accepted != len(records):
+        raise _Refused(result)
+    return result
+
+
+SOURCE = "spreadsheet"
+
+
+def _version_on(versions: list[Tariff], day: Any) -> Tariff | None:
+    """The version in force on ``day``, else the plan's first (as ``_tariff`` asks the
+    database)."""
+    before = [v for v in versions if day is not None and v.valid_from <= day]
+    if before:
+        return max(before, key=lambda v: v.valid_from)
+    return min(versions, key=lambda v: v.valid_from, default=None)
 
 
 _READING_COLUMNS = {

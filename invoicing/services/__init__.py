@@ -187,7 +187,13 @@ from invoicing.services.subscriptions import (
     subscription_end,
     subscriptions_create_bulk,
 )
-from invoicing.services.tariffs import TierSpec, tariff_create
+from invoicing.services.tariffs import (
+    TariffDraft,
+    TierSpec,
+    tariff_check,
+    tariff_create,
+    tariffs_create_bulk,
+)
 from ledger.exceptions import AccountClosed, CurrencyMismatch, DomainError
 
 __all__ = [
@@ -217,6 +223,7 @@ __all__ = [
     "RunNotApprovable",
     "S",
     "SubscriptionOverlap",
+    "TariffDraft",
     "TariffOverlap",
     "TierSpec",
     "billing_period_close",
@@ -259,6 +266,8 @@ __all__ = [
     "subscription_create",
     "subscription_end",
     "subscriptions_create_bulk",
+    "tariff_check",
     "tariff_create",
+    "tariffs_create_bulk",
     "today",
 ]
