@@ -6,7 +6,6 @@ grow with the batches, not the rows, and the admin's import goes the same way.""
 
 from __future__ import annotations
 
-import io
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -23,8 +22,8 @@ from brands.models import Service
 from invoicing import services as invoicing
 from invoicing.ingest import meter_readings_ingest_records
 from invoicing.models import Meter, MeterReading, Subscription, Tariff
-from reports.spreadsheets import sheet_import
 from tests.factories import AccountFactory, BrandFactory, LegalEntityFactory, ServiceFactory
+from tests.reports.test_sheets_batched import errors, run
 
 pytestmark = pytest.mark.django_db
 MSK = ZoneInfo("Europe/Moscow")
@@ -57,24 +56,6 @@ def catalogue(db):
     )
     return {"brand": brand, "kwh": kwh, "gas": gas, "stored": stored, "company": company,
             "accounts": accounts}  # fmt: skip
-
-
-def csv_file(header: str, lines: list[str]) -> io.BytesIO:
-    return io.BytesIO((header + "\n" + "".join(line + "\n" for line in lines)).encode())
-
-
-def run(kind: str, header: str, lines: list[str], batch_size: int | None, dry_run=False):
-    return sheet_import(
-        kind=kind,
-        upload=csv_file(header, lines),
-        filename=f"{kind}.csv",
-        dry_run=dry_run,
-        batch_size=batch_size,
-    )
-
-
-def errors(outcome) -> list[tuple[int, str, str, str]]:
-    return [(e["row"], e["column"], e["code"], e["message"]) for e in outcome.errors]
 
 
 def state() -> dict[str, list[tuple]]:
