@@ -95,7 +95,11 @@ def test_tariff_history_page_shows_its_tiers(staff):
     assert any("created" in row and "Kind: Tiered" in row for row in rows)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_api_key_history_page_shows_brands_and_revocation(staff, staff_user):
+    """Created and revoked in two transactions, as two requests would: the audit events'
+    time is their transaction's, so inside one test transaction the revocation and the
+    brand link (another event table, ids of its own sequence) would tie."""
     brand = BrandFactory(code="HISTBR")
     partner = partner_get_or_create(name="History Partner", brands=[brand])
     with acting(user=staff_user):
