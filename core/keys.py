@@ -2,21 +2,19 @@
 
 Django declares every foreign key ``DEFERRABLE INITIALLY DEFERRED``: the database checks
 the rows a transaction inserted at its COMMIT, one check per row and key. A writer of
-many rows may want those checks earlier: while it holds nothing others wait for (an
-invoice run's chunk, before taking the brand's number counter), or while Python is busy
-with the next rows (the ledger's bulk writer, between two rounds of COPY).
+many rows may want those checks earlier: before it takes something others wait for (an
+invoice run's chunk checks its lines and ledger rows before taking the brand's number
+counter, so the counter is not held through them).
 
 ``SET CONSTRAINTS <keys> IMMEDIATE`` checks the rows written so far at once (a violation
 is raised there, as it would have been at COMMIT), ``DEFERRED`` puts the keys back as
-declared. Only the keys of the tables named: a caller's rows that name a row written
-later in the transaction (a registry's claims, say) keep their check at COMMIT.
+declared. Only the keys of the tables named: other rows that name a row written later in
+the transaction (a registry's claims name their transactions) keep their check at COMMIT.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from typing import Any
 
 from django.db import connection
 
@@ -50,26 +48,3 @@ def check_keys_now(tables: Sequence[str]) -> None:
         with connection.cursor() as cursor:
             for statement in _statements(names):
                 cursor.execute(statement)
-
-
-class KeysChecking:
-    """``check_keys_now`` while the caller goes on in Python: the two statements are sent
-    in a psycopg pipeline, left only by ``wait`` (which raises what the check raised)."""
-
-    def __init__(self, tables: Sequence[str]) -> None:
-        names = deferred_keys(tables)
-        connection.ensure_connection()
-        raw = connection.connection
-        self._pipeline = raw.pipeline()
-        self._pipeline.__enter__()
-        try:  # an earlier check's violation may come back while these are sent
-            with connection.wrap_database_errors, raw.cursor() as cursor:
-                for statement in _statements(names) if names else ():
-                    cursor.execute(statement)
-        except BaseException:
-            self._pipeline.__exit__(*sys.exc_info())
-            raise
-
-    def wait(self, exc_info: tuple[Any, Any, Any] = (None, None, None)) -> None:
-        with connection.wrap_database_errors:
-            self._pipeline.__exit__(*exc_info)

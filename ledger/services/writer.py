@@ -25,7 +25,6 @@ service sends it itself, interleaved in item order with ``hold_changed``).
 from __future__ import annotations
 
 import operator
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +39,6 @@ from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
 from core.caller import Caller
-from core.keys import KeysChecking
 from ledger.models import Entry, Hold, IdempotencyKey, Transaction
 from ledger.services.idempotency import IdempotencyRecord
 from ledger.services.locking import PREPARE, LockedAccount, hot_cursor
@@ -469,14 +467,6 @@ def _copy(cursor: Any, table: str, columns: dict[str, str], rows: Iterable[Seque
             copy.write_row(row)
 
 
-# Postings written per round of COPY statements. While the database checks one round's
-# foreign keys (``core.keys.KeysChecking``), Python builds the next round's rows: the
-# checks, else all run at COMMIT with Python waiting, overlap the row building.
-WRITE_ROUND = 10_000
-# The tables the writer fills: their keys are checked between rounds.
-_WRITTEN = (HOLD_TABLE, TXN_TABLE, ENTRY_TABLE, KEY_TABLE)
-
-
 def _write_many(
     postings: Sequence[Posting],
     accounts: Iterable[LockedAccount],
@@ -486,8 +476,7 @@ def _write_many(
     hold_keys: Sequence[tuple[IdempotencyRecord, Hold, datetime]],
     send_signals: bool,
 ) -> list[Transaction]:
-    """Any number of postings and holds in a handful of statements (ids, COPY, UPDATE);
-    past ``WRITE_ROUND`` postings, in rounds of COPY overlapped with the key checks."""
+    """Any number of postings and holds in a handful of statements (ids, COPY, UPDATE)."""
     entry_count = sum(len(p.legs) for p in postings)
     unnumbered = sum(1 for p in postings if p.transaction_id is None)
     with hot_cursor() as cursor:
@@ -499,36 +488,45 @@ def _write_many(
     entry_ids = sorted(entry_ids)
     fresh = iter(sorted(taken))
     txn_ids = [p.transaction_id if p.transaction_id is not None else next(fresh) for p in postings]
-    written: list[Transaction] = []
-    rows = _Rows(entry_ids, written)
+    txn_rows, entry_rows, key_rows = [], [], []
+    written = []
+    next_entry = 0
+    direct = _direct(Transaction)
+    for posting, txn_id in zip(postings, txn_ids, strict=True):
+        values = _with_defaults(posting.header, txn_id)
+        values["created_at"] = posting.at
+        if posting.hold is not None:
+            values["hold_id"] = posting.hold.pk
+        if posting.reversal_of is not None:
+            values["reversal_of_id"] = posting.reversal_of.transaction.pk
+        txn = _transaction(values, direct)
+        posting.transaction = txn
+        written.append(txn)
+        txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))
+        currency = values["currency"]
+        first_entry = next_entry
+        for leg in posting.legs:
+            entry_rows.append(
+                _entry_values(entry_ids[next_entry], txn_id, leg, currency, posting.at)
+            )
+            next_entry += 1
+        # As the single path does: receivers (invoice allocation) read them without a query.
+        _attach_entries(
+            txn, entry_ids[first_entry:next_entry], posting.legs, posting.at, alone=False
+        )
+        if posting.idempotency is not None:
+            key_rows.append(_key_values(posting.idempotency, txn_id, None, posting.at))
+    for record, hold, at in hold_keys:
+        key_rows.append(_key_values(record, None, hold.pk, at))
     connection.ensure_connection()
-    raw_connection = connection.connection
-    checking = None
-    try:
-        with raw_connection.cursor() as raw:
-            if new_holds:
-                _copy(raw, HOLD_TABLE, HOLD_COLUMNS_WITH_ID, map(_hold_row, new_holds))
-            for start in range(0, len(postings), WRITE_ROUND):
-                txn_rows, entry_rows, key_rows = rows.build(
-                    postings[start : start + WRITE_ROUND], txn_ids[start : start + WRITE_ROUND]
-                )
-                if checking is not None:
-                    checking, done = None, checking
-                    done.wait()
-                if txn_rows:
-                    _copy(raw, TXN_TABLE, TXN_COLUMNS_WITH_ID, txn_rows)
-                    _copy(raw, ENTRY_TABLE, ENTRY_COLUMNS_WITH_ID, entry_rows)
-                if key_rows:
-                    _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)
-                if start + WRITE_ROUND < len(postings):
-                    checking = KeysChecking(_WRITTEN)
-            key_rows = [_key_values(record, None, hold.pk, at) for record, hold, at in hold_keys]
-            if key_rows:
-                _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)
-    except BaseException:
-        if checking is not None:
-            checking.wait(sys.exc_info())
-        raise
+    with connection.connection.cursor() as raw:
+        if new_holds:
+            _copy(raw, HOLD_TABLE, HOLD_COLUMNS_WITH_ID, map(_hold_row, new_holds))
+        if txn_rows:
+            _copy(raw, TXN_TABLE, TXN_COLUMNS_WITH_ID, txn_rows)
+            _copy(raw, ENTRY_TABLE, ENTRY_COLUMNS_WITH_ID, entry_rows)
+        if key_rows:
+            _copy(raw, KEY_TABLE, KEY_COLUMNS, key_rows)
     dirty = [_account_state(acc) for acc in accounts if acc.dirty]  # rows -> one array a column
     closed = [[getattr(h, name) for name in _HOLD_CLOSE_ATTNAMES] for h in closed_holds]
     with hot_cursor() as cursor:
@@ -540,49 +538,6 @@ def _write_many(
         for txn in written:
             transaction_posted.send(sender=Transaction, transaction=txn)
     return written
-
-
-class _Rows:
-    """Builds the COPY rows of the postings, round after round: the transactions (kept in
-    ``written``, their entries attached) and their entries, numbered from ``entry_ids``."""
-
-    def __init__(self, entry_ids: list[int], written: list[Transaction]) -> None:
-        self._entry_ids = entry_ids
-        self._next_entry = 0
-        self._written = written
-        self._direct = _direct(Transaction)
-
-    def build(self, postings: Sequence[Posting], txn_ids: Sequence[int]):
-        txn_rows, entry_rows, key_rows = [], [], []
-        entry_ids = self._entry_ids
-        next_entry = self._next_entry
-        for posting, txn_id in zip(postings, txn_ids, strict=True):
-            values = _with_defaults(posting.header, txn_id)
-            values["created_at"] = posting.at
-            if posting.hold is not None:
-                values["hold_id"] = posting.hold.pk
-            if posting.reversal_of is not None:
-                values["reversal_of_id"] = posting.reversal_of.transaction.pk
-            txn = _transaction(values, self._direct)
-            posting.transaction = txn
-            self._written.append(txn)
-            txn_rows.append(_txn_values(values, TXN_COLUMNS_WITH_ID))
-            currency = values["currency"]
-            first_entry = next_entry
-            for leg in posting.legs:
-                entry_rows.append(
-                    _entry_values(entry_ids[next_entry], txn_id, leg, currency, posting.at)
-                )
-                next_entry += 1
-            # As the single path does: receivers (invoice allocation) read them without a
-            # query.
-            _attach_entries(
-                txn, entry_ids[first_entry:next_entry], posting.legs, posting.at, alone=False
-            )
-            if posting.idempotency is not None:
-                key_rows.append(_key_values(posting.idempotency, txn_id, None, posting.at))
-        self._next_entry = next_entry
-        return txn_rows, entry_rows, key_rows
 
 
 def _hold_row(hold: Hold) -> list[Any]:

@@ -393,14 +393,7 @@ class Signals:
         hold_changed.disconnect(self.hold)
 
 
-@pytest.mark.parametrize(
-    "write_round", [10_000, 4, 1], ids=["one-round", "rounds-of-4", "rounds-of-1"]
-)
-def test_post_bulk_matches_one_by_one_postings(
-    write_round, brand, service, staff_user, clock, monkeypatch
-):
-    """Also written in rounds of COPY (a key check sent between two rounds): the same."""
-    monkeypatch.setattr("ledger.services.writer.WRITE_ROUND", write_round)
+def test_post_bulk_matches_one_by_one_postings(brand, service, staff_user, clock):
     staff = Caller.for_user(staff_user)
     single_pop = build_population(brand, "a-")
     bulk_pop = build_population(brand, "b-")
@@ -716,45 +709,3 @@ def test_post_bulk_gives_items_the_transaction_ids_taken_beforehand(account, bra
     assert verify_ledger() == []
     with pytest.raises(ValueError, match="one id"):
         post_bulk([PaymentItem(account_id=account.pk, amount="1.00")], transaction_ids=[])
-
-
-def _dangling_hold_key() -> None:
-    """An idempotency key naming a hold that does not exist: its foreign key is deferred,
-    so the database lets it in until the constraints are checked."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO ledger_idempotencykey"
-            " (caller, key, operation, request_hash, transaction_id, hold_id, created_at)"
-            " VALUES ('test', 'dangling', 'hold', 'x', NULL, -1, now())"
-        )
-
-
-def test_a_bulk_write_in_rounds_checks_the_keys_between_rounds(account, brand, monkeypatch):
-    """The check between two rounds is the database's own: a foreign key left dangling
-    earlier in the transaction is refused there, and the whole atomic block is undone."""
-    from django.db import IntegrityError, transaction
-
-    monkeypatch.setattr("ledger.services.writer.WRITE_ROUND", 2)
-    before = (Transaction.objects.count(), Entry.objects.count(), IdempotencyKey.objects.count())
-    with pytest.raises(IntegrityError, match="hold"), transaction.atomic():
-        _dangling_hold_key()
-        post_bulk([PaymentItem(account_id=account.pk, amount="1.00") for _ in range(5)])
-    after = (Transaction.objects.count(), Entry.objects.count(), IdempotencyKey.objects.count())
-    assert after == before
-    account.refresh_from_db()
-    assert account.balance == D("0.00")
-
-
-def test_after_a_bulk_write_in_rounds_the_keys_are_deferred_again(account, brand, monkeypatch):
-    """A row written after ``post_bulk`` in the same transaction may still name a row
-    written later (constraints are checked at COMMIT again, not at each statement)."""
-    from django.db import IntegrityError, transaction
-
-    monkeypatch.setattr("ledger.services.writer.WRITE_ROUND", 2)
-    with pytest.raises(IntegrityError, match="hold"), transaction.atomic():
-        post_bulk([PaymentItem(account_id=account.pk, amount="1.00") for _ in range(5)])
-        _dangling_hold_key()  # not refused here: deferred
-        assert Transaction.objects.filter(account=account).count() == 5
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would do
-    assert not Transaction.objects.filter(account=account).exists()

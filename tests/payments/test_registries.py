@@ -236,15 +236,9 @@ def test_two_concurrent_applies_of_one_registry_apply_it_once():
     assert balance(acc) == Decimal("10.00")
 
 
-@pytest.mark.parametrize("write_round", [10_000, 1], ids=["one-round", "rounds-of-1"])
-def test_every_claim_names_the_transaction_that_carried_it(
-    write_round, sber, accounts, monkeypatch
-):
+def test_every_claim_names_the_transaction_that_carried_it(sber, accounts):
     """Claims are written with their transaction (ids taken before the claim): the posted
-    lines' payments, the suspense lines' receipts, in line order within each kind. Also
-    when the ledger writes in rounds and checks its own keys between them: the claims,
-    written before the transactions they name, are checked at COMMIT."""
-    monkeypatch.setattr("ledger.services.writer.WRITE_ROUND", write_round)
+    lines' payments, the suspense lines' receipts, in line order within each kind."""
     a, b, _ = accounts
     data = sber_txt(
         [
