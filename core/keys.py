@@ -36,15 +36,11 @@ def deferred_keys(tables: Sequence[str]) -> str:
     return _KEYS[cache_key]
 
 
-def _statements(names: str) -> tuple[str, str]:
-    return f"SET CONSTRAINTS {names} IMMEDIATE", f"SET CONSTRAINTS {names} DEFERRED"
-
-
 def check_keys_now(tables: Sequence[str]) -> None:
     """Check the deferred foreign keys of the rows of ``tables`` written so far in this
     transaction now, then defer them again."""
     names = deferred_keys(tables)
     if names:
         with connection.cursor() as cursor:
-            for statement in _statements(names):
-                cursor.execute(statement)
+            cursor.execute(f"SET CONSTRAINTS {names} IMMEDIATE")
+            cursor.execute(f"SET CONSTRAINTS {names} DEFERRED")
