@@ -62,10 +62,19 @@ _MOVEMENTS = _MOVEMENTS_OF.format(amounts="e.amount, e.balance_after")
 _MOVEMENTS_TEXT = _MOVEMENTS_OF.format(amounts="e.amount::text, e.balance_after::text")
 
 
+# Movements handed over at a time by the payer's reads (libpq's chunked rows): small
+# enough that the last chunk's encoding, which overlaps nothing, is short.
+MOVEMENT_CHUNK = 1024
+
+
 def _payer_rows(account: Account, start, end) -> tuple[Decimal, list[tuple]]:
     params = {"account": account.pk, "start": start, "end": end}
     opening = fetch_fast(_OPENING, params)
-    return (opening[0][0] if opening else ZERO), fetch_fast(_MOVEMENTS, params)
+    # In chunks: the amounts' Decimals are made while the server reads on.
+    rows = [
+        row for chunk in stream_chunks(_MOVEMENTS, params, size=MOVEMENT_CHUNK) for row in chunk
+    ]
+    return (opening[0][0] if opening else ZERO), rows
 
 
 def _partial_rows(scope: Scope, account: Account, shared: bool, start, end):
@@ -96,11 +105,6 @@ def _is_payer(scope: Scope, account: Account) -> tuple[bool, bool]:
     shared = account_is_shared(scope, account.pk)
     partial = account.parent_id is not None or shared
     return (not partial and account.kind == Account.Kind.CLIENT), shared
-
-
-# Movements handed over at a time by ``payer_stream`` (libpq's chunked rows): small
-# enough that the last chunk's encoding, which overlaps nothing, is short.
-MOVEMENT_CHUNK = 1024
 
 
 @dataclass
