@@ -138,6 +138,7 @@ class PaymentViewSet(_MoneyView):
         account = _account(self.scope, data["account"])
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.payment_post(
                 account=account.pk,
                 amount=data["amount"],
@@ -163,6 +164,7 @@ class _ChargeViewSet(_MoneyView):
         post = type(self).service_function
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: post(
                 account=account.pk,
                 amount=data["amount"],
@@ -229,6 +231,7 @@ class TransferViewSet(_MoneyView):
         target = _account(self.scope, data["to_account"], "to_account")
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.transfer_post(
                 from_account=source.pk,
                 to_account=target.pk,
@@ -275,6 +278,7 @@ class RefundViewSet(_MoneyView):
             )
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.refund_post(
                 account=account.pk,
                 amount=data["amount"],
@@ -339,6 +343,7 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         original = self.get_object()
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.transaction_reverse(
                 transaction_obj=original.pk,
                 reason=serializer.validated_data["reason"],
@@ -386,6 +391,7 @@ class HoldViewSet(
         service = _service(self.scope, data.get("service"))
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.hold_create(
                 account=account.pk,
                 amount=data["amount"],
@@ -422,6 +428,7 @@ class HoldViewSet(
             services.money(amount, hold.currency)  # the currency's minor unit
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.hold_capture(
                 hold=hold.pk, amount=amount, caller=self.scope.caller, idempotency_key=key
             ),
@@ -439,6 +446,7 @@ class HoldViewSet(
         hold = self.get_object()
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.hold_void(
                 hold=hold.pk, caller=self.scope.caller, idempotency_key=key
             ),

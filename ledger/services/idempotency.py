@@ -23,6 +23,7 @@ from django.db import IntegrityError
 
 from core.caller import Caller
 from core.errors import ValidationFailed
+from core.handover import run_handed_over
 from ledger.exceptions import DomainError, IdempotencyConflict
 from ledger.models import Hold, Transaction
 from ledger.services.locking import PREPARE, hot_cursor, run_locked
@@ -117,6 +118,11 @@ def replay_many(
     }
 
 
+def _handing_over(result: T) -> T:
+    run_handed_over(result)
+    return result
+
+
 def idempotent(
     *,
     caller: Caller,
@@ -135,6 +141,9 @@ def idempotent(
     the write with a unique violation, or when a domain error refused it (so a
     payment sent again after its account was closed is still ``duplicate_payment``),
     and never before the key had its say.
+
+    Work a caller handed over (``core.handover``: the API's record of its response) runs
+    in the posting's transaction, right after the write.
     """
     record = record_for(caller, key, operation, request)
     if record is not None:
@@ -142,7 +151,7 @@ def idempotent(
         if existing is not None:
             return existing  # type: ignore[return-value]
     try:
-        result = run_locked(lambda: run(record))
+        result = run_locked(lambda: _handing_over(run(record)))
     except IntegrityError as exc:
         name = constraint_name(exc)
         if record is not None and name in TWIN_CONSTRAINTS:
