@@ -32,7 +32,7 @@ from core.api.pagination import CursorPagination
 from core.api.permissions import reads
 from core.api.schema import ERRORS, IDEMPOTENCY_KEY
 from core.api.scope import Scope
-from core.api.views import NotFoundInScope, ScopedViewSet, in_scope
+from core.api.views import NotFoundInScope, ScopedViewSet, in_scope, rendered_now
 from ledger import maker_checker, services
 from ledger.api.serializers import (
     BalanceQuerySerializer,
@@ -497,7 +497,7 @@ class AccountLedgerViewSet(ScopedViewSet):
         if account is None:
             raise NotFound()
         view = account_balance(account, at=at, refresh=False)
-        return Response(BalanceSerializer(view).data)
+        return rendered_now(request, BalanceSerializer().to_representation(view))
 
     @extend_schema(
         parameters=[

@@ -70,3 +70,39 @@ def test_balance_representation_matches_drf_fields(postings):
         view = account_balance(account)
         serializer = BalanceSerializer(view)
         assert serializer.data == serializers.Serializer.to_representation(serializer, view)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [None, "*/*", "application/json", "application/json; indent=4", "application/*"],
+)
+def test_rendered_now_is_what_drf_renders_later(rf, accept):
+    """``rendered_now`` (the balance read's response) gives the bytes and headers DRF's
+    deferred rendering of ``Response(data)`` gives, whatever the client accepts."""
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from core.api.views import rendered_now
+
+    data = {"balance": "10.00", "text": "Ünïcode \u2028 line", "none": None, "n": [1, 2]}
+
+    class Now(APIView):
+        authentication_classes: list = []
+        permission_classes: list = []
+
+        def get(self, request):
+            return rendered_now(request, data, status=203)
+
+    class Later(Now):
+        def get(self, request):
+            return Response(data, status=203)
+
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    now = Now.as_view()(rf.get("/x/", **headers))
+    later = Later.as_view()(rf.get("/x/", **headers))
+    later.render()
+    assert now.status_code == later.status_code == 203
+    assert now.content == later.content
+    assert dict(now.items()) == dict(later.items())
+    if accept and "indent" in accept:
+        assert b"\n    " in now.content
