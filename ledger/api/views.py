@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from access.idempotency import money_post
 from accounts.models import Account
-from accounts.selectors import account_in_scope, account_ref_in_scope, accounts_in_scope
+from accounts.selectors import account_funds_in_scope, account_ref_in_scope, accounts_in_scope
 from approvals.api.serializers import ApprovalRequiredSerializer, approval_required_body
 from brands.models import Brand
 from brands.selectors import services_in_scope
@@ -490,7 +490,7 @@ class AccountLedgerViewSet(ScopedViewSet):
         ident = str(pk)
         # At most 19 digits: int() of thousands of digits is refused by Python itself.
         account = (
-            account_in_scope(self.scope, int(ident))
+            account_funds_in_scope(self.scope, int(ident))
             if ident.isdigit() and len(ident) < 20
             else None
         )
