@@ -188,3 +188,29 @@ def test_a_response_that_cannot_be_kept_takes_its_posting_back():
     fresh = post(side.api, "/api/v1/debits/", body_of(side), key="kept-2")
     assert fresh.status_code == 201
     assert Transaction.objects.filter(kind="debit").count() == 1
+
+
+def test_a_service_declared_to_hand_over_that_does_not_still_keeps_its_response(db, caplog):
+    """``money_post(hands_over=True)`` around a service that never runs the work handed
+    over (a mistake in a view): the response is kept afterwards, and the mistake logged."""
+    from types import SimpleNamespace
+
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from access.idempotency import money_post
+    from core.api.scope import Scope
+    from core.caller import Caller
+
+    request = Request(APIRequestFactory().post("/api/v1/debits/", HTTP_IDEMPOTENCY_KEY="fb-1"))
+    request._billing_scope = Scope(brand_ids=None, partner_id=None, caller=Caller(ref="user:1"))
+    response = money_post(
+        request,
+        post=lambda key: SimpleNamespace(replayed=False, id=41),
+        serialize=lambda result: {"id": result.id},
+        hands_over=True,
+    )
+    assert response.status_code == 201 and response.content == b'{"id":41}'
+    record = ApiIdempotencyRecord.objects.get(caller="user:1", key="fb-1")
+    assert bytes(record.body) == response.content
+    assert "did not record the response" in caplog.text
