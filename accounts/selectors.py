@@ -13,7 +13,9 @@ and holds) but may not change it (``accounts.exceptions.SharedObject``).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from django.db.models import Exists, OuterRef, QuerySet
 
@@ -129,6 +131,38 @@ def account_ref_in_scope(scope: Scope, account_id: int) -> tuple[int, str] | Non
     """(id, currency) of a client account this scope may post to, or None."""
     row = _account_row(scope, ("id", "currency"), account_id)
     return (row[0], row[1]) if row else None
+
+
+class AccountFunds(NamedTuple):
+    """What a balance read needs of an account (``ledger.selectors.account_balance``): its
+    limits and running state, read like an ``Account`` without building the model."""
+
+    id: int
+    parent_id: int | None
+    currency: str
+    credit_limit: Decimal
+    credit_period_days: int | None
+    credit_expires_at: date | None
+    write_off_limit_transaction: Decimal | None
+    write_off_limit_day: Decimal | None
+    write_off_limit_month: Decimal | None
+    balance: Decimal
+    held: Decimal
+    negative_since: datetime | None
+    spent_day: Decimal
+    spent_day_on: date | None
+    spent_month: Decimal
+    spent_month_on: date | None
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
+def account_funds_in_scope(scope: Scope, account_id: int) -> AccountFunds | None:
+    """``account_in_scope`` for a balance read: the same account, only what it needs."""
+    row = _account_row(scope, AccountFunds._fields, account_id)
+    return None if row is None else AccountFunds._make(row)
 
 
 def account_in_scope(scope: Scope, account_id: int) -> Account | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from psycopg.types.numeric import Int8Dumper
 
 # Server-side prepared statements for the posting path and the API's hot reads: planned
@@ -31,16 +31,19 @@ def hot_cursor() -> _ReusedCursor | _DjangoCursor:
     """
     if not PREPARE:
         return _DjangoCursor(connection.cursor())
-    connection.ensure_connection()
-    raw = connection.connection
-    cursor = getattr(connection, "_ledger_hot_cursor", None)
+    # This thread's connection wrapper, looked up once: each attribute read through the
+    # ``connection`` proxy looks it up again (an asgiref ``Local``).
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    wrapper.ensure_connection()
+    raw = wrapper.connection
+    cursor = getattr(wrapper, "_ledger_hot_cursor", None)
     if cursor is None or cursor.connection is not raw or cursor.closed:
         # One cursor per connection, reused: building one (and its adapters) per
         # statement costs more than the statement's own client-side work.
         cursor = psycopg.Cursor(raw)
         cursor.adapters.register_dumper(int, Int8Dumper)
-        connection._ledger_hot_cursor = cursor
-    return _ReusedCursor(cursor)
+        wrapper._ledger_hot_cursor = cursor
+    return _ReusedCursor(cursor, wrapper)
 
 
 class _ReusedCursor:
@@ -50,10 +53,11 @@ class _ReusedCursor:
     they would through Django's own cursor.
     """
 
-    __slots__ = ("_cursor",)
+    __slots__ = ("_cursor", "_errors")
 
-    def __init__(self, cursor: psycopg.Cursor) -> None:
+    def __init__(self, cursor: psycopg.Cursor, wrapper: Any) -> None:
         self._cursor = cursor
+        self._errors = wrapper.wrap_database_errors
 
     def __enter__(self) -> _ReusedCursor:
         return self
@@ -62,14 +66,14 @@ class _ReusedCursor:
         return None
 
     def execute(self, sql: str, params: Any = None, prepare: Any = None) -> None:
-        with connection.wrap_database_errors:
+        with self._errors:
             self._cursor.execute(sql, params, prepare=prepare)
 
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        with connection.wrap_database_errors:
+        with self._errors:
             return self._cursor.fetchall()
 
     def pipelined(self) -> Any:

@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.exceptions import AccountChainLoop
 from accounts.models import Account
 from accounts.selectors import (
+    AccountFunds,
     account_brand_ids,
     account_is_shared,
     linked_outside_brands,
@@ -128,8 +129,8 @@ def transfer_hidden_accounts(
 class BalanceView:
     """What an operator or a partner sees for an account (sub-accounts show the payer's funds)."""
 
-    account: Account
-    payer: Account
+    account: Account | AccountFunds
+    payer: Account | AccountFunds
     balance: Decimal
     held: Decimal
     available: Decimal
@@ -140,7 +141,9 @@ class BalanceView:
     write_off_remaining: Decimal | None
 
 
-def account_chain(account: Account, *, refresh: bool = True) -> list[Account]:
+def account_chain(
+    account: Account | AccountFunds, *, refresh: bool = True
+) -> list[Account | AccountFunds]:
     """The account, its parent, ... up to the root payer (no locks).
 
     ``refresh=False`` trusts the given instance (just read by the caller).
@@ -191,11 +194,12 @@ def write_off_remaining(chain: list[Account], now: datetime) -> Decimal | None:
 
 
 def account_balance(
-    account: Account, at: datetime | None = None, *, refresh: bool = True
+    account: Account | AccountFunds, at: datetime | None = None, *, refresh: bool = True
 ) -> BalanceView:
     """Balance, held and available funds now (or at a past moment ``at``).
 
-    ``refresh=False``: ``account`` was just read in this request; do not read it again.
+    ``refresh=False``: ``account`` was just read in this request (an ``Account``, or the
+    ``AccountFunds`` the API's balance read selects); do not read it again.
     """
     chain = account_chain(account, refresh=refresh)
     payer = chain[-1]

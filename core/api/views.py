@@ -16,6 +16,8 @@ from rest_framework.decorators import (
 )
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 from core.api.scope import Scope, request_id_of, request_scope
 from core.audit.context import annotate_api_request
@@ -29,6 +31,7 @@ __all__ = [
     "check_query_params",
     "idempotency_key_of",
     "in_scope",
+    "rendered_now",
 ]
 
 # The longest value a query parameter may have: longer than any filtered column (and any
@@ -89,6 +92,25 @@ def in_scope(queryset: QuerySet, pk: Any, field: str) -> Model:
     if obj is None:
         raise NotFoundInScope(f"{field}: not found.", **{field: ["Not found."]})
     return obj
+
+
+def rendered_now(request: Any, data: Any, status: int = 200) -> HttpResponse:
+    """``Response(data, status=status)``, rendered here rather than after the view.
+
+    The same bytes and headers as DRF's deferred rendering makes of it (the renderer
+    content negotiation chose, with the accepted media type's parameters, and its media
+    type as the ``Content-Type``), without the ``TemplateResponse`` machinery that costs
+    a hot read a tenth of its time. Any renderer but the plain ``JSONRenderer`` gets the
+    ``Response``.
+    """
+    renderer = getattr(request, "accepted_renderer", None)
+    if type(renderer) is not JSONRenderer:
+        return Response(data, status=status)
+    return HttpResponse(
+        renderer.render(data, request.accepted_media_type),
+        status=status,
+        content_type=renderer.media_type,
+    )
 
 
 def idempotency_key_of(request: Any) -> str | None:

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from access.idempotency import money_post
 from accounts.models import Account
-from accounts.selectors import account_in_scope, account_ref_in_scope, accounts_in_scope
+from accounts.selectors import account_funds_in_scope, account_ref_in_scope, accounts_in_scope
 from approvals.api.serializers import ApprovalRequiredSerializer, approval_required_body
 from brands.models import Brand
 from brands.selectors import services_in_scope
@@ -32,7 +32,7 @@ from core.api.pagination import CursorPagination
 from core.api.permissions import reads
 from core.api.schema import ERRORS, IDEMPOTENCY_KEY
 from core.api.scope import Scope
-from core.api.views import NotFoundInScope, ScopedViewSet, in_scope
+from core.api.views import NotFoundInScope, ScopedViewSet, in_scope, rendered_now
 from ledger import maker_checker, services
 from ledger.api.serializers import (
     BalanceQuerySerializer,
@@ -138,6 +138,7 @@ class PaymentViewSet(_MoneyView):
         account = _account(self.scope, data["account"])
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.payment_post(
                 account=account.pk,
                 amount=data["amount"],
@@ -163,6 +164,7 @@ class _ChargeViewSet(_MoneyView):
         post = type(self).service_function
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: post(
                 account=account.pk,
                 amount=data["amount"],
@@ -229,6 +231,7 @@ class TransferViewSet(_MoneyView):
         target = _account(self.scope, data["to_account"], "to_account")
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.transfer_post(
                 from_account=source.pk,
                 to_account=target.pk,
@@ -275,6 +278,7 @@ class RefundViewSet(_MoneyView):
             )
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.refund_post(
                 account=account.pk,
                 amount=data["amount"],
@@ -339,6 +343,7 @@ class TransactionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scope
         original = self.get_object()
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.transaction_reverse(
                 transaction_obj=original.pk,
                 reason=serializer.validated_data["reason"],
@@ -386,6 +391,7 @@ class HoldViewSet(
         service = _service(self.scope, data.get("service"))
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.hold_create(
                 account=account.pk,
                 amount=data["amount"],
@@ -422,6 +428,7 @@ class HoldViewSet(
             services.money(amount, hold.currency)  # the currency's minor unit
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.hold_capture(
                 hold=hold.pk, amount=amount, caller=self.scope.caller, idempotency_key=key
             ),
@@ -439,6 +446,7 @@ class HoldViewSet(
         hold = self.get_object()
         return money_post(
             request,
+            hands_over=True,
             post=lambda key: services.hold_void(
                 hold=hold.pk, caller=self.scope.caller, idempotency_key=key
             ),
@@ -482,14 +490,14 @@ class AccountLedgerViewSet(ScopedViewSet):
         ident = str(pk)
         # At most 19 digits: int() of thousands of digits is refused by Python itself.
         account = (
-            account_in_scope(self.scope, int(ident))
+            account_funds_in_scope(self.scope, int(ident))
             if ident.isdigit() and len(ident) < 20
             else None
         )
         if account is None:
             raise NotFound()
         view = account_balance(account, at=at, refresh=False)
-        return Response(BalanceSerializer(view).data)
+        return rendered_now(request, BalanceSerializer().to_representation(view))
 
     @extend_schema(
         parameters=[

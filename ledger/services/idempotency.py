@@ -6,11 +6,14 @@ refused with ``idempotency_conflict`` when it differs. The key's row is
 written by the writer in the same statement / transaction as the posting, so
 a key exists exactly when its effect does.
 
-The key decides before anything else: a request refused because a concurrent
-twin got there first (its unique index, its spent funds) replays that twin
-when it carries the twin's key and body. Only a request whose key is unseen
-(or that has none) learns it is a duplicate of someone else's posting
-(``duplicate``: a payment's external id, ``duplicate_payment``).
+The key decides before any answer: a request refused because its key was seen
+(the key's unique index, or the state its first run left: funds spent, hold
+captured, already reversed) replays that run when it carries the same body,
+and conflicts otherwise. Only a request whose key is unseen (or that has none)
+learns it is a duplicate of someone else's posting (``duplicate``: a payment's
+external id, ``duplicate_payment``). A fresh key is the common case, so it is
+not looked up before posting (a round trip per posting): a seen key's request
+runs until the write or a refusal stops it, rolls back, and then replays.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.db import IntegrityError
 
 from core.caller import Caller
 from core.errors import ValidationFailed
+from core.handover import run_handed_over
 from ledger.exceptions import DomainError, IdempotencyConflict
 from ledger.models import Hold, Transaction
 from ledger.services.locking import PREPARE, hot_cursor, run_locked
@@ -117,6 +121,11 @@ def replay_many(
     }
 
 
+def _handing_over(result: T) -> T:
+    run_handed_over(result)
+    return result
+
+
 def idempotent(
     *,
     caller: Caller,
@@ -128,21 +137,22 @@ def idempotent(
 ) -> T:
     """Run ``run`` once per (caller, key): replay on the same request, refuse a different one.
 
-    Concurrent duplicates race on the unique (caller, key) index: the loser's
-    insert waits for the winner's commit, fails, and then replays the winner.
+    A seen key is found by the write (the unique (caller, key) index) or asked after a
+    refusal, never before (see the module's docstring). Concurrent duplicates race on
+    that index: the loser's insert waits for the winner's commit, fails, and then
+    replays the winner.
     ``duplicate`` says whether the request repeats a posting already stored under
     another key or none (a payment's external id): asked when the database refused
     the write with a unique violation, or when a domain error refused it (so a
     payment sent again after its account was closed is still ``duplicate_payment``),
     and never before the key had its say.
+
+    Work a caller handed over (``core.handover``: the API's record of its response) runs
+    in the posting's transaction, right after the write.
     """
     record = record_for(caller, key, operation, request)
-    if record is not None:
-        existing = replay(record.caller, record.key, record.request_hash)
-        if existing is not None:
-            return existing  # type: ignore[return-value]
     try:
-        result = run_locked(lambda: run(record))
+        result = run_locked(lambda: _handing_over(run(record)))
     except IntegrityError as exc:
         name = constraint_name(exc)
         if record is not None and name in TWIN_CONSTRAINTS:
@@ -155,10 +165,10 @@ def idempotent(
                 raise refusal from None
         raise
     except DomainError:
-        # A concurrent duplicate may have committed while this one waited for
-        # its locks, and the state it left (funds spent, hold captured, already
-        # reversed) refused this one before it reached the key. The key decides:
-        # replay the winner for the same request, conflict for a different one.
+        # The key's first run (earlier, or a concurrent duplicate that committed while
+        # this one waited for its locks) may have left the state that refused this one
+        # before it reached the key (funds spent, hold captured, already reversed). The
+        # key decides: replay that run for the same request, conflict for another.
         if record is not None:
             existing = replay(record.caller, record.key, record.request_hash)
             if existing is not None:

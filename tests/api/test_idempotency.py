@@ -4,12 +4,12 @@ import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from access.models import ApiIdempotencyRecord
 from ledger.models import Transaction
 from tests.api.conftest import api_client, make_side
-from tests.api.helpers import error_of, post
+from tests.api.helpers import error_of, ledger_state, post
 
 
 def body_of(side, amount="10.00"):
@@ -139,3 +139,78 @@ def test_stored_responses_have_no_audit_trigger():
             " WHERE tgrelid = 'access_apikey'::regclass AND tgname LIKE 'pgtrigger_audit%%'"
         )
         assert cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keyed_debit_is_one_transaction_without_savepoints(monkeypatch):
+    """The response is recorded in the ledger's own transaction (``core.handover``): no
+    transaction of the view's around the service, so no savepoint nested in it."""
+    side = make_side("One transaction")
+    savepoints: list[str] = []
+    wrapper = type(connections[DEFAULT_DB_ALIAS])
+    original = wrapper.savepoint
+
+    def counting(self):
+        sid = original(self)
+        savepoints.append(sid)
+        return sid
+
+    monkeypatch.setattr(wrapper, "savepoint", counting)
+    response = post(side.api, "/api/v1/debits/", body_of(side), key="one-tx-1")
+    assert response.status_code == 201
+    assert savepoints == []
+    record = ApiIdempotencyRecord.objects.get(key="one-tx-1")
+    assert bytes(record.body) == response.content
+    assert Transaction.objects.get(pk=response.json()["id"]).kind == "debit"
+    again = post(side.api, "/api/v1/debits/", body_of(side), key="one-tx-1")
+    assert again["Idempotent-Replayed"] == "true" and again.content == response.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_response_that_cannot_be_kept_takes_its_posting_back():
+    """The record's INSERT fails (the key already answered a request carried out
+    elsewhere): the posting written in the same transaction is rolled back, 409."""
+    side = make_side("Kept elsewhere")
+    ApiIdempotencyRecord.objects.create(
+        caller=f"partner:{side.partner.pk}",
+        key="kept-1",
+        method="POST",
+        path="/api/v1/refunds/",
+        status_code=202,
+        body=b"{}",
+    )
+    before = ledger_state()
+    response = post(side.api, "/api/v1/debits/", body_of(side), key="kept-1")
+    assert error_of(response) == (409, "idempotency_conflict")
+    assert ledger_state() == before
+    assert not Transaction.objects.filter(kind="debit").exists()
+    # Without the clash the same request posts (nothing of the refused one was kept).
+    fresh = post(side.api, "/api/v1/debits/", body_of(side), key="kept-2")
+    assert fresh.status_code == 201
+    assert Transaction.objects.filter(kind="debit").count() == 1
+
+
+def test_a_service_declared_to_hand_over_that_does_not_still_keeps_its_response(db, caplog):
+    """``money_post(hands_over=True)`` around a service that never runs the work handed
+    over (a mistake in a view): the response is kept afterwards, and the mistake logged."""
+    from types import SimpleNamespace
+
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from access.idempotency import money_post
+    from core.api.scope import Scope
+    from core.caller import Caller
+
+    request = Request(APIRequestFactory().post("/api/v1/debits/", HTTP_IDEMPOTENCY_KEY="fb-1"))
+    request._billing_scope = Scope(brand_ids=None, partner_id=None, caller=Caller(ref="user:1"))
+    response = money_post(
+        request,
+        post=lambda key: SimpleNamespace(replayed=False, id=41),
+        serialize=lambda result: {"id": result.id},
+        hands_over=True,
+    )
+    assert response.status_code == 201 and response.content == b'{"id":41}'
+    record = ApiIdempotencyRecord.objects.get(caller="user:1", key="fb-1")
+    assert bytes(record.body) == response.content
+    assert "did not record the response" in caplog.text

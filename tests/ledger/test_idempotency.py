@@ -195,3 +195,24 @@ def test_idempotency_key_of_255_characters_is_accepted(world):
     key = "k" * 255
     first = OPERATIONS["payment"](world, key, False, world.caller)
     assert OPERATIONS["payment"](world, key, False, world.caller).pk == first.pk
+
+
+def test_a_seen_key_found_by_the_write_replays_and_leaves_nothing(account, brand, fund, snapshot):
+    """The key is not looked up before posting: a seen key whose request could post again
+    (funds left) is stopped by the key's unique index, rolled back, then replayed."""
+    fund(account)
+    caller = Caller(ref="partner:9")
+    first = debit_post(
+        account=account, amount=D("10.00"), brand=brand, caller=caller, idempotency_key="w-1"
+    )
+    before = snapshot()
+    again = debit_post(
+        account=account, amount=D("10.00"), brand=brand, caller=caller, idempotency_key="w-1"
+    )
+    assert again.replayed and again.pk == first.pk
+    assert snapshot() == before
+    with pytest.raises(IdempotencyConflict):
+        debit_post(
+            account=account, amount=D("11.00"), brand=brand, caller=caller, idempotency_key="w-1"
+        )
+    assert snapshot() == before
