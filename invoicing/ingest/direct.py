@@ -154,7 +154,19 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
     if block:
         if not block_shape.fullmatch(block):
             raise _Staged
-        _probe(cursor, block, width, service_at, external_id_at)
+        # The first lines probed before anything is copied: the same file sent again,
+        # or a file of the wrong brand, goes the staged way at once.
+        first = b",".join(block.split(b"\n", PROBE_LINES)[:PROBE_LINES]).split(b",")
+        _probe(cursor, first[service_at::width], first[external_id_at::width])
+        moments = first[moment_at::width]
+        _check_rules(
+            cursor,
+            params,
+            set(zip(first[account_at::width], first[service_at::width], strict=True)),
+            set(map(_DAY_HOUR, moments)),
+            set(map(_AFTER_MINUTES, moments)),
+            copied=False,
+        )
     with raw.copy(copy_sql) as copy:
         while block:
             fields = block.replace(b"\n", b",").split(b",")
@@ -174,19 +186,17 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
     return IngestResult(received=received, accepted=received)
 
 
-def _probe(cursor: Any, block: bytes, width: int, service_at: int, external_id_at: int) -> None:
-    """The file's first lines already stored: the staged path at once (the same file sent
+def _probe(cursor: Any, services: list[bytes], external_ids: list[bytes]) -> None:
+    """Some of these records already stored: the staged path at once (the same file sent
     again), rather than at the end of a COPY that fails."""
-    lines = block.split(b"\n", PROBE_LINES)[:PROBE_LINES]
-    fields = b",".join(lines).split(b",")
     cursor.execute(
         """SELECT EXISTS (
                SELECT FROM invoicing_usagerecord u
                JOIN unnest(%(services)s::bigint[], %(ids)s::text[]) AS k(service_id, external_id)
                  USING (service_id, external_id))""",
         {
-            "services": [int(ref) for ref in fields[service_at::width]],
-            "ids": [ref.decode() for ref in fields[external_id_at::width]],
+            "services": [int(ref) for ref in services],
+            "ids": [ref.decode() for ref in external_ids],
         },
     )
     if cursor.fetchone()[0]:
@@ -240,8 +250,11 @@ def _check_rules(
     pairs: set[tuple[bytes, bytes]],
     day_hours: set[bytes],
     after_minutes: set[bytes],
+    *,
+    copied: bool = True,
 ) -> None:
-    """Every rule of the staged path for the rows just copied (see the module docstring)."""
+    """Every rule of the staged path for the rows just copied (see the module docstring);
+    ``copied=False``: for rows about to be, all but those needing a row-by-row check."""
     if not pairs:
         return
     cursor.execute("SELECT now() + interval '1 day'")
@@ -279,7 +292,7 @@ def _check_rules(
             raise _Staged  # unknown, closed, not linked, out of scope: the staged path says which
         if (account_id, service_id) not in covered:
             partly.append((account_id, service_id))
-    if partly:
+    if partly and copied:
         # Subscriptions that start or end within the file's span: its rows of these pairs
         # checked one by one (rows stored earlier in this transaction too, which only
         # costs a needless staged pass if one of them would not count any more).

@@ -6,6 +6,7 @@ import io
 import threading
 from datetime import date
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -353,3 +354,26 @@ def test_direct_ingests_of_overlapping_files_in_parallel_store_each_record_once(
     assert UsageRecord.objects.count() == 5000
     assert UsageRecord.objects.values("external_id").distinct().count() == 5000
     assert True in taken  # at least one of them went straight in
+
+
+def test_direct_ingest_gives_way_before_copying_when_the_first_lines_break_a_rule(
+    account, service, taken, monkeypatch
+):
+    """A file of the wrong brand (or sent again) costs no COPY into the table."""
+    statements = []
+    real_copy = psycopg.Cursor.copy
+
+    def copy(self, statement, *args, **kwargs):
+        statements.append(str(statement))
+        return real_copy(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "copy", copy)
+    text = lines(
+        f"{account.pk},{other_brand_service().pk},1,2026-01-10T10:00:00+03:00,x",
+        f"{account.pk},{service.pk},1,2026-01-10T11:00:00+03:00,y",
+    )
+    direct_taken, (_summary, errors, _rows) = assert_same_both_ways(text, taken)
+    assert not direct_taken
+    assert [(error["index"], error["code"]) for error in errors] == [(1, "brand_not_linked")]
+    assert not any("invoicing_usagerecord" in statement for statement in statements)
+    assert any("invoicing_stage" in statement for statement in statements)  # staged
