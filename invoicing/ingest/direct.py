@@ -20,7 +20,9 @@ savepoint, and reads the file once:
   ends before the future limit, without a daylight-saving change in a local time's
   hour; and a subscription of the pair covers the file's whole span of business days.
   A pair whose subscriptions do not (one that starts mid-period) has its stored rows
-  checked one by one, in SQL.
+  checked one by one, in SQL. The first 1,000 lines are checked so before the COPY as
+  well (and probed for records already stored), so that a file of the wrong brand or
+  sent twice costs no COPY.
 
 Anything else (a line in another shape, a row the staged path would refuse, a
 duplicate, a value PostgreSQL does not read, a deadlock with a parallel batch) rolls
