@@ -7,6 +7,7 @@ accepts ``csv`` and ``xlsx``; the views answer those with a streamed response of
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -148,32 +149,48 @@ def statement_json(scope: Any, account: Any, date_from: date, date_to: date) -> 
     zone = timezone.get_current_timezone()
     found = None
     if isinstance(zone, ZoneInfo) and date_from.year >= 1970:
-        found = standard.payer_movements(scope, account, date_from, date_to)
+        found = standard.payer_stream(scope, account, date_from, date_to)
     if found is None:
         report = standard.statement(scope, account, date_from, date_to, chart=False)
         return _JSONRenderer().render(statement_data(account, report))
-    body = orjson.dumps(
+    # The movements are encoded a chunk at a time as they arrive, while the server reads
+    # the next ones; the chunks' arrays are spliced into the body's "entries" at the end.
+    parts: list[bytes] = []
+    amounts: list[str] = []
+    last_balance = found.opening
+    with closing(found.chunks) as chunks:
+        for chunk in chunks:
+            parts.append(
+                orjson.dumps(
+                    [
+                        {
+                            "created_at": at.astimezone(zone),
+                            "kind": kind,
+                            "amount": amount,
+                            "balance_after": balance,
+                            "memo": memo,
+                        }
+                        for at, kind, amount, balance, memo in chunk
+                    ],
+                    option=orjson.OPT_UTC_Z,
+                )[1:-1]
+            )
+            amounts += [row[2] for row in chunk]
+            last_balance = Decimal(chunk[-1][3])
+    credit, debit = standard.movement_sums(amounts)
+    head = orjson.dumps(
         {
             "account": account.pk,
             "number": account.number,
             "currency": account.currency,
             "opening": s.money(found.opening),
-            "credit": s.money(found.credit),
-            "debit": s.money(found.debit),
-            "closing": s.money(found.closing),
-            "entries": [
-                {
-                    "created_at": at.astimezone(zone),
-                    "kind": kind,
-                    "amount": amount,
-                    "balance_after": balance,
-                    "memo": memo,
-                }
-                for at, kind, amount, balance, memo in found.rows
-            ],
-        },
-        option=orjson.OPT_UTC_Z,
+            "credit": s.money(credit),
+            "debit": s.money(debit),
+            "closing": s.money(last_balance),
+            "entries": [],
+        }
     )
+    body = b"".join((head[: -len(b"[]}")], b"[", b",".join(parts), b"]}"))
     for raw, escaped in _LINE_SEPARATORS:
         if raw in body:
             body = body.replace(raw, escaped)

@@ -5,17 +5,27 @@ totals and a chart series; the API, the exports and the staff screens use the sa
 from reports.standard.aging import debt_aging
 from reports.standard.base import Column, Report, ReportError
 from reports.standard.business import invoice_runs, payments_by_channel, revenue, settlements
-from reports.standard.statement import PayerMovements, payer_movements, statement
+from reports.standard.statement import (
+    PayerMovements,
+    PayerStream,
+    movement_sums,
+    payer_movements,
+    payer_stream,
+    statement,
+)
 from reports.standard.turnover import turnover
 
 __all__ = [
     "Column",
     "PayerMovements",
+    "PayerStream",
     "Report",
     "ReportError",
     "debt_aging",
     "invoice_runs",
+    "movement_sums",
     "payer_movements",
+    "payer_stream",
     "payments_by_channel",
     "revenue",
     "settlements",

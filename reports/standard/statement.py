@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from reports.standard.base import (
     day_start,
     fetch_fast,
     next_day_start,
+    stream_chunks,
 )
 
 COLUMNS = [
@@ -60,22 +62,19 @@ _MOVEMENTS = _MOVEMENTS_OF.format(amounts="e.amount, e.balance_after")
 _MOVEMENTS_TEXT = _MOVEMENTS_OF.format(amounts="e.amount::text, e.balance_after::text")
 
 
-# The opening (one backward probe) and the period's credit and debit (the index-only
-# range scan of the covering index, without the transactions) in one statement.
-_FIGURES = f"""
-    SELECT ({_OPENING}),
-           COALESCE(SUM(amount) FILTER (WHERE amount > 0), 0.00),
-           COALESCE(-SUM(amount) FILTER (WHERE amount < 0), 0.00)
-      FROM ledger_entry
-     WHERE account_id = %(account)s AND balance_after IS NOT NULL
-       AND created_at >= %(start)s AND created_at < %(end)s
-"""
+# Movements handed over at a time by the payer's reads (libpq's chunked rows): small
+# enough that the last chunk's encoding, which overlaps nothing, is short.
+MOVEMENT_CHUNK = 1024
 
 
 def _payer_rows(account: Account, start, end) -> tuple[Decimal, list[tuple]]:
     params = {"account": account.pk, "start": start, "end": end}
     opening = fetch_fast(_OPENING, params)
-    return (opening[0][0] if opening else ZERO), fetch_fast(_MOVEMENTS, params)
+    # In chunks: the amounts' Decimals are made while the server reads on.
+    rows = [
+        row for chunk in stream_chunks(_MOVEMENTS, params, size=MOVEMENT_CHUNK) for row in chunk
+    ]
+    return (opening[0][0] if opening else ZERO), rows
 
 
 def _partial_rows(scope: Scope, account: Account, shared: bool, start, end):
@@ -109,10 +108,42 @@ def _is_payer(scope: Scope, account: Account) -> tuple[bool, bool]:
 
 
 @dataclass
+class PayerStream:
+    """A payer's statement as the API answers it, read as it arrives: the opening as a
+    Decimal, then ``chunks``, the movements ``(created_at, kind, amount, balance_after,
+    memo)`` with the amounts as text ("-30.00"), in lists as they come from the server.
+    Run ``chunks`` to the end (or close it) before using the reporting connection again."""
+
+    opening: Decimal
+    chunks: Iterator[list[tuple[datetime, str, str, str, str]]]
+
+
+def payer_stream(
+    scope: Scope, account: Account, date_from: date, date_to: date
+) -> PayerStream | None:
+    """``statement``'s movements for a client payer, streamed (the API's JSON path);
+    None for any other account (a sub-account, a partner's view of a shared account, a
+    system account), which ``statement`` answers.
+
+    Two statements on the covering index: the opening (one backward probe), then the
+    movements (one range scan, each joined to its transaction), whose rows reach the
+    caller in chunks while the server still reads the next ones. The credit, the debit
+    and the closing are the caller's to take from the rows (``payer_movements``).
+    """
+    check_period(date_from, date_to)
+    payer, _shared = _is_payer(scope, account)
+    if not payer:
+        return None
+    params = {"account": account.pk, "start": day_start(date_from), "end": next_day_start(date_to)}
+    opening = fetch_fast(_OPENING, params)
+    rows = stream_chunks(_MOVEMENTS_TEXT, params, size=MOVEMENT_CHUNK)
+    return PayerStream(opening[0][0] if opening else ZERO, rows)
+
+
+@dataclass
 class PayerMovements:
-    """A payer's statement as the API answers it: the figures as Decimals, the movements
-    as ``(created_at, kind, amount, balance_after, memo)`` with the amounts as text
-    ("-30.00")."""
+    """A payer's statement whole: the figures as Decimals, the movements as
+    ``PayerStream``'s rows."""
 
     opening: Decimal
     credit: Decimal
@@ -124,24 +155,23 @@ class PayerMovements:
 def payer_movements(
     scope: Scope, account: Account, date_from: date, date_to: date
 ) -> PayerMovements | None:
-    """``statement``'s figures and rows for a client payer, without building a Report
-    (the API's JSON path); None for any other account (a sub-account, a partner's view
-    of a shared account, a system account), which ``statement`` answers.
-
-    Two statements on the covering index: the opening (one backward probe) with the
-    credit and debit summed in SQL, then the movements (one range scan); the closing is
-    the last movement's ``balance_after`` (else the opening), as in ``statement``.
-    """
-    check_period(date_from, date_to)
-    payer, _shared = _is_payer(scope, account)
-    if not payer:
+    """``payer_stream`` read whole: the credit and debit summed from the rows, the
+    closing the last movement's ``balance_after`` (else the opening), as in ``statement``."""
+    found = payer_stream(scope, account, date_from, date_to)
+    if found is None:
         return None
-    params = {"account": account.pk, "start": day_start(date_from), "end": next_day_start(date_to)}
-    opening, credit, debit = fetch_fast(_FIGURES, params)[0]
-    opening = ZERO if opening is None else opening
-    rows = fetch_fast(_MOVEMENTS_TEXT, params)
-    closing = Decimal(rows[-1][3]) if rows else opening
-    return PayerMovements(opening, credit, debit, closing, rows)
+    rows = [row for chunk in found.chunks for row in chunk]
+    credit, debit = movement_sums([row[2] for row in rows])
+    closing = Decimal(rows[-1][3]) if rows else found.opening
+    return PayerMovements(found.opening, credit, debit, closing, rows)
+
+
+def movement_sums(amounts: list[str]) -> tuple[Decimal, Decimal]:
+    """(credit, debit) of amounts as PostgreSQL prints them: money in, money out (an entry
+    is never zero, so the sign is the first character)."""
+    credit = sum(map(Decimal, [text for text in amounts if text[0] != "-"]), ZERO)
+    debit = -sum(map(Decimal, [text for text in amounts if text[0] == "-"]), ZERO)
+    return credit, debit
 
 
 def statement(

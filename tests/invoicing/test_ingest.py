@@ -1,7 +1,7 @@
 """Bulk ingest: per-record errors, duplicates, nothing else lost, never a half-written batch."""
 
 import io
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -301,3 +301,36 @@ def test_usage_ingest_file_with_an_unreadable_value_keeps_the_rest(account, serv
     assert (result.received, result.accepted) == (4, 2)
     assert codes(result) == [(2, "invalid_quantity"), (3, "invalid_timestamp")]
     assert set(UsageRecord.objects.values_list("external_id", flat=True)) == {"f1", "f4"}
+
+
+def _own_locks() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("kind", ["readings", "usage"])
+def test_batches_in_one_transaction_take_no_more_locks_as_they_go(account, service, kind):
+    """A spreadsheet imported row by row runs one ingest per row in one transaction (as
+    this test does, inside the test's): the staging table is reused, not created anew
+    each time, so the locks held do not grow with the rows (they filled the server's
+    lock table at 10,000 rows and broke every other session)."""
+
+    def ingest(n: int) -> None:
+        day = f"{date(2026, 1, 1) + timedelta(days=n)}T10:00:00+03:00"
+        if kind == "readings":
+            meter_readings_ingest_records(
+                records=[reading(account, service, str(10 + n), day, f"r{n}")]
+            )
+        else:
+            usage_ingest_records(records=[record(account, service, at=day, ext=f"u{n}")])
+
+    ingest(0)
+    before = _own_locks()
+    for n in range(1, 41):
+        ingest(n)
+    assert _own_locks() - before < 5
+    model = MeterReading if kind == "readings" else UsageRecord
+    assert model.objects.count() == 41
