@@ -104,7 +104,9 @@ def fetch_fast(sql: str, params: dict[str, Any]) -> list[tuple]:
 CHUNKED_ROWS = pq.version() >= 170000
 
 
-def stream_chunks(sql: str, params: dict[str, Any], size: int = 1024) -> Iterator[list[tuple]]:
+def stream_chunks(
+    sql: str, params: dict[str, Any], size: int = 1024, *, binary: bool = True
+) -> Iterator[list[tuple]]:
     """``fetch_fast``'s rows as they arrive, in lists of up to ``size`` (libpq's chunked-rows
     mode): the caller works on the first rows while the server still produces the next,
     so a long read costs about the longer of the two sides rather than their sum.
@@ -112,9 +114,11 @@ def stream_chunks(sql: str, params: dict[str, Any], size: int = 1024) -> Iterato
     psycopg's ``Cursor.stream(size=...)`` reads the same chunks but hands them over a row
     at a time through a generator, which on a month statement (8,000 rows) cost more
     than the overlap saved; this is that loop (psycopg 3.3, pinned) with each chunk loaded
-    whole by the compiled ``load_rows``. The rows come in binary (the server formats no
-    timestamp, psycopg parses none): the parameters are quoted into the statement as
-    Django's own cursors do (``ClientCursor``, which cannot ask for binary rows), and the
+    whole by the compiled ``load_rows``. The rows come in binary unless ``binary=False``
+    (the server formats no timestamp, psycopg parses none; but psycopg makes a
+    ``Decimal`` from a binary numeric slower than from its text, so rows of amounts read
+    as Decimals come as text): the parameters are quoted into the statement as Django's
+    own cursors do (``ClientCursor``, which cannot ask for binary rows), and the
     statement, without parameters, is read by a server-binding cursor (its plan made for
     the values, whatever ``plan_cache_mode`` says). Run the iterator to the end or close
     it before using the connection again (closing cancels the query, as ``stream`` does).
@@ -128,8 +132,9 @@ def stream_chunks(sql: str, params: dict[str, Any], size: int = 1024) -> Iterato
     connection.ensure_connection()
     raw = connection.connection
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         query = psycopg.ClientCursor(raw).mogrify(sql, params)
-        for _ in cursor.stream(query, size=size, binary=True):
+        for _ in cursor.stream(query, size=size, binary=binary):
             # stream() has read the first chunk and set up the row maker: take the chunk
             # whole, then the next ones, until the end of the result.
             yield cursor._tx.load_rows(0, cursor.pgresult.ntuples, cursor._make_row)

@@ -72,7 +72,9 @@ def _payer_rows(account: Account, start, end) -> tuple[Decimal, list[tuple]]:
     opening = fetch_fast(_OPENING, params)
     # In chunks: the amounts' Decimals are made while the server reads on.
     rows = [
-        row for chunk in stream_chunks(_MOVEMENTS, params, size=MOVEMENT_CHUNK) for row in chunk
+        row
+        for chunk in stream_chunks(_MOVEMENTS, params, size=MOVEMENT_CHUNK, binary=False)
+        for row in chunk
     ]
     return (opening[0][0] if opening else ZERO), rows
 
