@@ -5,9 +5,10 @@
 Writes a CSV of N usage records (header ``account,service,quantity,occurred_at,external_id``)
 for accounts of a brand of its own (each subscribed to both services), then, ``--rounds``
 times and alternating, measures
-  ingest_usage  the management command (in this process, ``call_command``): COPY into a
-                text staging table, one validating INSERT ... SELECT ... ON CONFLICT DO
-                NOTHING, per-row errors, all in one transaction;
+  ingest_usage  the management command (in this process, ``call_command``): the clean
+                file COPYed straight into the table with the rules checked per block,
+                pair and hour (``invoicing.ingest.direct``), all in one transaction;
+                ``all_duplicates_again`` (the file sent twice) goes the staged way;
   plain_copy    ``COPY invoicing_usagerecord (...) FROM STDIN`` of the same file, streamed
                 the same way, into the same table with the same indexes: no validation,
                 no dedupe, the ceiling.

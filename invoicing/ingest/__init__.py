@@ -35,6 +35,12 @@ transaction: either every valid record of it is stored, or nothing is.
    duplicate. An account/service with no meter yet gets one, installed at its
    first reading.
 
+A usage file is first tried the direct way (``invoicing.ingest.direct``): COPY straight
+into ``invoicing_usagerecord`` in a savepoint, the rules checked per block, per
+(account, service) pair and per hour; a file with any row that is not plainly valid and
+new is rolled back to the savepoint and goes through the steps above, so the outcome is
+always theirs.
+
 Timestamps without an offset are read in the business time zone.
 """
 

@@ -424,13 +424,9 @@ def _text_blocks(stream: IO[bytes], first_line: int) -> Iterator[bytes]:
         raise _not_text(line, "invalid_utf8", "it ends inside a character") from None
 
 
-def _stage_file(cursor: Any, kind: str, stream: IO[bytes], *, typed: bool = False) -> None:
-    """COPY a CSV file with a header row into staging, streamed as it is (no parsing here).
-
-    Into a typed table a bad value raises (the caller then stages the file as text);
-    into a text table only a broken file does (``malformed_file``), and so does a NUL
-    byte or a byte sequence that is not UTF-8, wherever it is (naming its line).
-    """
+def _file_header(stream: IO[bytes], kind: str) -> list[str]:
+    """The field names of a CSV file's header row (the stream is left after it), refused
+    (``malformed_file``) unless they name the kind's required fields, each once."""
     header_bytes = b"".join(_text_blocks(io.BytesIO(stream.readline()), 1))
     header_line = header_bytes.decode("utf-8-sig")
     if not header_line.strip():
@@ -449,7 +445,17 @@ def _stage_file(cursor: Any, kind: str, stream: IO[bytes], *, typed: bool = Fals
             unknown=unknown,
             missing=missing,
         )
-    columns = [mapping[name] for name in names]
+    return names
+
+
+def _stage_file(cursor: Any, kind: str, stream: IO[bytes], *, typed: bool = False) -> None:
+    """COPY a CSV file with a header row into staging, streamed as it is (no parsing here).
+
+    Into a typed table a bad value raises (the caller then stages the file as text);
+    into a text table only a broken file does (``malformed_file``), and so does a NUL
+    byte or a byte sequence that is not UTF-8, wherever it is (naming its line).
+    """
+    columns = [FIELD_COLUMNS[kind][name] for name in _file_header(stream, kind)]
     raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
     try:
         with raw.copy(f"COPY {STAGE} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)") as copy:

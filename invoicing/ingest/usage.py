@@ -8,6 +8,7 @@ from typing import IO, Any
 from django.db import IntegrityError, connection, transaction
 
 from invoicing.exceptions import TooManyRecords
+from invoicing.ingest.direct import usage_direct_file
 from invoicing.ingest.staging import (
     MAX_API_RECORDS,
     STAGE,
@@ -127,10 +128,13 @@ def usage_ingest_file(
     source: str = "file",
     brand_ids: Iterable[int] | None = None,
     load: tuple[int, int] | None = None,
+    direct: bool = True,
 ) -> IngestResult:
     """Ingest a CSV file of usage records (header: account, service, quantity, occurred_at,
     external_id[, source]). Error indexes are data row numbers (1-based).
 
+    A seekable file is first COPYed straight into the table (``invoicing.ingest.direct``),
+    and staged only when that path cannot take it whole (``direct=False``: staged at once).
     ``load=(load_id, part)``: one part of a parallel ingest. Its valid rows go to the
     load table instead (``accepted`` counts them; duplicates are only known when the
     load is published, see ``invoicing.ingest_parallel``).
@@ -149,5 +153,19 @@ def usage_ingest_file(
         params["load"], params["part"] = load
     with transaction.atomic(), connection.cursor() as cursor:
         _begin(cursor)
+        if direct and load is None and start is not None:
+            copied = usage_direct_file(cursor, stream, params)
+            if copied is not None:
+                return copied
         _usage_batch(cursor, result, params, stage, fast=start is not None)
     return result
+
+
+def usage_ingest_file_direct(
+    *, stream: IO[bytes], source: str = "file", brand_ids: Iterable[int] | None = None
+) -> IngestResult | None:
+    """The file COPYed straight into the table in a transaction of its own, if it is clean
+    (see ``invoicing.ingest.direct``); None, with nothing stored, when it must be staged."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        _begin(cursor)
+        return usage_direct_file(cursor, stream, _scope_params(brand_ids, source))

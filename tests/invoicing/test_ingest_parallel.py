@@ -24,6 +24,13 @@ def small_parts(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def parts_only(monkeypatch):
+    """These tests are about the parts and their publication: a clean file would otherwise
+    be COPYed straight into the table by one session (test_ingest_direct.py)."""
+    monkeypatch.setattr(ingest_parallel, "usage_ingest_file_direct", lambda **kwargs: None)
+
+
+@pytest.fixture(autouse=True)
 def subscribed(account, service, subscribe):
     """Usage needs a subscription on its day (``no_subscription``)."""
     return subscribe(account, service, price="1")
