@@ -6,10 +6,8 @@ from reports.standard.aging import debt_aging
 from reports.standard.base import Column, Report, ReportError
 from reports.standard.business import invoice_runs, payments_by_channel, revenue, settlements
 from reports.standard.statement import (
-    PayerMovements,
     PayerStream,
     movement_sums,
-    payer_movements,
     payer_stream,
     statement,
 )
@@ -17,14 +15,12 @@ from reports.standard.turnover import turnover
 
 __all__ = [
     "Column",
-    "PayerMovements",
     "PayerStream",
     "Report",
     "ReportError",
     "debt_aging",
     "invoice_runs",
     "movement_sums",
-    "payer_movements",
     "payer_stream",
     "payments_by_channel",
     "revenue",

@@ -130,7 +130,8 @@ def payer_stream(
     Two statements on the covering index: the opening (one backward probe), then the
     movements (one range scan, each joined to its transaction), whose rows reach the
     caller in chunks while the server still reads the next ones. The credit, the debit
-    and the closing are the caller's to take from the rows (``payer_movements``).
+    and the closing (the last movement's ``balance_after``, else the opening, as in
+    ``statement``) are the caller's to take from the rows (``movement_sums``).
     """
     check_period(date_from, date_to)
     payer, _shared = _is_payer(scope, account)
@@ -140,32 +141,6 @@ def payer_stream(
     opening = fetch_fast(_OPENING, params)
     rows = stream_chunks(_MOVEMENTS_TEXT, params, size=MOVEMENT_CHUNK)
     return PayerStream(opening[0][0] if opening else ZERO, rows)
-
-
-@dataclass
-class PayerMovements:
-    """A payer's statement whole: the figures as Decimals, the movements as
-    ``PayerStream``'s rows."""
-
-    opening: Decimal
-    credit: Decimal
-    debit: Decimal
-    closing: Decimal
-    rows: list[tuple[datetime, str, str, str, str]]
-
-
-def payer_movements(
-    scope: Scope, account: Account, date_from: date, date_to: date
-) -> PayerMovements | None:
-    """``payer_stream`` read whole: the credit and debit summed from the rows, the
-    closing the last movement's ``balance_after`` (else the opening), as in ``statement``."""
-    found = payer_stream(scope, account, date_from, date_to)
-    if found is None:
-        return None
-    rows = [row for chunk in found.chunks for row in chunk]
-    credit, debit = movement_sums([row[2] for row in rows])
-    closing = Decimal(rows[-1][3]) if rows else found.opening
-    return PayerMovements(found.opening, credit, debit, closing, rows)
 
 
 def movement_sums(amounts: list[str]) -> tuple[Decimal, Decimal]:

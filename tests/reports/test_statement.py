@@ -29,7 +29,7 @@ from ledger.services import accrual_post, debit_post, payment_post, system_accou
 from reports.api.serializers import StatementEntrySerializer
 from reports.api.views import statement_data, statement_json
 from reports.exports import write_xlsx
-from reports.standard import Column, Report, payer_movements, statement
+from reports.standard import Column, Report, movement_sums, payer_stream, statement
 from tests.factories import AccountFactory, BrandFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -276,19 +276,21 @@ def test_statement_json_is_the_serializers_json_rendered_by_drf(pinned, zone):
     assert b'"memo":"summer"' in bodies[0] and MEMO_JSON.encode() in bodies[0]
 
 
-def test_payer_movements_only_for_a_payer_read_whole(pinned):
-    figures_ = payer_movements(STAFF, pinned["p"], date(2026, 3, 2), date(2026, 3, 3))
-    assert (figures_.opening, figures_.credit, figures_.debit, figures_.closing) == (
+def test_payer_stream_only_for_a_payer_read_whole(pinned):
+    found = payer_stream(STAFF, pinned["p"], date(2026, 3, 2), date(2026, 3, 3))
+    rows = [row for chunk in found.chunks for row in chunk]
+    # Opening, credit, debit, closing (the last movement's balance after).
+    assert (found.opening, *movement_sums([row[2] for row in rows]), D(rows[-1][3])) == (
         D("100.00"),
         D("0.01"),
         D("1234568.39"),
         D("-1234468.38"),
     )
-    assert [row[1:4] for row in figures_.rows] == [
+    assert [row[1:4] for row in rows] == [
         ("debit", "-0.50", "99.50"),
         ("accrual", "-1234567.89", "-1234468.39"),
         ("payment", "0.01", "-1234468.38"),
     ]
-    assert payer_movements(STAFF, pinned["s"], date(2026, 3, 2), date(2026, 3, 3)) is None
+    assert payer_stream(STAFF, pinned["s"], date(2026, 3, 2), date(2026, 3, 3)) is None
     clearing = Account.objects.get(pk=system_account_id("clearing", "RUB", channel="bank"))
-    assert payer_movements(STAFF, clearing, date(2026, 3, 2), date(2026, 3, 3)) is None
+    assert payer_stream(STAFF, clearing, date(2026, 3, 2), date(2026, 3, 3)) is None
