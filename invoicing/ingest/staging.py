@@ -218,8 +218,15 @@ def _usage_apply_sql(*, fast: bool, on_conflict: bool, load: bool = False) -> st
 
     ``load``: the valid rows go to the load table of a parallel ingest (with their
     load id, part and index), for ``invoicing.ingest_parallel`` to publish together.
+    Skipping duplicates (``on_conflict``), the rows go into the usage table in the file's
+    order: of a record twice in a batch the first is stored and the later one is the
+    duplicate, as when parallel parts are published (the validation's joins leave the
+    rows in no particular order, and ``ON CONFLICT DO NOTHING`` keeps whichever comes
+    first).
     """
     conflict = "ON CONFLICT (service_id, external_id) DO NOTHING" if on_conflict else ""
+    # Skipping duplicates, the rows go in the file's order (see the docstring).
+    order = "ORDER BY idx" if on_conflict else ""
     insert = (
         f"""INSERT INTO {LOAD_TABLE}
             (load_id, part, idx, account_id, service_id, quantity, occurred_at, external_id,
@@ -232,6 +239,7 @@ def _usage_apply_sql(*, fast: bool, on_conflict: bool, load: bool = False) -> st
             (account_id, service_id, quantity, occurred_at, external_id, source)
         SELECT account_id, service_id, value, moment, external_id, left(source, 100)
         FROM checked WHERE error IS NULL
+        {order}
         {conflict}"""
     )
     return f"""
