@@ -90,18 +90,26 @@ SELECT seg.*, (seg.ends_on - seg.starts_on + 1) AS days,
 FROM seg
 """
 
+# Step 2's usage is summed per segment by a key range scan (LATERAL with an aggregate, which
+# the planner cannot flatten into a join): a chunk's cost follows the chunk, never the
+# usage table. As a join, the planner hashed the chunk's segments and scanned the whole
+# table whenever its statistics were behind (right after a month's ingest, or with
+# autovacuum off): 660 ms a chunk at 3,000,000 usage records, a run quadratic in its size.
 _RATE_SQL = f"""
 CREATE TEMP TABLE {RATED_TABLE} ON COMMIT DROP AS
 WITH params AS (
     SELECT %(pdays)s::numeric AS pdays
 ),
 usage AS (
-    SELECT g.subscription_id, g.tariff_id, SUM(u.quantity) AS quantity
+    SELECT g.subscription_id, g.tariff_id, u.quantity
     FROM {SEGMENTS_TABLE} g
-    JOIN invoicing_usagerecord u
-      ON u.account_id = g.account_id AND u.service_id = g.service_id
-     AND u.occurred_at >= g.t_from AND u.occurred_at < g.t_to
-    GROUP BY g.subscription_id, g.tariff_id
+    CROSS JOIN LATERAL (
+        SELECT SUM(r.quantity) AS quantity
+        FROM invoicing_usagerecord r
+        WHERE r.account_id = g.account_id AND r.service_id = g.service_id
+          AND r.occurred_at >= g.t_from AND r.occurred_at < g.t_to
+    ) u
+    WHERE u.quantity IS NOT NULL
 ),
 meter AS (
     SELECT g.subscription_id, g.tariff_id, m.estimated,
@@ -198,16 +206,21 @@ def meter_quantities(account_ids: Sequence[int], period: BillingPeriod) -> Meter
     since = month_add(target, -LOOKBACK_MONTHS)
     with bound_cursor() as cursor:
         cursor.execute(
+            # Each account's readings by a key range scan (LATERAL with an aggregate: see
+            # _RATE_SQL's usage), never a scan of every reading filtered by the chunk.
             """
-            SELECT account_id, service_id,
-                   date_trunc('month', taken_at AT TIME ZONE %s)::date AS month,
-                   SUM(consumption)
-            FROM invoicing_meterreading
-            WHERE account_id = ANY(%s::bigint[])
-              AND taken_at >= (%s::timestamp AT TIME ZONE %s)
-            GROUP BY 1, 2, 3
+            SELECT a.id, r.service_id, r.month, r.consumption
+            FROM unnest(%s::bigint[]) AS a(id)
+            CROSS JOIN LATERAL (
+                SELECT service_id,
+                       date_trunc('month', taken_at AT TIME ZONE %s)::date AS month,
+                       SUM(consumption) AS consumption
+                FROM invoicing_meterreading
+                WHERE account_id = a.id AND taken_at >= (%s::timestamp AT TIME ZONE %s)
+                GROUP BY 1, 2
+            ) r
             """,
-            [settings.TIME_ZONE, list(account_ids), since, settings.TIME_ZONE],
+            [list(account_ids), settings.TIME_ZONE, since, settings.TIME_ZONE],
         )
         rows = cursor.fetchall()
     result = MeterQuantities([], [], [], [])

@@ -223,3 +223,76 @@ def test_rating_vat_from_the_service_is_included_in_the_amount(
     assert line.amount == Decimal("123.45")
     assert line.vat_rate == Decimal(rate)
     assert line.vat == vat_of(Decimal("123.45"), Decimal(rate))
+
+
+def _rows_read(cursor, table: str) -> int:
+    """Rows this transaction has read from ``table`` so far, by sequential or index scans."""
+    cursor.execute(
+        "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0)"
+        " FROM pg_stat_xact_user_tables WHERE relname = %s",
+        [table],
+    )
+    return cursor.fetchone()[0]
+
+
+def test_rating_reads_only_the_rated_accounts_usage_and_readings(
+    service, make_account, make_service, subscribe, readings
+):
+    """A chunk's rating costs what the chunk holds, not what the tables hold: usage and
+    meter readings are read by account, whatever the planner makes of the tables' sizes
+    (at 1,500,000 accounts, with statistics behind the month's ingest, it hashed the chunk
+    against every usage record and filtered every reading by the chunk's ids: a run
+    quadratic in its size). Here the statistics are missing, nested loops are discouraged
+    and the chunk is 200 accounts, of which one has usage and readings among ten others'."""
+    from django.db import connection, transaction
+
+    from invoicing.rating import rate_accounts, rated_lines
+
+    water = make_service(name="Water", unit="m3")
+    others = [make_account() for _ in range(10)]
+    account = make_account()  # the last: an ordered scan from the start passes the others
+    tariff = subscribe(others[0], service, "per_unit", price="1.00", plan="others").tariff
+    for other in others:
+        if other is not others[0]:
+            services.subscription_create(account=other, tariff=tariff, starts_on=date(2026, 1, 1))
+        readings(
+            other,
+            water,
+            *[(str(n), f"2025-{1 + n // 28:02d}-{1 + n % 28:02d}") for n in range(300)],
+        )
+    result = usage_ingest_records(
+        records=[
+            {
+                "account": other.pk,
+                "service": service.pk,
+                "quantity": "1",
+                "occurred_at": f"2026-01-{1 + n % 28:02d}T{n % 24:02d}:00:00+03:00",
+                "external_id": f"other-{other.pk}-{n}",
+            }
+            for other in others
+            for n in range(400)
+        ]
+    )
+    assert result.accepted == 4_000, result.errors[:3]
+    subscribe(account, service, "per_unit", price="2.00")
+    subscribe(account, water, "per_unit", price="3.00")
+    use(account, service, ("10", 3), ("5", 20))
+    readings(account, water, ("100", "2025-12-31"), ("130", "2026-01-31"))
+    chunk = [account.pk, *range(10**12, 10**12 + 199)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        usage_before = _rows_read(cursor, "invoicing_usagerecord")
+        readings_before = _rows_read(cursor, "invoicing_meterreading")
+        rate_accounts(chunk, services.billing_period_get("2026-01"))
+        usage_read = _rows_read(cursor, "invoicing_usagerecord") - usage_before
+        readings_read = _rows_read(cursor, "invoicing_meterreading") - readings_before
+        lines = rated_lines()
+        transaction.set_rollback(True)
+    assert sorted((line.account_id, line.quantity, line.amount) for line in lines) == [
+        (account.pk, Decimal("15"), Decimal("30.00")),
+        (account.pk, Decimal("30"), Decimal("90.00")),
+    ]
+    # The account's own two records, of 4,002, once per segment (its two services): the
+    # index is (account, time) and the service a filter.
+    assert usage_read <= 2 * 2, usage_read
+    assert readings_read <= 2, readings_read  # its own two readings, of 3,002
