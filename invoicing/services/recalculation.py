@@ -71,33 +71,43 @@ def _recalculate_changed(
 ) -> ChunkOutcome:
     """Recalculate billed periods (up to the run's) of these accounts whose inputs changed."""
     outcome = ChunkOutcome()
+    # Each account's invoices by the account's own index (a lateral subquery behind
+    # OFFSET 0, which the planner cannot flatten): with ``account_id = ANY(chunk)`` and
+    # statistics behind a month-end, it chose the (period, brand) index and filtered the
+    # period's invoices by the chunk, a cost that grew with every chunk the run issued
+    # (0.5 s a chunk at 1,200,000 invoices).
     with bound_cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT i.id, i.account_id, i.period_id FROM invoicing_invoice i
-            JOIN invoicing_billingperiod p ON p.id = i.period_id
-            WHERE i.account_id = ANY(%(accounts)s::bigint[])
-              AND i.kind = 'invoice' AND i.status NOT IN ('draft', 'void')
-              AND i.inputs_checked_at < %(before)s
-              AND p.starts_on <= %(period_start)s AND p.starts_on >= %(oldest)s
-              AND (%(brand)s::bigint IS NULL OR i.brand_id = %(brand)s::bigint)
-              AND (
-                EXISTS (
-                    SELECT 1 FROM invoicing_usagerecord u
-                    WHERE u.account_id = i.account_id
-                      AND u.occurred_at >= (p.starts_on::timestamp AT TIME ZONE %(tz)s)
-                      AND u.occurred_at < ((p.ends_on + 1)::timestamp AT TIME ZONE %(tz)s)
-                      AND {_NEW_TO_CHECK.format(row="u")}
-                )
-                OR EXISTS (
-                    SELECT 1 FROM invoicing_meterreading r
-                    WHERE r.account_id = i.account_id
-                      AND r.taken_at >= ((p.starts_on - interval '4 months')::timestamp
-                                         AT TIME ZONE %(tz)s)
-                      AND {_NEW_TO_CHECK.format(row="r")}
-                )
-              )
-            ORDER BY i.id
+            SELECT c.id, c.account_id, c.period_id
+            FROM unnest(%(accounts)s::bigint[]) a(id)
+            CROSS JOIN LATERAL (
+                SELECT i.id, i.account_id, i.period_id FROM invoicing_invoice i
+                JOIN invoicing_billingperiod p ON p.id = i.period_id
+                WHERE i.account_id = a.id
+                  AND i.kind = 'invoice' AND i.status NOT IN ('draft', 'void')
+                  AND i.inputs_checked_at < %(before)s
+                  AND p.starts_on <= %(period_start)s AND p.starts_on >= %(oldest)s
+                  AND (%(brand)s::bigint IS NULL OR i.brand_id = %(brand)s::bigint)
+                  AND (
+                    EXISTS (
+                        SELECT 1 FROM invoicing_usagerecord u
+                        WHERE u.account_id = i.account_id
+                          AND u.occurred_at >= (p.starts_on::timestamp AT TIME ZONE %(tz)s)
+                          AND u.occurred_at < ((p.ends_on + 1)::timestamp AT TIME ZONE %(tz)s)
+                          AND {_NEW_TO_CHECK.format(row="u")}
+                    )
+                    OR EXISTS (
+                        SELECT 1 FROM invoicing_meterreading r
+                        WHERE r.account_id = i.account_id
+                          AND r.taken_at >= ((p.starts_on - interval '4 months')::timestamp
+                                             AT TIME ZONE %(tz)s)
+                          AND {_NEW_TO_CHECK.format(row="r")}
+                    )
+                  )
+                OFFSET 0
+            ) c
+            ORDER BY c.id
             """,
             {
                 "accounts": list(account_ids),

@@ -108,3 +108,54 @@ def test_next_run_issues_the_adjustment_for_late_usage(account, service, billed,
     march = bill("2026-03")
     assert march.adjustments_issued == 0
     assert Invoice.objects.filter(kind="adjustment").count() == 1
+
+
+def _rows_read(cursor, table: str) -> int:
+    """Rows this transaction has read from ``table`` so far, by sequential or index scans."""
+    cursor.execute(
+        "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0)"
+        " FROM pg_stat_xact_user_tables WHERE relname = %s",
+        [table],
+    )
+    return cursor.fetchone()[0]
+
+
+def test_a_chunks_recalculation_check_reads_its_own_accounts_invoices(
+    brand, account, service, subscribe, make_account, make_service, bill
+):
+    """A run chunk looks for its accounts' billed periods with changed inputs by account,
+    whatever the planner makes of the invoices table: with ``account_id = ANY(chunk)`` and
+    statistics behind a month-end it filtered the whole period's invoices by the chunk,
+    0.85 s a chunk once the run had issued 1,200,000 (a run quadratic in its size). Here
+    120 other accounts are billed for the period, the statistics are missing and the chunk
+    is 200 accounts, one of them billed and with usage that arrived after its invoice."""
+    from datetime import date
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from invoicing.services.recalculation import _recalculate_changed
+
+    subscribe(account, service, "per_unit", price=PRICE)
+    rental = subscribe(make_account(), make_service(name="Rental"), "flat", price="5.00").tariff
+    for _ in range(119):
+        services.subscription_create(
+            account=make_account(), tariff=rental, starts_on=date(2026, 1, 1)
+        )
+    use(account, service, "10", 5, "u1")
+    run = bill("2026-01", brand=brand)
+    assert Invoice.objects.filter(kind="invoice", status="issued").count() == 121
+    original = Invoice.objects.get(account=account)
+    use(account, service, "4", 20, "late-1")
+    chunk = [*range(10**12, 10**12 + 199), account.pk]
+    with transaction.atomic(), connection.cursor() as cursor:
+        before = _rows_read(cursor, "invoicing_invoice")
+        outcome = _recalculate_changed(run, chunk, before=timezone.now())
+        read = _rows_read(cursor, "invoicing_invoice") - before
+        [note] = Invoice.objects.filter(adjusts=original)
+        transaction.set_rollback(True)
+    assert (outcome.adjustments, outcome.failures) == (1, [])
+    assert note.total == cents(Decimal("4") * PRICE)
+    # The account's invoice found by its index (1 read) and read again to recalculate it
+    # (11 reads today); not the period's 121 invoices (132 reads before).
+    assert read <= 20, read
