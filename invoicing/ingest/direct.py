@@ -42,6 +42,7 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from itertools import islice
 from operator import itemgetter
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -56,6 +57,8 @@ BLOCK = 1 << 20
 # Lines probed for already stored external ids before streaming (the same file sent
 # twice goes the staged way at once rather than at the end of a failing COPY).
 PROBE_LINES = 1000
+# (account, service) pairs checked against links and subscriptions per query.
+PAIRS_BATCH = 50_000
 
 _FIELD_PATTERNS = {
     "account": rb"[1-9][0-9]{0,17}",
@@ -263,15 +266,34 @@ def _check_rules(
     latest = cursor.fetchone()[0]
     offsets = {tail.lstrip(b":.0123456789") for tail in after_minutes}
     first_day, last_day = _days(params, latest, day_hours, offsets)
-    account_ids = sorted({int(account) for account, _ in pairs})
-    service_ids = sorted({int(service) for _, service in pairs})
     cursor.execute(
         """SELECT id, brand_id FROM brands_service
            WHERE id = ANY(%(ids)s)
              AND (%(scope)s::bigint[] IS NULL OR brand_id = ANY(%(scope)s::bigint[]))""",
-        {"ids": service_ids, "scope": params["scope"]},
+        {"ids": sorted({int(service) for _, service in pairs}), "scope": params["scope"]},
     )
     service_brand = dict(cursor.fetchall())
+    # The pairs' accounts a batch at a time: a month's file names every account of a large
+    # brand, and their links and subscriptions fetched at once held 1.5 GB at 1,500,000.
+    remaining = iter(pairs)
+    while batch := [
+        (int(account), int(service)) for account, service in islice(remaining, PAIRS_BATCH)
+    ]:
+        _check_pairs(cursor, params, batch, service_brand, first_day, last_day, copied=copied)
+
+
+def _check_pairs(
+    cursor: Any,
+    params: dict[str, Any],
+    pairs: list[tuple[int, int]],
+    service_brand: dict[int, int],
+    first_day: date,
+    last_day: date,
+    *,
+    copied: bool,
+) -> None:
+    """``_check_rules`` for a batch of (account, service) pairs."""
+    account_ids = sorted({account_id for account_id, _ in pairs})
     cursor.execute(
         """SELECT ab.account_id, ab.brand_id
            FROM accounts_account a JOIN accounts_account_brands ab ON ab.account_id = a.id
@@ -287,13 +309,12 @@ def _check_rules(
     )
     covered = set(cursor.fetchall())
     partly: list[tuple[int, int]] = []
-    for account, service in pairs:
-        account_id, service_id = int(account), int(service)
-        brand_id = service_brand.get(service_id)
-        if brand_id is None or (account_id, brand_id) not in linked:
+    for pair in pairs:
+        brand_id = service_brand.get(pair[1])
+        if brand_id is None or (pair[0], brand_id) not in linked:
             raise _Staged  # unknown, closed, not linked, out of scope: the staged path says which
-        if (account_id, service_id) not in covered:
-            partly.append((account_id, service_id))
+        if pair not in covered:
+            partly.append(pair)
     if partly and copied:
         # Subscriptions that start or end within the file's span: its rows of these pairs
         # checked one by one (rows stored earlier in this transaction too, which only

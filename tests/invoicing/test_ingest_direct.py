@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 
 from accounts.models import Account
-from invoicing import ingest_parallel
+from invoicing import ingest_parallel, services
 from invoicing.ingest import direct, usage_ingest_file
 from invoicing.ingest import usage as usage_module
 from invoicing.ingest_parallel import usage_ingest_path
@@ -377,3 +377,45 @@ def test_direct_ingest_gives_way_before_copying_when_the_first_lines_break_a_rul
     assert [(error["index"], error["code"]) for error in errors] == [(1, "brand_not_linked")]
     assert not any("invoicing_usagerecord" in statement for statement in statements)
     assert any("invoicing_stage" in statement for statement in statements)  # staged
+
+
+def test_direct_ingest_checks_the_pairs_a_batch_at_a_time(
+    account, service, make_service, subscribe, subscribed, taken, monkeypatch
+):
+    """The (account, service) pairs are checked against links and subscriptions a batch
+    at a time (a month's file names every account of a brand): every batch counts, the
+    last as much as the first, for the refusals and for the row-by-row subscriptions."""
+    monkeypatch.setattr(direct, "PAIRS_BATCH", 2)
+    monkeypatch.setattr(direct, "PROBE_LINES", 1)  # the rules after the COPY only
+    others = [AccountFactory(brands=[service.brand]) for _ in range(4)]
+    for other in others:
+        services.subscription_create(
+            account=other, tariff=subscribed.tariff, starts_on=date(2024, 1, 1)
+        )
+    rows = [
+        f"{who.pk},{service.pk},{n},2026-01-{n:02d}T10:00:00+03:00,u{n}"
+        for n, who in enumerate([account, *others], start=1)
+    ]
+    direct_taken, (summary, errors, stored_rows) = assert_same_both_ways(lines(*rows), taken)
+    assert direct_taken and (summary, errors) == ((5, 5, 0), [])
+    assert len(stored_rows) == 5
+
+    # The last pair's account closed: refused, whichever batch holds it.
+    taken.clear()
+    Account.objects.filter(pk=others[-1].pk).update(status=Account.Status.CLOSED)
+    direct_taken, (summary, errors, _rows) = assert_same_both_ways(lines(*rows), taken)
+    assert not direct_taken
+    assert [(error["index"], error["code"]) for error in errors] == [(5, "account_closed")]
+
+    # A subscription starting within the file, in any batch, is checked row by row.
+    taken.clear()
+    late = make_service()
+    subscribe(others[0], late, price="1", starts_on=date(2026, 1, 10))
+    rows[-1] = f"{others[0].pk},{late.pk},9,2026-01-09T10:00:00+03:00,early"
+    direct_taken, (summary, errors, _rows) = assert_same_both_ways(lines(*rows), taken)
+    assert not direct_taken
+    assert [(error["index"], error["code"]) for error in errors] == [(5, "no_subscription")]
+    taken.clear()
+    rows[-1] = f"{others[0].pk},{late.pk},9,2026-01-10T10:00:00+03:00,in-time"
+    direct_taken, (summary, errors, _rows) = assert_same_both_ways(lines(*rows), taken)
+    assert direct_taken and (summary, errors) == ((5, 5, 0), [])
