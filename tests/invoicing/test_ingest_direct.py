@@ -379,13 +379,12 @@ def test_direct_ingest_gives_way_before_copying_when_the_first_lines_break_a_rul
     assert any("invoicing_stage" in statement for statement in statements)  # staged
 
 
-def test_direct_ingest_checks_the_pairs_a_batch_at_a_time(
+def test_direct_ingest_checks_every_pair_of_the_file_after_the_copy(
     account, service, make_service, subscribe, subscribed, taken, monkeypatch
 ):
-    """The (account, service) pairs are checked against links and subscriptions a batch
-    at a time (a month's file names every account of a brand): every batch counts, the
-    last as much as the first, for the refusals and for the row-by-row subscriptions."""
-    monkeypatch.setattr(direct, "PAIRS_BATCH", 2)
+    """After the COPY, the file's (account, service) pairs are checked in the database,
+    which answers only with what fails (a month's file names every account of a brand):
+    any pair refused, and the pairs whose subscriptions are checked row by row."""
     monkeypatch.setattr(direct, "PROBE_LINES", 1)  # the rules after the COPY only
     others = [AccountFactory(brands=[service.brand]) for _ in range(4)]
     for other in others:
