@@ -190,7 +190,10 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
             if block and not block_shape.fullmatch(block):
                 raise _Staged
     cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_zone])
-    _check_rules(cursor, params, b",".join(accounts), b",".join(services), day_hours, after_minutes)
+    account_column, service_column = b",".join(accounts), b",".join(services)
+    accounts.clear()
+    services.clear()
+    _check_rules(cursor, params, account_column, service_column, day_hours, after_minutes)
     return IngestResult(received=received, accepted=received)
 
 
