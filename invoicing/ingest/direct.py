@@ -57,6 +57,8 @@ BLOCK = 1 << 20
 # Lines probed for already stored external ids before streaming (the same file sent
 # twice goes the staged way at once rather than at the end of a failing COPY).
 PROBE_LINES = 1000
+# Distinct (account, service) pairs held in a set before they move to compact columns.
+PAIRS_HELD = 100_000
 
 _FIELD_PATTERNS = {
     "account": rb"[1-9][0-9]{0,17}",
@@ -141,10 +143,10 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
         suffix = b"," + _csv_text(params["source"][:100])
     raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
 
-    # Every row's account and service, as the file's digits joined by commas (a block at
-    # a time): about 10 bytes a row, where a set of the distinct pairs took 140.
-    accounts: list[bytes] = []
-    services: list[bytes] = []
+    # The file's distinct (account, service) pairs: a set while it is small, then moved to
+    # two columns of the file's digits joined by commas (about 10 bytes a pair, where the
+    # set takes 140: a month-end file names every account of a large brand).
+    pairs = _Pairs()
     day_hours: set[bytes] = set()
     after_minutes: set[bytes] = set()
     received = 0
@@ -178,8 +180,7 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
         while block:
             fields = block.replace(b"\n", b",").split(b",")
             received += len(fields) // width
-            accounts.append(b",".join(fields[account_at::width]))
-            services.append(b",".join(fields[service_at::width]))
+            pairs.add(fields[account_at::width], fields[service_at::width])
             moments = fields[moment_at::width]
             day_hours.update(map(_DAY_HOUR, moments))
             after_minutes.update(map(_AFTER_MINUTES, moments))
@@ -190,11 +191,36 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
             if block and not block_shape.fullmatch(block):
                 raise _Staged
     cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_zone])
-    account_column, service_column = b",".join(accounts), b",".join(services)
-    accounts.clear()
-    services.clear()
-    _check_rules(cursor, params, account_column, service_column, day_hours, after_minutes)
+    _check_rules(cursor, params, *pairs.columns(), day_hours, after_minutes)
     return IngestResult(received=received, accepted=received)
+
+
+class _Pairs:
+    """Distinct (account, service) pairs as two comma-joined columns of digits; a pair
+    may appear again once its set was moved to the columns (the check does not mind)."""
+
+    def __init__(self) -> None:
+        self._set: set[tuple[bytes, bytes]] = set()
+        self._accounts: list[bytes] = []
+        self._services: list[bytes] = []
+
+    def add(self, accounts: list[bytes], services: list[bytes]) -> None:
+        self._set.update(zip(accounts, services, strict=True))
+        if len(self._set) >= PAIRS_HELD:
+            self._move()
+
+    def _move(self) -> None:
+        if self._set:
+            self._accounts.append(b",".join(account for account, _ in self._set))
+            self._services.append(b",".join(service for _, service in self._set))
+            self._set.clear()
+
+    def columns(self) -> tuple[bytes, bytes]:
+        self._move()
+        columns = b",".join(self._accounts), b",".join(self._services)
+        self._accounts.clear()
+        self._services.clear()
+        return columns
 
 
 def _probe(cursor: Any, services: list[bytes], external_ids: list[bytes]) -> None:
