@@ -8,7 +8,7 @@ savepoint, and reads the file once:
 - Python checks every block of lines against one plain shape (a regular expression,
   in C: ids of digits, a plain decimal with at most six decimals, an ISO-8601 moment,
   printable ASCII text without quotes or commas, 1-100 characters), notes the
-  rows' (account, service) pairs, the dates-and-hours and the offsets of the moments it
+  (account, service) pairs, the dates-and-hours and the offsets of the moments it
   names, and passes the block on to one ``COPY ... FROM STDIN`` into the table while
   reading on. PostgreSQL reads the values as the staged path does (the same input
   functions; a moment without an offset in the business time zone, as there), refuses
@@ -42,6 +42,7 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from itertools import islice
 from operator import itemgetter
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -49,7 +50,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 from django.db import transaction
 
-from core.db import bound_cursor
 from invoicing.exceptions import MalformedFile
 from invoicing.ingest.staging import USAGE, IngestResult, _file_header
 
@@ -57,8 +57,8 @@ BLOCK = 1 << 20
 # Lines probed for already stored external ids before streaming (the same file sent
 # twice goes the staged way at once rather than at the end of a failing COPY).
 PROBE_LINES = 1000
-# Distinct (account, service) pairs held in a set before they move to compact columns.
-PAIRS_HELD = 100_000
+# (account, service) pairs checked against links and subscriptions per query.
+PAIRS_BATCH = 50_000
 
 _FIELD_PATTERNS = {
     "account": rb"[1-9][0-9]{0,17}",
@@ -143,10 +143,7 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
         suffix = b"," + _csv_text(params["source"][:100])
     raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
 
-    # The file's distinct (account, service) pairs: a set while it is small, then moved to
-    # two columns of the file's digits joined by commas (about 10 bytes a pair, where the
-    # set takes 140: a month-end file names every account of a large brand).
-    pairs = _Pairs()
+    pairs: set[tuple[bytes, bytes]] = set()
     day_hours: set[bytes] = set()
     after_minutes: set[bytes] = set()
     received = 0
@@ -170,8 +167,7 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
         _check_rules(
             cursor,
             params,
-            b",".join(first[account_at::width]),
-            b",".join(first[service_at::width]),
+            set(zip(first[account_at::width], first[service_at::width], strict=True)),
             set(map(_DAY_HOUR, moments)),
             set(map(_AFTER_MINUTES, moments)),
             copied=False,
@@ -180,7 +176,7 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
         while block:
             fields = block.replace(b"\n", b",").split(b",")
             received += len(fields) // width
-            pairs.add(fields[account_at::width], fields[service_at::width])
+            pairs.update(zip(fields[account_at::width], fields[service_at::width], strict=True))
             moments = fields[moment_at::width]
             day_hours.update(map(_DAY_HOUR, moments))
             after_minutes.update(map(_AFTER_MINUTES, moments))
@@ -191,36 +187,8 @@ def _copy_direct(cursor: Any, stream: IO[bytes], params: dict[str, Any]) -> Inge
             if block and not block_shape.fullmatch(block):
                 raise _Staged
     cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_zone])
-    _check_rules(cursor, params, *pairs.columns(), day_hours, after_minutes)
+    _check_rules(cursor, params, pairs, day_hours, after_minutes)
     return IngestResult(received=received, accepted=received)
-
-
-class _Pairs:
-    """Distinct (account, service) pairs as two comma-joined columns of digits; a pair
-    may appear again once its set was moved to the columns (the check does not mind)."""
-
-    def __init__(self) -> None:
-        self._set: set[tuple[bytes, bytes]] = set()
-        self._accounts: list[bytes] = []
-        self._services: list[bytes] = []
-
-    def add(self, accounts: list[bytes], services: list[bytes]) -> None:
-        self._set.update(zip(accounts, services, strict=True))
-        if len(self._set) >= PAIRS_HELD:
-            self._move()
-
-    def _move(self) -> None:
-        if self._set:
-            self._accounts.append(b",".join(account for account, _ in self._set))
-            self._services.append(b",".join(service for _, service in self._set))
-            self._set.clear()
-
-    def columns(self) -> tuple[bytes, bytes]:
-        self._move()
-        columns = b",".join(self._accounts), b",".join(self._services)
-        self._accounts.clear()
-        self._services.clear()
-        return columns
 
 
 def _probe(cursor: Any, services: list[bytes], external_ids: list[bytes]) -> None:
@@ -281,41 +249,10 @@ def _days(
     return first, last
 
 
-# The file's (account, service) pairs: whether any is refused (an unknown service or one
-# out of scope, an account not linked to its brand, closed or not a client's) and those
-# no single subscription covers over the file's span (checked row by row).
-_PAIRS_SQL = """
-WITH pairs AS MATERIALIZED (
-    SELECT account_id, service_id
-    FROM unnest(string_to_array(%(accounts)s, ',')::bigint[],
-                string_to_array(%(services)s, ',')::bigint[]) AS p(account_id, service_id)
-), partly AS MATERIALIZED (
-    SELECT DISTINCT account_id, service_id FROM pairs p
-    WHERE NOT EXISTS (
-        SELECT FROM invoicing_subscription sub
-        WHERE sub.account_id = p.account_id AND sub.service_id = p.service_id
-          AND sub.starts_on <= %(first)s AND (sub.ends_on IS NULL OR sub.ends_on >= %(last)s))
-)
-SELECT
-    EXISTS (
-        SELECT FROM pairs p
-        LEFT JOIN brands_service s ON s.id = p.service_id
-             AND (%(scope)s::bigint[] IS NULL OR s.brand_id = ANY(%(scope)s::bigint[]))
-        LEFT JOIN accounts_account_brands ab
-             ON ab.account_id = p.account_id AND ab.brand_id = s.brand_id
-        LEFT JOIN accounts_account a
-             ON a.id = ab.account_id AND a.kind = 'client' AND a.status <> 'closed'
-        WHERE a.id IS NULL),
-    array_agg(account_id), array_agg(service_id)
-FROM partly
-"""
-
-
 def _check_rules(
     cursor: Any,
     params: dict[str, Any],
-    accounts: bytes,
-    services: bytes,
+    pairs: set[tuple[bytes, bytes]],
     day_hours: set[bytes],
     after_minutes: set[bytes],
     *,
@@ -323,32 +260,61 @@ def _check_rules(
 ) -> None:
     """Every rule of the staged path for the rows just copied (see the module docstring);
     ``copied=False``: for rows about to be, all but those needing a row-by-row check."""
-    if not accounts:
+    if not pairs:
         return
     cursor.execute("SELECT now() + interval '1 day'")
     latest = cursor.fetchone()[0]
     offsets = {tail.lstrip(b":.0123456789") for tail in after_minutes}
     first_day, last_day = _days(params, latest, day_hours, offsets)
-    # Checked in the database, which returns only what fails: a month's file names every
-    # account of a large brand, and fetching their links and subscriptions held 1.5 GB at
-    # 1,500,000 accounts. The rows' pairs go as they are, duplicates and all (the planner
-    # then knows how many there are and joins by hash when they are many).
-    # Bound on the server: the texts are not quoted into the statement in Python.
-    with bound_cursor() as bound:
-        bound.execute(
-            _PAIRS_SQL,
-            {
-                "accounts": accounts.decode(),
-                "services": services.decode(),
-                "scope": params["scope"],
-                "first": first_day,
-                "last": last_day,
-            },
-        )
-        refused, partly_accounts, partly_services = bound.fetchone()
-    if refused:
-        raise _Staged  # unknown, closed, not linked, out of scope: the staged path says which
-    partly = list(zip(partly_accounts or [], partly_services or [], strict=True))
+    cursor.execute(
+        """SELECT id, brand_id FROM brands_service
+           WHERE id = ANY(%(ids)s)
+             AND (%(scope)s::bigint[] IS NULL OR brand_id = ANY(%(scope)s::bigint[]))""",
+        {"ids": sorted({int(service) for _, service in pairs}), "scope": params["scope"]},
+    )
+    service_brand = dict(cursor.fetchall())
+    # The pairs' accounts a batch at a time: a month's file names every account of a large
+    # brand, and their links and subscriptions fetched at once held 1.5 GB at 1,500,000.
+    remaining = iter(pairs)
+    while batch := [
+        (int(account), int(service)) for account, service in islice(remaining, PAIRS_BATCH)
+    ]:
+        _check_pairs(cursor, params, batch, service_brand, first_day, last_day, copied=copied)
+
+
+def _check_pairs(
+    cursor: Any,
+    params: dict[str, Any],
+    pairs: list[tuple[int, int]],
+    service_brand: dict[int, int],
+    first_day: date,
+    last_day: date,
+    *,
+    copied: bool,
+) -> None:
+    """``_check_rules`` for a batch of (account, service) pairs."""
+    account_ids = sorted({account_id for account_id, _ in pairs})
+    cursor.execute(
+        """SELECT ab.account_id, ab.brand_id
+           FROM accounts_account a JOIN accounts_account_brands ab ON ab.account_id = a.id
+           WHERE a.id = ANY(%(ids)s) AND a.kind = 'client' AND a.status <> 'closed'""",
+        {"ids": account_ids},
+    )
+    linked = set(cursor.fetchall())
+    cursor.execute(
+        """SELECT account_id, service_id FROM invoicing_subscription
+           WHERE account_id = ANY(%(ids)s) AND starts_on <= %(first)s
+             AND (ends_on IS NULL OR ends_on >= %(last)s)""",
+        {"ids": account_ids, "first": first_day, "last": last_day},
+    )
+    covered = set(cursor.fetchall())
+    partly: list[tuple[int, int]] = []
+    for pair in pairs:
+        brand_id = service_brand.get(pair[1])
+        if brand_id is None or (pair[0], brand_id) not in linked:
+            raise _Staged  # unknown, closed, not linked, out of scope: the staged path says which
+        if pair not in covered:
+            partly.append(pair)
     if partly and copied:
         # Subscriptions that start or end within the file's span: its rows of these pairs
         # checked one by one (rows stored earlier in this transaction too, which only

@@ -379,17 +379,14 @@ def test_direct_ingest_gives_way_before_copying_when_the_first_lines_break_a_rul
     assert any("invoicing_stage" in statement for statement in statements)  # staged
 
 
-def test_direct_ingest_checks_every_pair_of_the_file_after_the_copy(
+def test_direct_ingest_checks_the_pairs_a_batch_at_a_time(
     account, service, make_service, subscribe, subscribed, taken, monkeypatch
 ):
-    """After the COPY, the file's (account, service) pairs are checked in the database,
-    which answers only with what fails (a month's file names every account of a brand):
-    any pair refused, and the pairs whose subscriptions are checked row by row. Here the
-    file is read a line or two at a time and its pairs are held in a set of two before
-    they move to the columns sent (one pair is in the file twice)."""
+    """The (account, service) pairs are checked against links and subscriptions a batch
+    at a time (a month's file names every account of a brand): every batch counts, the
+    last as much as the first, for the refusals and for the row-by-row subscriptions."""
+    monkeypatch.setattr(direct, "PAIRS_BATCH", 2)
     monkeypatch.setattr(direct, "PROBE_LINES", 1)  # the rules after the COPY only
-    monkeypatch.setattr(direct, "BLOCK", 64)
-    monkeypatch.setattr(direct, "PAIRS_HELD", 2)
     others = [AccountFactory(brands=[service.brand]) for _ in range(4)]
     for other in others:
         services.subscription_create(
@@ -397,32 +394,28 @@ def test_direct_ingest_checks_every_pair_of_the_file_after_the_copy(
         )
     rows = [
         f"{who.pk},{service.pk},{n},2026-01-{n:02d}T10:00:00+03:00,u{n}"
-        for n, who in enumerate([account, *others, account], start=1)
+        for n, who in enumerate([account, *others], start=1)
     ]
     direct_taken, (summary, errors, stored_rows) = assert_same_both_ways(lines(*rows), taken)
-    assert direct_taken and (summary, errors) == ((6, 6, 0), [])
-    assert len(stored_rows) == 6
+    assert direct_taken and (summary, errors) == ((5, 5, 0), [])
+    assert len(stored_rows) == 5
 
-    # One pair's account closed: refused.
+    # The last pair's account closed: refused, whichever batch holds it.
     taken.clear()
     Account.objects.filter(pk=others[-1].pk).update(status=Account.Status.CLOSED)
     direct_taken, (summary, errors, _rows) = assert_same_both_ways(lines(*rows), taken)
     assert not direct_taken
     assert [(error["index"], error["code"]) for error in errors] == [(5, "account_closed")]
 
-    # A subscription starting within the file's span: its rows are checked one by one.
+    # A subscription starting within the file, in any batch, is checked row by row.
     taken.clear()
     late = make_service()
     subscribe(others[0], late, price="1", starts_on=date(2026, 1, 10))
     rows[-1] = f"{others[0].pk},{late.pk},9,2026-01-09T10:00:00+03:00,early"
     direct_taken, (summary, errors, _rows) = assert_same_both_ways(lines(*rows), taken)
     assert not direct_taken
-    assert [(error["index"], error["code"]) for error in errors] == [
-        (5, "account_closed"),
-        (6, "no_subscription"),
-    ]
+    assert [(error["index"], error["code"]) for error in errors] == [(5, "no_subscription")]
     taken.clear()
-    Account.objects.filter(pk=others[-1].pk).update(status=Account.Status.OPEN)
     rows[-1] = f"{others[0].pk},{late.pk},9,2026-01-10T10:00:00+03:00,in-time"
     direct_taken, (summary, errors, _rows) = assert_same_both_ways(lines(*rows), taken)
-    assert direct_taken and (summary, errors) == ((6, 6, 0), [])
+    assert direct_taken and (summary, errors) == ((5, 5, 0), [])
