@@ -7,6 +7,7 @@ import pytest
 
 from invoicing import services
 from invoicing.ingest import usage_ingest_records
+from tests.invoicing.reads import rows_read
 
 CENT = Decimal("0.01")
 JAN_DAYS = 31
@@ -225,16 +226,6 @@ def test_rating_vat_from_the_service_is_included_in_the_amount(
     assert line.vat == vat_of(Decimal("123.45"), Decimal(rate))
 
 
-def _rows_read(cursor, table: str) -> int:
-    """Rows this transaction has read from ``table`` so far, by sequential or index scans."""
-    cursor.execute(
-        "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0)"
-        " FROM pg_stat_xact_user_tables WHERE relname = %s",
-        [table],
-    )
-    return cursor.fetchone()[0]
-
-
 def test_rating_reads_only_the_rated_accounts_usage_and_readings(
     service, make_account, make_service, subscribe, readings
 ):
@@ -281,11 +272,11 @@ def test_rating_reads_only_the_rated_accounts_usage_and_readings(
     chunk = [account.pk, *range(10**12, 10**12 + 199)]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_nestloop = off")
-        usage_before = _rows_read(cursor, "invoicing_usagerecord")
-        readings_before = _rows_read(cursor, "invoicing_meterreading")
+        usage_before = rows_read(cursor, "invoicing_usagerecord")
+        readings_before = rows_read(cursor, "invoicing_meterreading")
         rate_accounts(chunk, services.billing_period_get("2026-01"))
-        usage_read = _rows_read(cursor, "invoicing_usagerecord") - usage_before
-        readings_read = _rows_read(cursor, "invoicing_meterreading") - readings_before
+        usage_read = rows_read(cursor, "invoicing_usagerecord") - usage_before
+        readings_read = rows_read(cursor, "invoicing_meterreading") - readings_before
         lines = rated_lines()
         transaction.set_rollback(True)
     assert sorted((line.account_id, line.quantity, line.amount) for line in lines) == [

@@ -10,6 +10,7 @@ from invoicing.exceptions import PeriodNotBilled
 from invoicing.ingest import usage_ingest_records
 from invoicing.models import Invoice, InvoiceAllocation
 from ledger.models import Transaction
+from tests.invoicing.reads import rows_read
 
 PRICE = Decimal("2.35")
 
@@ -110,16 +111,6 @@ def test_next_run_issues_the_adjustment_for_late_usage(account, service, billed,
     assert Invoice.objects.filter(kind="adjustment").count() == 1
 
 
-def _rows_read(cursor, table: str) -> int:
-    """Rows this transaction has read from ``table`` so far, by sequential or index scans."""
-    cursor.execute(
-        "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0)"
-        " FROM pg_stat_xact_user_tables WHERE relname = %s",
-        [table],
-    )
-    return cursor.fetchone()[0]
-
-
 def test_a_chunks_recalculation_check_reads_its_own_accounts_invoices(
     brand, account, service, subscribe, make_account, make_service, bill
 ):
@@ -149,9 +140,9 @@ def test_a_chunks_recalculation_check_reads_its_own_accounts_invoices(
     use(account, service, "4", 20, "late-1")
     chunk = [*range(10**12, 10**12 + 199), account.pk]
     with transaction.atomic(), connection.cursor() as cursor:
-        before = _rows_read(cursor, "invoicing_invoice")
+        before = rows_read(cursor, "invoicing_invoice")
         outcome = _recalculate_changed(run, chunk, before=timezone.now())
-        read = _rows_read(cursor, "invoicing_invoice") - before
+        read = rows_read(cursor, "invoicing_invoice") - before
         [note] = Invoice.objects.filter(adjusts=original)
         transaction.set_rollback(True)
     assert (outcome.adjustments, outcome.failures) == (1, [])
