@@ -42,7 +42,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.db import bound_cursor
-from invoicing.models import Invoice, InvoiceLine
+from invoicing.models import Invoice
 from invoicing.pdf import (
     DocumentLine,
     InvoiceDocument,
@@ -109,20 +109,20 @@ _INVOICE_FIELDS = (
     "brand__bank_correspondent_account",
     "adjusts__number",
 )
-_LINE_FIELDS = (
-    "invoice_id",
-    "description",
-    "service__name",
-    "service__unit",
-    "starts_on",
-    "ends_on",
-    "quantity",
-    "unit_price",
-    "amount",
-    "vat_rate",
-    "vat",
-    "estimated",
-)
+# The invoices' lines, each invoice's by its own index (a lateral subquery behind OFFSET 0,
+# which the planner cannot flatten): ``invoice_id IN (...)`` of a 100-invoice PDF task,
+# planned without statistics on the lines (a month-end's), read all of them, 4,500,000
+# at 1,500,000 accounts, in 1.0-1.25 s a task.
+_LINES_SQL = """
+SELECT l.invoice_id, l.description, s.name, s.unit, l.starts_on, l.ends_on, l.quantity,
+       l.unit_price, l.amount, l.vat_rate, l.vat, l.estimated
+FROM unnest(%s::bigint[]) AS i(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM invoicing_invoiceline l WHERE l.invoice_id = i.id OFFSET 0
+) l
+JOIN brands_service s ON s.id = l.service_id
+ORDER BY l.invoice_id, l.position, l.id
+"""
 
 
 def _local_day(moment: datetime | None) -> date:
@@ -136,6 +136,9 @@ def invoice_documents(invoice_ids: Sequence[int]) -> dict[int, InvoiceDocument]:
     rows = list(Invoice.objects.filter(pk__in=invoice_ids).values_list(*_INVOICE_FIELDS))
     for row in rows:
         periods[row[0]] = (row[11], row[12])
+    with bound_cursor() as cursor:
+        cursor.execute(_LINES_SQL, [sorted(periods)])
+        line_rows = cursor.fetchall()
     for (
         invoice_id,
         description,
@@ -149,11 +152,7 @@ def invoice_documents(invoice_ids: Sequence[int]) -> dict[int, InvoiceDocument]:
         vat_rate,
         vat,
         estimated,
-    ) in (
-        InvoiceLine.objects.filter(invoice_id__in=invoice_ids)
-        .order_by("invoice_id", "position", "id")
-        .values_list(*_LINE_FIELDS)
-    ):
+    ) in line_rows:
         text = description or service_name
         if starts_on and ends_on and (starts_on, ends_on) != periods[invoice_id]:
             text = f"{text}, {format_date(starts_on)}–{format_date(ends_on)}"

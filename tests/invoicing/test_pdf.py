@@ -35,6 +35,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.invoicing.pdf_helpers import pdf_pages_text, pdf_text, qr_codes
+from tests.invoicing.reads import rows_read
 
 BRAND_LEGAL_NAME = "ООО «Энергосбыт Север»"
 CLIENT_NAME = "Иванова Мария Петровна"
@@ -355,6 +356,41 @@ def test_bulk_task_renders_and_stores_each_issued_invoice(ru_brand, bill):
         assert f"Счёт № {invoice.number}" in text and "300,00" in text
     # Delivered twice (a q2 retry): nothing is rendered again.
     assert tasks.invoice_documents_deliver([inv.pk for inv in invoices]) == 0
+
+
+def test_documents_read_only_their_own_invoices_lines(ru_brand, bill):
+    """A PDF task reads its invoices' lines invoice by invoice, whatever the planner makes
+    of the lines table: ``invoice_id IN (...)`` of a 100-invoice task, planned without
+    statistics after a month-end, read all 4,500,000 lines at 1,500,000 accounts. Here
+    40 invoices' documents are read from a table of 5,060 lines (5,000 of another)."""
+    subscribe_many(ru_brand, 60)
+    bill("2026-01")
+    invoices = list(Invoice.objects.order_by("pk").values_list("pk", "number"))
+    assert len(invoices) == 60
+    other = invoices[-1][0]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO invoicing_invoiceline (invoice_id, position, kind, service_id,
+                   description, quantity, unit_price, amount, vat_rate, vat, estimated,
+                   starts_on, ends_on, subscription_id, tariff_id)
+               SELECT invoice_id, position + n, kind, service_id, description, quantity,
+                      unit_price, amount, vat_rate, vat, estimated, starts_on, ends_on,
+                      subscription_id, tariff_id
+               FROM invoicing_invoiceline, generate_series(1, 5000) n WHERE invoice_id = %s""",
+            [other],
+        )
+        before = rows_read(cursor, "invoicing_invoiceline")
+        wanted = [pk for pk, _number in invoices[:40]]
+        read_documents = documents.invoice_documents(wanted)
+        read = rows_read(cursor, "invoicing_invoiceline") - before
+    assert sorted(read_documents) == wanted
+    for pk, number in invoices[:40]:
+        document = read_documents[pk]
+        assert document.number == number
+        assert [(line.amount, line.quantity) for line in document.lines] == [
+            (Decimal("300.00"), Decimal("1"))
+        ]
+    assert read == 40, read  # each invoice's one line
 
 
 def test_draft_pdf_is_marked_has_no_qr_and_is_not_stored(ru_brand, household, subscribe, bill):
