@@ -53,7 +53,7 @@ from invoicing.pdf import (
     render_invoice_pdf,
 )
 from notifications import attachments
-from notifications.services import OutgoingEmail, emails_enqueue
+from notifications.services import OutgoingEmail, emails_enqueue, pending_email_ids
 
 logger = logging.getLogger(__name__)
 
@@ -423,17 +423,9 @@ def invoice_emails_enqueue(*, invoice_ids: Sequence[int], send: bool = False) ->
 
 def invoice_emails_send(*, invoice_ids: Sequence[int]) -> int:
     """Queue the sending of these invoices' pending emails (after their PDFs are stored)."""
-    from notifications.models import EmailMessage
     from notifications.tasks import enqueue_send
 
-    ids = list(
-        EmailMessage.objects.filter(
-            key__in=[invoice_email_key(pk) for pk in invoice_ids],
-            status=EmailMessage.Status.PENDING,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    ids = pending_email_ids([invoice_email_key(pk) for pk in invoice_ids])
     if ids:
         enqueue_send(ids)
     return len(ids)

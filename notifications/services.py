@@ -106,6 +106,27 @@ def emails_enqueue(
     return ids
 
 
+def pending_email_ids(keys: Sequence[str]) -> list[int]:
+    """The ids of the pending messages among these keys, in id order.
+
+    One key at a time by its unique index (a lateral subquery behind OFFSET 0, which the
+    planner cannot flatten): ``key IN (...) AND status = 'pending'`` for a PDF task's 100
+    invoices, planned without statistics after a 1,500,000-invoice month-end, combined
+    the keys' bitmap with one of every pending message (0.26 s a task).
+    """
+    with bound_cursor() as cursor:
+        cursor.execute(
+            """SELECT m.id FROM unnest(%s::text[]) AS k(key)
+               CROSS JOIN LATERAL (
+                   SELECT id, status FROM notifications_emailmessage
+                   WHERE key = k.key OFFSET 0
+               ) m
+               WHERE m.status = %s ORDER BY m.id""",
+            [list(keys), EmailMessage.Status.PENDING],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _jsonb(value: list[dict]) -> str:
     return json.dumps(value, ensure_ascii=False)
 

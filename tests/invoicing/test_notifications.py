@@ -333,3 +333,33 @@ def test_run_through_q2_stores_every_pdf_and_emails_it(brand, tariff):
         [(filename, content, _mimetype)] = sent.attachments
         number = filename.removesuffix(".pdf")
         assert number in sent.subject and f"Счёт № {number}" in pdf_text(content)
+
+
+def test_pending_email_ids_reads_only_the_asked_keys_messages(db):
+    """A PDF task's pending emails are found key by key, whatever the planner makes of the
+    outbox (``key IN (...) AND status = 'pending'`` after a 1,500,000-invoice month-end
+    combined the keys with every pending message): 40 keys asked of an outbox of 3,000,
+    of them 5 already sent and 3 never written."""
+    from notifications.services import OutgoingEmail, emails_enqueue, pending_email_ids
+    from tests.invoicing.reads import rows_read
+
+    ids = emails_enqueue(
+        [
+            OutgoingEmail(key=f"bench:{n}", to=f"c{n}@example.com", subject="s", body="b")
+            for n in range(3000)
+        ],
+        send=False,
+    )
+    assert len(ids) == 3000
+    by_key = dict(EmailMessage.objects.values_list("key", "pk"))
+    sent = [f"bench:{n}" for n in range(5)]
+    EmailMessage.objects.filter(key__in=sent).update(
+        status=EmailMessage.Status.SENT, sent_at=timezone.now()
+    )
+    keys = [f"bench:{n}" for n in range(37)] + ["bench:x", "bench:y", "bench:z"]
+    with connection.cursor() as cursor:
+        before = rows_read(cursor, "notifications_emailmessage")
+        found = pending_email_ids(keys)
+        read = rows_read(cursor, "notifications_emailmessage") - before
+    assert found == sorted(by_key[f"bench:{n}"] for n in range(5, 37))
+    assert read <= 37, read  # the 37 messages written, each once
