@@ -7,12 +7,14 @@ import tracemalloc
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
 from accounts.models import Account
 from invoicing.ingest import meter_readings_ingest_file
 from invoicing.ingest import readings as readings_module
 from invoicing.models import Meter, MeterReading
 from tests.factories import AccountFactory
+from tests.invoicing.reads import rows_read
 
 
 def csv_file(rows):
@@ -149,3 +151,54 @@ def test_batches_bound_the_memory_held(service, monkeypatch, db):
 
     whole, batched = peak(100_000), peak(200)
     assert batched < whole / 3, (batched, whole)
+
+
+def test_a_batch_reads_only_its_own_meters_and_readings(service, db):
+    """A batch's meters and stored readings are found key by key: a batch of two series
+    among 200 metered accounts reads a handful of rows, not every meter and reading. With
+    nested loops off (as the planner chose when statistics lagged behind a month-end
+    file), the joins to the batch's arrays scanned both tables whole, batch after batch."""
+    template = AccountFactory(brands=[service.brand])
+    created = Account.objects.bulk_create(
+        Account(
+            number=f"OWN{n:06d}",
+            kind=template.kind,
+            client_id=template.client_id,
+            currency=template.currency,
+        )
+        for n in range(202)
+    )
+    Account.brands.through.objects.bulk_create(
+        Account.brands.through(account_id=acc.pk, brand_id=service.brand_id) for acc in created
+    )
+    others, (first, second) = created[:200], created[200:]
+    rows = []
+    for account in others:
+        rows.append((account.pk, service.pk, "1.000", day(1), f"o{account.pk}-0"))
+        rows.append((account.pk, service.pk, "3.000", day(9), f"o{account.pk}-1"))
+    assert meter_readings_ingest_file(stream=csv_file(rows)).accepted == 400
+    # The second series already has a reading: the batch reads it as its predecessor.
+    meter_readings_ingest_file(stream=csv_file([(second.pk, service.pk, "5", day(2), "s0")]))
+    batch = [
+        (first.pk, service.pk, "10", day(3), "f1"),
+        (first.pk, service.pk, "12", day(4), "f2"),
+        (second.pk, service.pk, "9", day(5), "s1"),
+        (others[0].pk, service.pk, "1.000", day(1), f"o{others[0].pk}-0"),  # a duplicate
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        meters_before = rows_read(cursor, "invoicing_meter")
+        readings_before = rows_read(cursor, "invoicing_meterreading")
+        result = meter_readings_ingest_file(stream=csv_file(batch))
+        meters_read = rows_read(cursor, "invoicing_meter") - meters_before
+        readings_read = rows_read(cursor, "invoicing_meterreading") - readings_before
+    assert outcome(result) == (4, 3, 1, [])
+    assert {
+        ext: used
+        for _a, _s, ext, _r, used in stored()
+        if ext in {"f1", "f2", "s0", "s1"}
+    } == {"f1": Decimal(0), "f2": Decimal(2), "s0": Decimal(0), "s1": Decimal(4)}
+    # The batch's own rows: its meters and the stored readings it meets (3 and 3 here;
+    # the joins read 403 and 1,204).
+    assert meters_read <= 6, meters_read
+    assert readings_read <= 6, readings_read
