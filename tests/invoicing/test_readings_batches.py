@@ -193,11 +193,12 @@ def test_a_batch_reads_only_its_own_meters_and_readings(service, db):
         meters_read = rows_read(cursor, "invoicing_meter") - meters_before
         readings_read = rows_read(cursor, "invoicing_meterreading") - readings_before
     assert outcome(result) == (4, 3, 1, [])
-    assert {
-        ext: used
-        for _a, _s, ext, _r, used in stored()
-        if ext in {"f1", "f2", "s0", "s1"}
-    } == {"f1": Decimal(0), "f2": Decimal(2), "s0": Decimal(0), "s1": Decimal(4)}
+    assert {ext: used for _a, _s, ext, _r, used in stored() if ext in {"f1", "f2", "s0", "s1"}} == {
+        "f1": Decimal(0),
+        "f2": Decimal(2),
+        "s0": Decimal(0),
+        "s1": Decimal(4),
+    }
     # The batch's own rows: its meters and the stored readings it meets (3 and 3 here;
     # the joins read 403 and 1,204).
     assert meters_read <= 6, meters_read
