@@ -337,6 +337,10 @@ class Meter(models.Model):
         ordering = ["account", "service", "installed_at"]
         indexes = [models.Index(fields=["account", "service"], name="invoicing_meter_series_idx")]
         constraints = [
+            # What the readings' foreign key references (``MeterReading.meter``).
+            models.UniqueConstraint(
+                fields=["id", "account", "service"], name="%(app_label)s_%(class)s_series_key"
+            ),
             models.UniqueConstraint(
                 fields=["account", "service"],
                 condition=Q(removed_at__isnull=True),
@@ -368,12 +372,32 @@ class MeterReading(models.Model):
     reading of the same meter (rollover unwrapped; 0 for a meter's first reading), kept
     up to date by the ingest service when a late reading lands between two others."""
 
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="readings")
+    # One foreign key in the database for the three columns: (meter, account, service)
+    # references the meter's (id, account, service) (``invoicing_meterreading_meter_series_fk``,
+    # migration 0011), so a reading names its meter's account and service, and each
+    # stored reading costs one deferred check at commit instead of three (3,000,000
+    # readings of a month-end file: 9,000,000 checks). The (meter, taken_at) index serves
+    # the lookups by meter.
+    meter = models.ForeignKey(
+        Meter,
+        on_delete=models.PROTECT,
+        related_name="readings",
+        db_index=False,
+        db_constraint=False,
+    )
     account = models.ForeignKey(
-        Account, on_delete=models.PROTECT, related_name="meter_readings", db_index=False
+        Account,
+        on_delete=models.PROTECT,
+        related_name="meter_readings",
+        db_index=False,
+        db_constraint=False,
     )
     service = models.ForeignKey(
-        Service, on_delete=models.PROTECT, related_name="meter_readings", db_index=False
+        Service,
+        on_delete=models.PROTECT,
+        related_name="meter_readings",
+        db_index=False,
+        db_constraint=False,
     )
     reading = models.DecimalField(**QUANTITY)
     taken_at = models.DateTimeField()

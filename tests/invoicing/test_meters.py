@@ -4,9 +4,13 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+from django.db import IntegrityError, connection, transaction
+
 from invoicing import services
 from invoicing.meters import consumption_by_month, reading_step
-from invoicing.models import Invoice, MeterReading
+from invoicing.models import Invoice, Meter, MeterReading
+from tests.factories import ServiceFactory
 
 MSK = ZoneInfo("Europe/Moscow")
 PRICE = Decimal("4.50")
@@ -131,3 +135,46 @@ def test_estimate_replaced_by_spread_when_a_later_reading_arrives(
     assert adjustment.total == cents(january_share * PRICE) - cents(100 * PRICE)
     february = Invoice.objects.get(period__code="2026-02", kind="invoice")
     assert february.total == cents((Decimal(590) - january_share) * PRICE)
+
+
+@pytest.mark.parametrize("wrong", ["account", "service", "meter"])
+def test_a_reading_names_its_meters_account_and_service(
+    account, make_account, service, readings, wrong, db
+):
+    """One foreign key covers a reading's meter, account and service: a reading naming
+    another account or service than its meter's, or no meter at all, is refused at
+    commit (here at once, by SET CONSTRAINTS), and nothing is stored."""
+    readings(account, service, ("100", "2026-01-10"))
+    meter = Meter.objects.get(account=account, service=service)
+    other_account = make_account()
+    other_service = ServiceFactory(brand=service.brand)
+    values = {
+        "meter_id": meter.pk,
+        "account_id": account.pk,
+        "service_id": service.pk,
+        "reading": Decimal("120"),
+        "taken_at": datetime(2026, 1, 20, 12, tzinfo=MSK),
+        "external_id": "wrong-1",
+    }
+    values.update(
+        {
+            "account": {"account_id": other_account.pk},
+            "service": {"service_id": other_service.pk},
+            "meter": {"meter_id": meter.pk + 10**9},
+        }[wrong]
+    )
+    with (
+        pytest.raises(IntegrityError, match="invoicing_meterreading_meter_series_fk"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        MeterReading.objects.create(**values)
+    assert not MeterReading.objects.filter(external_id="wrong-1").exists()
+    # The same reading naming its meter's own account and service is stored.
+    MeterReading.objects.create(
+        **{**values, "meter_id": meter.pk, "account_id": account.pk, "service_id": service.pk}
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    assert MeterReading.objects.filter(external_id="wrong-1").count() == 1
