@@ -223,8 +223,45 @@ def invoice_run_start(
     return run
 
 
-def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+# A run's chunks are cut and written by the server: the accounts (the ``accounts`` query,
+# one ``account_id`` column) numbered in order and grouped ``size`` at a time. The process
+# that plans a run of 1,500,000 accounts held their ids in Python three times over (the
+# rows, the list, the chunks) and sent them back quoted into the INSERT: 336 MB.
+_CHUNKS_SQL = """
+WITH numbered AS MATERIALIZED (
+    SELECT account_id, (row_number() OVER (ORDER BY account_id) - 1) / %(size)s AS index
+    FROM ({accounts}) a
+),
+written AS (
+    INSERT INTO invoicing_invoicerunchunk
+        (run_id, phase, index, account_ids, status, processed, failed)
+    SELECT %(run)s, %(phase)s, index, array_agg(account_id ORDER BY account_id),
+           %(pending)s, 0, 0
+    FROM numbered GROUP BY index
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM numbered), (SELECT count(*) FROM written)
+"""
+
+
+def _write_chunks(
+    run: InvoiceRun, phase: str, accounts_sql: str, params: dict[str, Any]
+) -> tuple[int, int]:
+    """Write the run's chunks of ``phase`` for the accounts ``accounts_sql`` selects;
+    returns (accounts, chunks)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CHUNKS_SQL.format(accounts=accounts_sql),
+            {
+                **params,
+                "size": run.chunk_size,
+                "run": run.pk,
+                "phase": phase,
+                "pending": InvoiceRunChunk.Status.PENDING,
+            },
+        )
+        total, chunks = cursor.fetchone()
+    return total, chunks
 
 
 def invoice_run_plan(*, run_id: int) -> InvoiceRun:
@@ -237,29 +274,21 @@ def invoice_run_plan(*, run_id: int) -> InvoiceRun:
         )
         if run.status != InvoiceRun.Status.PENDING:
             return run
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                SELECT DISTINCT s.account_id FROM invoicing_subscription s
-                JOIN brands_service sv ON sv.id = s.service_id
-                WHERE s.starts_on <= %(pe)s AND (s.ends_on IS NULL OR s.ends_on >= %(ps)s)
-                  AND (%(brand)s::bigint IS NULL OR sv.brand_id = %(brand)s::bigint)
-                ORDER BY s.account_id
-                """,
-                {"ps": run.period.starts_on, "pe": run.period.ends_on, "brand": run.brand_id},
-            )
-            accounts = [row[0] for row in cursor.fetchall()]
-        chunks = _chunks(accounts, run.chunk_size)
-        InvoiceRunChunk.objects.bulk_create(
-            InvoiceRunChunk(run=run, phase=InvoiceRun.Phase.RATE, index=i, account_ids=ids)
-            for i, ids in enumerate(chunks)
+        run.total, run.chunks_total = _write_chunks(
+            run,
+            InvoiceRun.Phase.RATE,
+            """
+            SELECT DISTINCT s.account_id FROM invoicing_subscription s
+            JOIN brands_service sv ON sv.id = s.service_id
+            WHERE s.starts_on <= %(pe)s AND (s.ends_on IS NULL OR s.ends_on >= %(ps)s)
+              AND (%(brand)s::bigint IS NULL OR sv.brand_id = %(brand)s::bigint)
+            """,
+            {"ps": run.period.starts_on, "pe": run.period.ends_on, "brand": run.brand_id},
         )
-        run.total = len(accounts)
-        run.chunks_total = len(chunks)
         run.status = InvoiceRun.Status.RUNNING
         run.started_at = timezone.now()
         run.save(update_fields=["total", "chunks_total", "status", "started_at"])
-        if not chunks:
+        if not run.chunks_total:
             _run_finish(run)
         else:
             _enqueue_chunks(run, InvoiceRun.Phase.RATE)
@@ -380,28 +409,22 @@ def invoice_run_approve(*, run: InvoiceRun | int, approved_by: Any = None) -> In
         run_obj = InvoiceRun.objects.select_for_update().get(pk=_pk(run))
         if run_obj.status != InvoiceRun.Status.DRAFT_READY:
             raise RunNotApprovable(run=run_obj.pk, status=run_obj.status)
-        accounts = list(
-            Invoice.objects.filter(run=run_obj, status=S.DRAFT)
-            .order_by("account_id")
-            .values_list("account_id", flat=True)
-            .distinct()
-        )
-        chunks = _chunks(accounts, run_obj.chunk_size)
-        InvoiceRunChunk.objects.bulk_create(
-            InvoiceRunChunk(run=run_obj, phase=InvoiceRun.Phase.ISSUE, index=i, account_ids=ids)
-            for i, ids in enumerate(chunks)
+        run_obj.total, run_obj.chunks_total = _write_chunks(
+            run_obj,
+            InvoiceRun.Phase.ISSUE,
+            "SELECT DISTINCT account_id FROM invoicing_invoice"
+            " WHERE run_id = %(run)s AND status = %(draft)s",
+            {"draft": S.DRAFT},
         )
         run_obj.phase = InvoiceRun.Phase.ISSUE
         run_obj.status = InvoiceRun.Status.RUNNING
-        run_obj.total = len(accounts)
         run_obj.processed = run_obj.failed = 0
-        run_obj.chunks_total = len(chunks)
         run_obj.chunks_done = 0
         run_obj.approved_at = timezone.now()
         run_obj.approved_by = approved_by if getattr(approved_by, "pk", None) else None
         run_obj.finished_at = None
         run_obj.save()
-        if not chunks:
+        if not run_obj.chunks_total:
             _run_finish(run_obj)
         else:
             _enqueue_chunks(run_obj, InvoiceRun.Phase.ISSUE)
