@@ -81,6 +81,25 @@ class AccountFactory(factory.django.DjangoModelFactory):
             self.brands.set(extracted)
 
 
+def accounts_bulk(brand, count: int, prefix: str) -> list[Account]:
+    """``count`` accounts of one client linked to ``brand``, in two INSERTs (numbers
+    ``prefix`` and six digits, not check-digit numbers): populations for tests of scale."""
+    template = AccountFactory(brands=[brand])
+    created = Account.objects.bulk_create(
+        Account(
+            number=f"{prefix}{n:06d}",
+            kind=template.kind,
+            client_id=template.client_id,
+            currency=template.currency,
+        )
+        for n in range(count)
+    )
+    Account.brands.through.objects.bulk_create(
+        Account.brands.through(account_id=acc.pk, brand_id=brand.pk) for acc in created
+    )
+    return created
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()

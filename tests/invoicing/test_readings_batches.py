@@ -9,11 +9,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
-from accounts.models import Account
 from invoicing.ingest import meter_readings_ingest_file
 from invoicing.ingest import readings as readings_module
 from invoicing.models import Meter, MeterReading
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, accounts_bulk
 from tests.invoicing.reads import rows_read
 
 
@@ -115,19 +114,7 @@ def test_a_series_longer_than_a_batch_stays_whole(account, service, monkeypatch,
 def test_batches_bound_the_memory_held(service, monkeypatch, db):
     """Python's peak allocation while placing 3,000 series: batches of 200 readings hold
     a fraction of what the whole file does (the file's rows never all live at once)."""
-    template = AccountFactory(brands=[service.brand])
-    created = Account.objects.bulk_create(
-        Account(
-            number=f"MEM{n:06d}",
-            kind=template.kind,
-            client_id=template.client_id,
-            currency=template.currency,
-        )
-        for n in range(3000)
-    )
-    Account.brands.through.objects.bulk_create(
-        Account.brands.through(account_id=acc.pk, brand_id=service.brand_id) for acc in created
-    )
+    created = accounts_bulk(service.brand, 3000, "MEM")
     accounts = [acc.pk for acc in created]
     rows = []
     for account_id in accounts:
@@ -158,19 +145,7 @@ def test_a_batch_reads_only_its_own_meters_and_readings(service, db):
     among 200 metered accounts reads a handful of rows, not every meter and reading. With
     nested loops off (as the planner chose when statistics lagged behind a month-end
     file), the joins to the batch's arrays scanned both tables whole, batch after batch."""
-    template = AccountFactory(brands=[service.brand])
-    created = Account.objects.bulk_create(
-        Account(
-            number=f"OWN{n:06d}",
-            kind=template.kind,
-            client_id=template.client_id,
-            currency=template.currency,
-        )
-        for n in range(202)
-    )
-    Account.brands.through.objects.bulk_create(
-        Account.brands.through(account_id=acc.pk, brand_id=service.brand_id) for acc in created
-    )
+    created = accounts_bulk(service.brand, 202, "OWN")
     others, (first, second) = created[:200], created[200:]
     rows = []
     for account in others:

@@ -9,26 +9,16 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.models import Account
 from invoicing import services
 from invoicing.models import Invoice, InvoiceRun, InvoiceRunChunk, Subscription, Tariff
 from invoicing.services.runs import invoice_run_plan
-from tests.factories import AccountFactory, ServiceFactory
+from tests.factories import ServiceFactory, accounts_bulk
 
 pytestmark = pytest.mark.django_db
 
 
 def subscribed_accounts(service, count, *, starts_on=date(2026, 1, 1), ends_on=None):
-    template = AccountFactory(brands=[service.brand])
-    created = Account.objects.bulk_create(
-        Account(
-            number=f"PL{service.pk:04d}{starts_on:%m}{n:06d}",
-            kind=template.kind,
-            client_id=template.client_id,
-            currency=template.currency,
-        )
-        for n in range(count)
-    )
+    created = accounts_bulk(service.brand, count, f"PL{service.pk:04d}{starts_on:%m}")
     tariff = Tariff.objects.filter(service=service).first() or services.tariff_create(
         service=service, kind="flat", price="10.00", valid_from=date(2025, 1, 1)
     )
